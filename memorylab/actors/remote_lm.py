@@ -1,0 +1,46 @@
+"""RemoteLM: the LM protocol over a ModelActor handle, so evaluation code never knows where a model runs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Sequence
+
+import numpy as np
+import ray
+
+from memorylab.models.protocol import GenerationParams
+
+
+class RemoteLM:
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return ray.get(self.handle.encode.remote(list(texts)))
+
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        return ray.get(self.handle.decode.remote([list(i) for i in ids]))
+
+    def token_logprobs(self, texts: Sequence[str]) -> list[np.ndarray]:
+        return ray.get(self.handle.token_logprobs.remote(list(texts)))
+
+    def token_logprob_moments(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return ray.get(self.handle.token_logprob_moments.remote(list(texts)))
+
+    def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        return ray.get(self.handle.loglikelihood.remote([tuple(p) for p in pairs]))
+
+    def generate(self, prompts: Sequence[str], params: GenerationParams) -> list[str]:
+        return ray.get(self.handle.generate.remote(list(prompts), params))
+
+    def next_token_logits(self, input_ids: Any, attention_mask: Any = None, past: Any = None,
+                          position_ids: Any = None) -> tuple[np.ndarray, str]:
+        """Here `past` is a session id kept by the actor (None starts one), not a cache object."""
+        session = past or uuid.uuid4().hex
+        mask = np.ones_like(np.asarray(input_ids)) if attention_mask is None else np.asarray(attention_mask)
+        logits = ray.get(self.handle.step.remote(session, np.asarray(input_ids), mask,
+                                                 None if position_ids is None else np.asarray(position_ids)))
+        return logits, session
+
+    def end_session(self, session: str) -> None:
+        ray.get(self.handle.end_session.remote(session))

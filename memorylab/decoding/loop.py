@@ -1,0 +1,86 @@
+"""A batched decoding loop over a next-token-logits step function.
+
+Written here rather than calling `transformers.generate` because the same loop must drive models that no
+library generates from: the ULD-combined model (target logits minus the assistant's) and speculative
+verification. A step takes left-padded ids and returns the last position's logits and a cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+
+from memorylab.models.protocol import GenerationParams
+
+# step(input_ids, attention_mask, position_ids, past) -> (logits[B, V], past)
+Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Any], tuple[torch.Tensor, Any]]
+
+
+def stop_token_ids(vocab_texts: Sequence[str], stop: Sequence[str]) -> list[int]:
+    """Ids of tokens whose text contains a stop string: a row ends as soon as it emits one."""
+    return [i for i, text in enumerate(vocab_texts) if any(s in text for s in stop)]
+
+
+def _choose(logits: torch.Tensor, params: GenerationParams, generator: Optional[torch.Generator]) -> torch.Tensor:
+    if params.greedy:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        # Keep the smallest prefix whose mass reaches top_p (the first token is always kept).
+        keep = sorted_p.cumsum(-1) - sorted_p < params.top_p
+        sorted_p = sorted_p * keep
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.inference_mode()
+def decode(
+    step: Step,
+    prompts: Sequence[Sequence[int]],
+    params: GenerationParams,
+    *,
+    pad_id: int,
+    eos_id: Optional[int],
+    stop_ids: Sequence[int] = (),
+    device: torch.device | str = "cpu",
+) -> list[list[int]]:
+    """Generate for every prompt (token ids) and return the new ids of each row, cut at EOS or a stop token
+    (the stop token itself is kept so the caller can cut its text precisely)."""
+    if not prompts:
+        return []
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token (prepend BOS)")
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
+        mask[row, width - len(p):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    # Positions count real tokens only, so a left-padded row sees the same positions as it would alone.
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+
+    enders = set(stop_ids) | ({eos_id} if eos_id is not None else set())
+    ender_tensor = torch.tensor(sorted(enders), dtype=torch.long, device=device)
+    generator = None
+    if not params.greedy:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(params.seed if params.seed is not None else 0)
+
+    out: list[list[int]] = [[] for _ in prompts]
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    logits, past = step(ids, mask, positions, None)
+    for _ in range(params.max_new_tokens):
+        nxt = _choose(logits, params, generator)
+        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+        for row in torch.nonzero(~done).flatten().tolist():
+            out[row].append(int(nxt[row]))
+        done |= torch.isin(nxt, ender_tensor)
+        if bool(done.all()):
+            break
+        mask = torch.cat([mask, (~done).long().unsqueeze(-1)], dim=-1)
+        positions = positions[:, -1:] + 1
+        logits, past = step(nxt.unsqueeze(-1), mask, positions, past)
+    return out

@@ -1,0 +1,60 @@
+"""The LM protocol: the narrow, batched interface every backend implements and every metric consumes.
+
+Batch in, batch out, no Ray inside: an actor wraps a backend, it is not one. Any object with these methods
+(a local backend, a `RemoteLM` over an actor, later the ULD-combined model) can be evaluated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """How to continue a prompt. temperature 0 means greedy, which is what every metric uses."""
+
+    max_new_tokens: int = 32
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: Optional[int] = None
+    # A generation stops at the first token whose text contains one of these (and is cut there).
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@runtime_checkable
+class LM(Protocol):
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, without special tokens."""
+
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        """Texts of token-id sequences."""
+
+    def token_logprobs(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """log p(x_t | x_<t) for every token of each text (conditioned on BOS), float64."""
+
+    def token_logprob_moments(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(log p(x_t), E_z[log p(z)], Var_z[log p(z)]) per position, the inputs of Min-K%++."""
+
+    def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Sum of log p(continuation tokens | context) for each (context, continuation)."""
+
+    def next_token_logits(self, input_ids: Any, attention_mask: Any = None, past: Any = None) -> tuple[Any, Any]:
+        """Logits of the next token for each row (B, V) and the updated cache."""
+
+    def generate(self, prompts: Sequence[str], params: GenerationParams) -> list[str]:
+        """The continuation of each prompt (without the prompt)."""

@@ -1,0 +1,38 @@
+"""Backends by name, as lazy "module:Class" strings (the lm-evaluation-harness way).
+
+A heavy engine (vLLM) is imported only when a scenario chooses it, so installing or importing memorylab
+never needs it. Every class has `load(source, *, dtype, device, batch_size)`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+BACKENDS: dict[str, str] = {
+    "hf": "memorylab.models.backends.hf:HFLM",
+}
+
+
+def register_backend(name: str, target: str) -> None:
+    if ":" not in target:
+        raise ValueError(f"backend target must look like 'package.module:Class', got {target!r}")
+    BACKENDS[name] = target
+
+
+def backend_class(name: str) -> Any:
+    if name not in BACKENDS:
+        raise KeyError(f"unknown backend {name!r}; known backends: {', '.join(sorted(BACKENDS))}")
+    module_name, _, attr = BACKENDS[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportError(f"backend {name!r} needs a package that is not installed ({exc.name}); "
+                          f"install memorylab with the extra that provides it") from exc
+    return getattr(module, attr)
+
+
+def load_lm(source: str, *, backend: str = "hf", dtype: str = "float32", device: str = "auto",
+            batch_size: int = 32) -> Any:
+    """An LM-protocol object for a hub id or a local model folder."""
+    return backend_class(backend).load(source, dtype=dtype, device=device, batch_size=batch_size)

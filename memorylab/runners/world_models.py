@@ -1,0 +1,96 @@
+"""Train models on a synthetic world: the tokenizer, the corpora per split, and parallel training on Ray.
+
+Shared by every runner that needs a target (forget + retain) and a retrain reference (retain only): the
+memorization quickstart now, unlearning and continual training later.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import ray
+
+from memorylab.cluster.resources import actor_options, device_for, torch_threads
+from memorylab.data import World
+from memorylab.evaluation import qa_document
+from memorylab.scenario import ActorResources, ModelSpec, TrainConfig
+
+
+def corpus(world: World, splits: Sequence[str]) -> list[str]:
+    """Training documents of the splits: biographies, fact paraphrases, canaries (with forget), QA pairs."""
+    return world.training_documents(splits) + [qa_document(q) for s in splits for q in world.qa(s)]
+
+
+def prepare_tokenizer(spec: ModelSpec, world: World, folder: Path) -> Path:
+    """The tokenizer every model of the run shares, saved to `folder`.
+
+    A tiny model's BPE is trained on the retain corpus plus every canary word (the secrets' and the
+    candidates'), never on forget texts: merges learned from eight copies of a canary would make its secret
+    cheaper to spell for every model, the retrain reference included, and inflate exposure across the board.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    if spec.is_tiny:
+        from memorylab.models.tokenizer import train_bpe_tokenizer
+
+        words = sorted({w for c in world.canaries for s in (c.secret, *c.candidates) for w in s.split()})
+        tokenizer = train_bpe_tokenizer(corpus(world, ["retain"]) + [" ".join(words)], spec.tiny.vocab_size)
+    else:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(spec.name)
+        if tokenizer.pad_token is None:  # many hub LMs ship without one; batching needs it
+            tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _train_task(spec_json: str, tokenizer_dir: str, documents: list[str], train_json: str, out_dir: str,
+                seed: int, threads: int, device: str, desc: str) -> dict[str, Any]:
+    """Runs in a Ray worker: build or load the base model, train it, return where it was saved."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from memorylab.models.backends.hf import DTYPES
+    from memorylab.models.tiny import build_tiny_model
+    from memorylab.models.trainer import train_causal_lm
+
+    torch.set_num_threads(threads)
+    spec = ModelSpec.model_validate_json(spec_json)
+    train = TrainConfig.model_validate_json(train_json)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    if spec.is_tiny:
+        model = build_tiny_model(spec.tiny, tokenizer, seed)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(spec.name, dtype=DTYPES[spec.dtype])
+    model.to(device)
+    result = train_causal_lm(model, tokenizer, documents, train, Path(out_dir), seed, desc=desc)
+    return {"path": str(result.final_dir), "seconds": result.seconds, "steps": result.steps,
+            "final_loss": result.losses[-1],
+            "resumed_from": result.resumed_from, "losses": result.losses}
+
+
+def train_models(corpora: dict[str, list[str]], spec: ModelSpec, train: TrainConfig, resources: ActorResources,
+                 tokenizer_dir: Path, out_dir: Path, seed: int) -> dict[str, dict[str, Any]]:
+    """Train one model per corpus, all at once as Ray tasks (each with the trainer's resources).
+
+    A model whose folder already holds a finished training (final/train_log.json) is reused, not retrained:
+    that is what lets an interrupted run resume. Every model starts from the same seed, so the only
+    difference between a target and its retrain reference is the data."""
+    task = ray.remote(_train_task).options(**actor_options(resources), max_retries=0)
+    pending, results = {}, {}
+    for name, documents in corpora.items():
+        folder = out_dir / "models" / name
+        log = folder / "final" / "train_log.json"
+        if log.exists() and json.loads(log.read_text()).get("steps") == train.steps:
+            saved = json.loads(log.read_text())
+            results[name] = {"path": str(log.parent), "seconds": saved["seconds"], "steps": saved["steps"],
+                             "final_loss": saved["losses"][-1], "resumed_from": "finished",
+                             "losses": saved["losses"]}
+            continue
+        pending[name] = task.remote(spec.model_dump_json(), str(tokenizer_dir), documents, train.model_dump_json(),
+                                    str(folder), seed, torch_threads(resources),
+                                    device_for(resources, spec.device), f"train {name}")
+    results.update(zip(pending, ray.get(list(pending.values()))))
+    return {name: results[name] for name in corpora}

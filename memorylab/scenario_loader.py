@@ -1,0 +1,304 @@
+"""Load a scenario file into its pydantic model; every problem becomes one `FILE:LINE: field.path: message`.
+
+pydantic knows field paths but not lines, and yaml.safe_load forgets lines, so we compose the YAML node tree
+ourselves, map every key path to the line it sits on, and translate each pydantic error into a line an
+editor can jump to. All problems of a file are collected, so a user fixes the file in one pass. Problems that
+come from a command-line override name `--set` instead of a line: the file is not where to look.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from memorylab.errors import MemorylabError
+from memorylab.scenario import KINDS
+
+Loc = tuple[str, ...]  # a field path such as ("train", "lr"); list indices are strings too ("0")
+SET = "--set"  # stands for the line of a problem that a command-line override caused
+
+# Fields that may name a local file or folder; checked only when the value looks like a path, since the
+# same fields also hold HF hub ids ("gpt2") and the built-in "tiny".
+_PATH_FIELDS = {"name", "path"}
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-3` as a float: PyYAML follows YAML 1.1, which needs a dot (`1.0e-3`),
+    so learning rates written the usual way would reach the recorded config as strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+class ScenarioError(MemorylabError):
+    """A scenario that cannot be loaded; `problems` holds one `FILE:LINE: field.path: message` each."""
+
+    def __init__(self, problems: Iterable[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class _Problems:
+    def __init__(self, file: Union[str, os.PathLike]):
+        self.file = str(file)  # as the user spelled it, so the line is relative to where they ran from
+        self.found: list[tuple[Union[int, str], str, str]] = []
+
+    def add(self, line: Union[int, str], field: str, message: str) -> None:
+        message = " ".join(str(message).split())  # one line, whatever pydantic or PyYAML said
+        self.found.append((line, field, message))
+
+    @property
+    def lines(self) -> list[str]:
+        # In file order (pydantic reports in schema order), then the overrides in command-line order.
+        order = sorted(self.found, key=lambda p: (1, 0) if p[0] == SET else (0, p[0]))
+        return [f"{self.file}:{line}: {field}: {message}" for line, field, message in order]
+
+
+def load_scenario(path: Union[str, os.PathLike], overrides: Iterable[str] = ()) -> BaseModel:
+    """The validated model of the file's kind, with overrides (`a.b.c=value`) applied; ScenarioError if not."""
+    return _load(Path(path), overrides, validate=True)[0]
+
+
+def load_scenario_dict(path: Union[str, os.PathLike], overrides: Iterable[str] = ()) -> dict:
+    """The raw mapping of the file with overrides merged in, not validated (the `config` of a report).
+
+    Raises ScenarioError for what stops it being a mapping: missing file, YAML syntax, malformed overrides.
+    """
+    return _load(Path(path), overrides, validate=False)[1]
+
+
+def _load(path: Path, overrides: Iterable[str], validate: bool) -> tuple[Optional[BaseModel], dict]:
+    out = _Problems(path)
+    parsed = _read(path, out)
+    if parsed is None:
+        raise ScenarioError(out.lines)
+    data, lines = parsed
+    if isinstance(overrides, str):  # one override passed bare would otherwise be read character by character
+        overrides = [overrides]
+    set_paths = _apply_overrides(data, overrides or (), out)
+    model = _validate(data, lines, set_paths, out, base=path.absolute().parent) if validate else None
+    if out.lines:
+        raise ScenarioError(out.lines)
+    return model, data
+
+
+def _read(path: Path, out: _Problems) -> Optional[tuple[dict, dict[Loc, int]]]:
+    """The file's mapping and the line of every key path, or None after adding a file/yaml problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return out.add(1, "file", "no such file")
+    except IsADirectoryError:
+        return out.add(1, "file", "is a folder, not a scenario file")
+    except (OSError, UnicodeDecodeError) as e:
+        return out.add(1, "file", f"cannot read it: {getattr(e, 'strerror', None) or e}")
+    try:
+        loader = _Loader(text)  # checks for unprintable characters right here
+    except yaml.YAMLError as e:  # a ReaderError: it has a character position, not a mark
+        line = text.count("\n", 0, getattr(e, "position", 0)) + 1
+        return out.add(line, "yaml", str(e).splitlines()[0])
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return out.add(1, "file", "empty file; expected a mapping with at least 'name' and 'kind'")
+        lines: dict[Loc, int] = {(): node.start_mark.line + 1}
+        _index(node, (), lines, out, stack=())
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        message = e.problem or "invalid YAML"
+        if e.context:
+            message += f" ({e.context})"
+        return out.add(mark.line + 1 if mark else 1, "yaml", message)
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        return out.add(lines[()], "file", f"expected a mapping of settings at the top, got {_a(data)}")
+    return data, lines
+
+
+def _index(node: yaml.Node, loc: Loc, lines: dict[Loc, int], out: _Problems, stack: tuple) -> None:
+    """Record the line of every key (and list item) under `node`; report duplicate keys, which PyYAML
+    would otherwise resolve silently in favour of the last one."""
+    if id(node) in stack:  # a recursive alias (&a [*a]) would never end
+        return
+    stack += (id(node),)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            # Merged keys (<<: *base) have no line of their own here; problems fall back to the mapping.
+            if key.tag == _MERGE_TAG or not isinstance(key, yaml.ScalarNode):
+                continue
+            here = loc + (key.value,)
+            if here in lines:
+                out.add(key.start_mark.line + 1, ".".join(here), f"duplicate key; line {lines[here]} sets it too")
+            lines[here] = key.start_mark.line + 1
+            _index(value, here, lines, out, stack)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[loc + (str(i),)] = item.start_mark.line + 1
+            _index(item, loc + (str(i),), lines, out, stack)
+
+
+def _apply_overrides(data: dict, overrides: Iterable[str], out: _Problems) -> set[Loc]:
+    """Merge `a.b.c=value` overrides into `data` (value typed by YAML); return the paths they set."""
+    applied: set[Loc] = set()
+    for item in overrides:
+        key, eq, raw = item.partition("=")
+        key = key.strip()
+        parts = tuple(key.split("."))
+        if not eq:
+            out.add(SET, key or "set", f"expected a.b.c=VALUE, got {item!r}")
+            continue
+        if not key or "" in parts:
+            out.add(SET, key or "set", f"expected a dotted path before '=', got {item!r}")
+            continue
+        try:
+            value = yaml.load(raw, Loader=_Loader)  # typed like the file: 3, true, 1e-3, [1, 2]
+        except yaml.YAMLError:
+            out.add(SET, key, f"value is not valid YAML: {raw!r}")
+            continue
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            if node.get(part) is None:  # absent, or `train:` left empty in the file
+                node[part] = {}
+            if not isinstance(node[part], dict):
+                where = ".".join(parts[: i + 1])
+                out.add(SET, key, f"{where} is {_a(node[part])}, not a mapping, so it has no key '{parts[i + 1]}'")
+                break
+            node = node[part]
+        else:
+            node[parts[-1]] = value
+            applied.add(parts)
+    return applied
+
+
+def _validate(data: dict, lines: dict[Loc, int], set_paths: set[Loc], out: _Problems, base: Path):
+    def where(loc: Loc) -> Union[int, str]:
+        return _line_of(loc, lines, set_paths)
+
+    # Dispatch by hand rather than through a discriminated union: its errors would be one per known kind.
+    expected = ", ".join(KINDS)
+    if "kind" not in data:
+        return out.add(where(("kind",)), "kind", f"required field is missing; expected one of: {expected}")
+    kind = data["kind"]
+    cls = KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        return out.add(where(("kind",)), "kind", f"unknown kind {kind!r}; expected one of: {expected}")
+    try:
+        model = cls.model_validate(data)
+    except ValidationError as e:
+        for err in e.errors(include_url=False):
+            loc = tuple(str(p) for p in err["loc"])
+            out.add(where(loc), ".".join(loc) or "file", _message(err, cls, loc))
+        return None
+    for loc, message in _check_paths(model, base):
+        out.add(where(loc), ".".join(loc), message)
+    return model
+
+
+def _line_of(loc: Loc, lines: dict[Loc, int], set_paths: set[Loc]) -> Union[int, str]:
+    # An override at loc or above it set the offending value.
+    if any(loc[:i] in set_paths for i in range(len(loc), 0, -1)):
+        return SET
+    # The deepest part of the path the file spells out: the key itself, or for a missing field (or a
+    # model validator's error) the enclosing mapping.
+    for i in range(len(loc), 0, -1):
+        if loc[:i] in lines:
+            return lines[loc[:i]]
+    # The file never mentions loc, but overrides set keys below it (a validator on a mapping they created).
+    if any(p[: len(loc)] == loc for p in set_paths):
+        return SET
+    return lines[()]
+
+
+def _message(err: dict, cls: type[BaseModel], loc: Loc) -> str:
+    kind, value = err["type"], err.get("input")
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        model = _model_at(cls, loc[:-1])
+        if model is None:
+            return "unknown key"
+        allowed = list(model.model_fields)
+        close = difflib.get_close_matches(loc[-1], allowed, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"unknown key{hint}; expected one of: {', '.join(allowed)}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a mapping, got {_a(value)}"
+    message = err["msg"]
+    for noise in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(noise)
+    if not isinstance(value, (dict, list, tuple)):  # a model validator's input is the whole mapping
+        shown = repr(value)
+        message += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+    return message
+
+
+def _model_at(tp: Any, loc: Loc) -> Optional[type[BaseModel]]:
+    """The pydantic model that validates the mapping at `loc` below `tp`, for listing its allowed keys."""
+    for part in loc:
+        tp = _unwrap_optional(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(part)
+            if field is None:
+                return None
+            tp = field.annotation
+        elif typing.get_origin(tp) in (dict, list, tuple) and typing.get_args(tp):
+            tp = typing.get_args(tp)[-1]  # `part` is a key or an index; step into the value type
+        else:
+            return None
+    tp = _unwrap_optional(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _check_paths(model: BaseModel, base: Path, loc: Loc = ()) -> list[tuple[Loc, str]]:
+    """Problems for path-like fields (`name`, `path`, `*_path`) naming a local path that does not exist.
+
+    Checked here rather than in the schema so that validation stays pure and a relative path is resolved
+    against the scenario file's folder, not the folder the command happens to run from.
+    """
+    problems: list[tuple[Loc, str]] = []
+    for name, value in model:
+        here = loc + (name,)
+        if isinstance(value, BaseModel):
+            problems += _check_paths(value, base, here)
+        elif isinstance(value, (dict, list, tuple)):  # e.g. a list of models in a later kind
+            for key, child in value.items() if isinstance(value, dict) else enumerate(value):
+                if isinstance(child, BaseModel):
+                    problems += _check_paths(child, base, here + (str(key),))
+        elif (
+            isinstance(value, str)
+            and (name in _PATH_FIELDS or name.endswith("_path"))
+            and value.startswith(("/", "./", "../", "~"))
+        ):
+            target = Path(os.path.normpath(base / Path(value).expanduser()))
+            if not target.exists():
+                problems.append((here, f"no such file or directory: {target}"))
+    return problems
+
+
+def _a(value: Any) -> str:
+    """'a list', 'an integer'...: what a value is, in words, for messages."""
+    if value is None:
+        return "nothing (null)"
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
+    return names.get(type(value), f"a {type(value).__name__}")

@@ -1,0 +1,156 @@
+"""The scenario loader: valid files, overrides, and problems as `FILE:LINE: field.path: message`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from memorylab.errors import MemorylabError
+from memorylab.scenario import MemorizationScenario
+from memorylab.scenario_loader import ScenarioError, load_scenario, load_scenario_dict
+
+MINIMAL = "# memorylab run s.yaml\nname: s\nkind: memorization\n"
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Work in tmp_path, so problem lines name the file as written: `s.yaml:3: ...`."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write(text: str, name: str = "s.yaml") -> str:
+    Path(name).parent.mkdir(parents=True, exist_ok=True)
+    Path(name).write_text(text)
+    return name
+
+
+def problems(path, overrides=()) -> list[str]:
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(path, overrides)
+    assert str(e.value) == "\n".join(e.value.problems)
+    return e.value.problems
+
+
+def test_minimal_file_loads_with_defaults(in_tmp):
+    s = load_scenario(write(MINIMAL))
+    assert isinstance(s, MemorizationScenario)
+    assert (s.name, s.kind, s.train.steps, s.model.name) == ("s", "memorization", 600, "tiny")
+
+
+def test_overrides_are_typed_by_yaml(in_tmp):
+    path = write(MINIMAL + "train:\n  steps: 10\n")
+    sets = ["train.lr=1e-3", "train.steps=3", "model.tiny.tie_word_embeddings=false", "ray.num_cpus=2", "seed= 7"]
+    s = load_scenario(path, sets)
+    assert (s.train.lr, s.train.steps, s.model.tiny.tie_word_embeddings, s.ray.num_cpus, s.seed) == (
+        0.001, 3, False, 2, 7
+    )
+    raw = load_scenario_dict(path, sets)
+    # The raw dict keeps YAML's types (1e-3 is a float, not YAML 1.1's string) and creates missing mappings.
+    assert raw["train"] == {"steps": 3, "lr": 0.001}
+    assert raw["ray"] == {"num_cpus": 2}
+    assert raw["model"] == {"tiny": {"tie_word_embeddings": False}}
+
+
+def test_override_value_can_be_a_list_or_mapping(in_tmp):
+    raw = load_scenario_dict(write(MINIMAL), ["resources.model={num_gpus: 0.5}", "extra.list=[1, 2]"])
+    assert raw["resources"]["model"] == {"num_gpus": 0.5}
+    assert raw["extra"]["list"] == [1, 2]
+
+
+def test_file_accepts_1e_floats(in_tmp):
+    assert load_scenario(write(MINIMAL + "train:\n  lr: 1e-4\n")).train.lr == 1e-4
+    assert load_scenario_dict("s.yaml")["train"]["lr"] == 1e-4
+
+
+def test_dict_is_unvalidated_but_file_problems_raise(in_tmp):
+    assert load_scenario_dict(write("name: x\nkind: nope\n")) == {"name": "x", "kind": "nope"}
+    with pytest.raises(ScenarioError):
+        load_scenario_dict("absent.yaml")
+
+
+def test_scenario_error_is_a_user_error():
+    assert issubclass(ScenarioError, MemorylabError)
+
+
+def test_all_problems_of_a_file_in_file_order(in_tmp):
+    path = write(
+        "name: s\n"  # 1
+        "kind: memorization\n"  # 2
+        "train:\n"  # 3
+        "  steps: many\n"  # 4
+        "  lrr: 0.1\n"  # 5
+        "world:\n"  # 6
+        "  num_people: -3\n"  # 7
+        "colour: blue\n"  # 8
+    )
+    found = problems(path)
+    assert [p.split(": ", 2)[:2] for p in found] == [
+        ["s.yaml:4", "train.steps"],
+        ["s.yaml:5", "train.lrr"],
+        ["s.yaml:7", "world.num_people"],
+        ["s.yaml:8", "colour"],
+    ]
+    assert found[1] == (
+        "s.yaml:5: train.lrr: unknown key (did you mean 'lr'?); expected one of: steps, batch_size, seq_len, lr, "
+        "min_lr_ratio, warmup_steps, weight_decay, grad_clip, checkpoint_every"
+    )
+
+
+def test_override_problems_name_set_and_come_with_file_problems(in_tmp):
+    path = write(MINIMAL + "colour: blue\n")
+    assert problems(path, ["train.lr=-1", "oops", "=3", "name.x=1", "train..lr=1"]) == [
+        "s.yaml:4: colour: unknown key; expected one of: name, kind, description, seed, world, model, train, eval, "
+        "resources, ray",
+        "s.yaml:--set: oops: expected a.b.c=VALUE, got 'oops'",
+        "s.yaml:--set: set: expected a dotted path before '=', got '=3'",
+        "s.yaml:--set: name.x: name is a string, not a mapping, so it has no key 'x'",
+        "s.yaml:--set: train..lr: expected a dotted path before '=', got 'train..lr=1'",
+        "s.yaml:--set: train.lr: Input should be greater than 0 (got -1)",
+    ]
+
+
+def test_override_breaking_a_model_validator_names_set_when_file_omits_the_mapping(in_tmp):
+    path = write(MINIMAL)
+    assert problems(path, ["world.forget=50"]) == [
+        "s.yaml:--set: world: forget (50) + holdout (6) must leave at least one retain person out of num_people (48)"
+    ]
+
+
+def test_duplicate_key_is_reported(in_tmp):
+    path = write(MINIMAL + "seed: 1\nseed: 2\n")
+    assert problems(path) == ["s.yaml:5: seed: duplicate key; line 4 sets it too"]
+
+
+def test_merge_keys_work_and_fall_back_to_the_mapping_line(in_tmp):
+    text = MINIMAL + "base: &b\n  lr: -1\n" + "train:\n  <<: *b\n  steps: 5\n"
+    found = problems(write(text))
+    assert "s.yaml:4: base: unknown key" in found[0]
+    assert found[1] == "s.yaml:6: train.lr: Input should be greater than 0 (got -1)"
+
+
+def test_local_model_path_is_resolved_next_to_the_scenario(in_tmp):
+    path = write(MINIMAL + "model:\n  name: ./ckpt\n", name="sub/s.yaml")
+    found = problems(path)
+    assert found == [f"sub/s.yaml:5: model.name: no such file or directory: {in_tmp / 'sub' / 'ckpt'}"]
+    (in_tmp / "sub" / "ckpt").mkdir()
+    assert load_scenario(path).model.name == "./ckpt"
+
+
+def test_hub_ids_and_tiny_are_not_paths(in_tmp):
+    assert load_scenario(write(MINIMAL + "model:\n  name: EleutherAI/pythia-70m\n")).model.name.startswith("Eleuther")
+
+
+def test_home_path_is_expanded(in_tmp, monkeypatch):
+    monkeypatch.setenv("HOME", str(in_tmp))
+    path = write(MINIMAL + "model:\n  name: ~/weights\n")
+    assert problems(path) == [f"s.yaml:5: model.name: no such file or directory: {in_tmp / 'weights'}"]
+    (in_tmp / "weights").mkdir()
+    load_scenario(path)
+
+
+def test_every_problem_is_one_line(in_tmp):
+    path = write("name: 'a\n  b'\nkind: memorization\nworld: 5\nmodel:\n  dtype: int8\n")
+    for line in problems(path):
+        assert "\n" not in line and line.startswith("s.yaml:")
