@@ -61,16 +61,21 @@ class ModelActor:
     def generate(self, prompts: Sequence[str], params: GenerationParams) -> list[str]:
         return self.lm.generate(prompts, params)
 
-    def step(self, session: str, input_ids: np.ndarray, attention_mask: np.ndarray,
+    def step(self, session: str, input_ids: np.ndarray, attention_mask: Optional[np.ndarray] = None,
              position_ids: Optional[np.ndarray] = None) -> np.ndarray:
-        """Next-token logits for a decoding session; the first call of a session starts a fresh cache."""
+        """Next-token logits for a decoding session; the first call of a session starts a fresh cache.
+
+        A mask, when given, covers the cached tokens too (past + new, as transformers expects); None means
+        every token so far is real, which lets a single-row caller step without tracking the length."""
         import torch
 
-        logits, past = self.lm.next_token_logits(
-            torch.as_tensor(input_ids), torch.as_tensor(attention_mask), self._sessions.get(session),
-            None if position_ids is None else torch.as_tensor(position_ids))
+        # inference_mode: no autograd graph is kept alive in the cache, and .numpy() works on the logits.
+        with torch.inference_mode():
+            logits, past = self.lm.next_token_logits(
+                torch.as_tensor(input_ids), None if attention_mask is None else torch.as_tensor(attention_mask),
+                self._sessions.get(session), None if position_ids is None else torch.as_tensor(position_ids))
         self._sessions[session] = past
-        return logits.cpu().numpy()
+        return logits.float().cpu().numpy()
 
     def end_session(self, session: str) -> None:
         self._sessions.pop(session, None)
@@ -79,6 +84,9 @@ class ModelActor:
 def create_model_actor(role: str, source: str, spec: ModelSpec, resources: ActorResources, *, seed: int = 0,
                        batch_size: int = 32, name: Optional[str] = None) -> Any:
     """Start a ModelActor with the scenario's resources (fractional GPUs allowed)."""
+    # Checked here too: inside the actor a bad role only surfaces, as an ActorDiedError, at the first call.
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
     options = actor_options(resources)
     if name:
         options["name"] = name

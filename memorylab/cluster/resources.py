@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from memorylab.errors import MemorylabError
 from memorylab.scenario import ActorResources
 
 
@@ -23,7 +24,14 @@ def torch_threads(res: ActorResources) -> int:
 
 
 def device_for(res: ActorResources, requested: str) -> str:
-    """An actor without a GPU share must not touch CUDA even if the node has one (Ray hides it anyway)."""
+    """An actor without a GPU share must not touch CUDA even if the node has one (Ray hides it anyway).
+
+    So "auto" means cpu without a GPU share, and an explicit CUDA device without one is refused here, with a
+    sentence, instead of failing inside the actor as an ActorDiedError about missing CUDA devices."""
     if requested == "auto":
         return "cuda" if res.num_gpus > 0 else "cpu"
+    if requested.startswith("cuda") and res.num_gpus <= 0:
+        raise MemorylabError(f"device {requested!r} needs a GPU share, but the actor's resources give "
+                             f"num_gpus: 0; set num_gpus (a fraction such as 0.5 shares a GPU) or use "
+                             f"device: auto or cpu")
     return requested

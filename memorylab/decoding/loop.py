@@ -72,13 +72,14 @@ def decode(
     out: list[list[int]] = [[] for _ in prompts]
     done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     logits, past = step(ids, mask, positions, None)
-    for _ in range(params.max_new_tokens):
+    for t in range(params.max_new_tokens):
         nxt = _choose(logits, params, generator)
         nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
         for row in torch.nonzero(~done).flatten().tolist():
             out[row].append(int(nxt[row]))
         done |= torch.isin(nxt, ender_tensor)
-        if bool(done.all()):
+        # No forward pass for logits that nobody will read: after the last token, or once every row ended.
+        if bool(done.all()) or t == params.max_new_tokens - 1:
             break
         mask = torch.cat([mask, (~done).long().unsqueeze(-1)], dim=-1)
         positions = positions[:, -1:] + 1

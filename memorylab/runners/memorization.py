@@ -28,20 +28,24 @@ METRICS = ("verbmem_forget", "knowmem_forget", "knowmem_retain", "mia_auc_forget
 CORPORA = {"target": ("forget", "retain"), "retrain": ("retain",)}
 
 
-def evaluate_models(scenario: MemorizationScenario, world, paths: dict[str, str]) -> tuple[dict[str, Evaluation], dict]:
-    """One ModelActor per model, evaluated concurrently (each evaluation mostly waits on its actor)."""
-    actors = {name: create_model_actor("target", path, scenario.model, scenario.resources.model,
-                                       seed=scenario.seed, batch_size=scenario.eval.batch_size)
-              for name, path in paths.items()}
+def evaluate_model(scenario: MemorizationScenario, world, path: str, name: str) -> tuple[Evaluation, dict]:
+    """Load one model into a ModelActor, measure it, and free the actor's resources at once: on a Ray with
+    fewer CPUs than actors, the next model's actor then starts instead of waiting forever."""
+    actor = create_model_actor("target", path, scenario.model, scenario.resources.model,
+                               seed=scenario.seed, batch_size=scenario.eval.batch_size)
     try:
-        infos = dict(zip(actors, ray.get([a.info.remote() for a in actors.values()])))
-        with ThreadPoolExecutor(max_workers=len(actors)) as pool:
-            futures = {name: pool.submit(evaluate_memorization, RemoteLM(a), world, scenario.eval, f"eval {name}")
-                       for name, a in actors.items()}
-            return {name: f.result() for name, f in futures.items()}, infos
+        info = ray.get(actor.info.remote())
+        return evaluate_memorization(RemoteLM(actor), world, scenario.eval, f"eval {name}"), info
     finally:
-        for a in actors.values():
-            ray.kill(a)
+        ray.kill(actor)
+
+
+def evaluate_models(scenario: MemorizationScenario, world, paths: dict[str, str]) -> tuple[dict[str, Evaluation], dict]:
+    """All models at once, each in its own actor (each evaluation mostly waits on its actor)."""
+    with ThreadPoolExecutor(max_workers=len(paths)) as pool:
+        futures = {name: pool.submit(evaluate_model, scenario, world, path, name) for name, path in paths.items()}
+        results = {name: f.result() for name, f in futures.items()}
+    return {n: r[0] for n, r in results.items()}, {n: r[1] for n, r in results.items()}
 
 
 def run(scenario: MemorizationScenario, out_dir: Path, *, address: Optional[str] = None,
@@ -57,6 +61,7 @@ def run(scenario: MemorizationScenario, out_dir: Path, *, address: Optional[str]
     world = build_world(scenario.world, seed=scenario.seed)
     t = lap("world", t)
     with ray_session(address or scenario.ray.address, scenario.ray.num_cpus):
+        t = lap("ray_start", t)
         tokenizer_dir = prepare_tokenizer(scenario.model, world, out_dir / "tokenizer")
         t = lap("tokenizer", t)
         corpora = {name: corpus(world, splits) for name, splits in CORPORA.items()}

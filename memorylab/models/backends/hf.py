@@ -86,7 +86,9 @@ class HFLM:
                 yield i, logp[row, : n - 1], ids[row, 1:n].to(self.device)
 
     def _with_start(self, texts: Sequence[str]) -> list[list[int]]:
-        seqs = [[self.start_id] + ids for ids in self.encode(texts)]
+        return self._check_length([[self.start_id] + ids for ids in self.encode(texts)])
+
+    def _check_length(self, seqs: list[list[int]]) -> list[list[int]]:
         too_long = [i for i, s in enumerate(seqs) if len(s) > self.max_length]
         if too_long:
             raise ValueError(f"text {too_long[0]} has {len(seqs[too_long[0]])} tokens, over the model's "
@@ -112,9 +114,10 @@ class HFLM:
     def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         # Context and continuation are tokenized apart, so every candidate continuation of one context is
         # scored over exactly its own tokens (what exposure ranking needs).
-        contexts = self._with_start([c for c, _ in pairs])
+        contexts = [[self.start_id] + ids for ids in self.encode([c for c, _ in pairs])]
         continuations = self.encode([x for _, x in pairs])
-        seqs = [c + x for c, x in zip(contexts, continuations)]
+        # The whole sequence must fit, not only the context: past the context window scores are garbage.
+        seqs = self._check_length([c + x for c, x in zip(contexts, continuations)])
         out = [0.0] * len(pairs)
         for i, logp, targets in self._forward_logprobs(seqs):
             token_lp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
@@ -141,7 +144,7 @@ class HFLM:
 
     def generate(self, prompts: Sequence[str], params: GenerationParams) -> list[str]:
         stops = stop_token_ids(self._vocab_texts, params.stop) if params.stop else []
-        seqs = [[self.start_id] + ids for ids in self.encode(prompts)]
+        seqs = self._with_start(prompts)
         outputs: list[str] = [""] * len(prompts)
         for batch in self._batches(seqs):
             new = decode(self._step, [seqs[i] for i in batch], params, pad_id=self.pad_id,
