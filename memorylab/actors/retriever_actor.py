@@ -7,6 +7,7 @@ run folder, so what the actor writes survives the actor.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -34,7 +35,10 @@ class RetrieverActor:
 
         torch.set_num_threads(num_threads)
         self.embedder = load_embedder(device)
-        self.db = lancedb.connect(db_path)
+        # Interval 0: every read checks for a newer table version (a manifest read, ~0.1 ms on local disk).
+        # LanceDB's default never refreshes, so an actor would not see what another actor on the same folder
+        # wrote or deleted after it opened the table: stale hits, and deleted rows served again.
+        self.db = lancedb.connect(db_path, read_consistency_interval=timedelta(0))
         self.table_name = table
         schema = pa.schema([pa.field("id", pa.string()), pa.field("text", pa.string()),
                             pa.field("vector", pa.list_(pa.float32(), EMBED_DIM))])

@@ -30,6 +30,14 @@ class GenerationParams:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        # A bare string is one stop string; iterating it would make every character a stop. A list becomes
+        # a tuple so the params stay hashable.
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+        if not all(isinstance(s, str) for s in stop):
+            raise TypeError(f"stop must be strings, got {stop!r}")
+        if "" in stop:
+            raise ValueError("an empty stop string would end every generation at its first token")
+        object.__setattr__(self, "stop", stop)
 
     @property
     def greedy(self) -> bool:

@@ -7,6 +7,7 @@ never needs it. Every class has `load(source, *, dtype, device, batch_size)`.
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Any
 
 BACKENDS: dict[str, str] = {
@@ -14,8 +15,14 @@ BACKENDS: dict[str, str] = {
 }
 
 
+# Dotted module path, one colon, one class name: what backend_class can import without surprises.
+_TARGET = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+
+
 def register_backend(name: str, target: str) -> None:
-    if ":" not in target:
+    # Checked here, at registration, so a malformed target fails where it was written and not when a
+    # scenario first chooses the backend.
+    if not isinstance(target, str) or not _TARGET.fullmatch(target):
         raise ValueError(f"backend target must look like 'package.module:Class', got {target!r}")
     BACKENDS[name] = target
 
@@ -29,7 +36,10 @@ def backend_class(name: str) -> Any:
     except ImportError as exc:
         raise ImportError(f"backend {name!r} needs a package that is not installed ({exc.name}); "
                           f"install memorylab with the extra that provides it") from exc
-    return getattr(module, attr)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ImportError(f"backend {name!r}: module {module_name!r} has no class {attr!r}") from None
 
 
 def load_lm(source: str, *, backend: str = "hf", dtype: str = "float32", device: str = "auto",

@@ -118,6 +118,21 @@ def test_stop_strings_cut_the_output(lm):
     assert _cut_at_stop("abc", ("z",)) == "abc"
 
 
+def test_a_stop_token_ends_generation_early(lm, monkeypatch):
+    prompt = PROMPTS[1]
+    ids = [lm.start_id] + lm.encode([prompt])[0]
+    free = decode(lm._step, [ids], GenerationParams(max_new_tokens=16), pad_id=lm.pad_id,
+                  eos_id=lm.tokenizer.eos_token_id)[0]
+    stop = lm._vocab_texts[free[3]]
+    first = next(j for j, t in enumerate(free) if stop in lm._vocab_texts[t])
+    calls = []
+    real_step = lm._step
+    monkeypatch.setattr(lm, "_step", lambda *a: calls.append(1) or real_step(*a))
+    text = lm.generate([prompt], GenerationParams(max_new_tokens=16, stop=(stop,)))[0]
+    assert len(calls) == first + 1  # the prompt, then one step per kept token before the stop token
+    assert text == _cut_at_stop(lm.decode([free[: first + 1]])[0], (stop,))
+
+
 def test_sampling_is_reproducible_with_a_seed(lm):
     a = lm.generate(PROMPTS, GenerationParams(max_new_tokens=12, temperature=1.0, seed=3))
     b = lm.generate(PROMPTS, GenerationParams(max_new_tokens=12, temperature=1.0, seed=3))
@@ -198,8 +213,8 @@ def test_absolute_positions_skip_left_padding(gpt2_lm):
 
 
 def test_generation_may_fill_the_context_exactly(gpt2_lm):
-    # The last new token lands on the last position; nothing may run a forward pass past it (a learned
-    # position table has no row for position max_length).
+    # The last new token lands on the last position of a learned position table (which has no row for
+    # position max_length), so no step may ever be asked for a position past it.
     lm = gpt2_lm
     prompt = "Alice was born in Paris"
     room = lm.max_length - 1 - len(lm.encode([prompt])[0])

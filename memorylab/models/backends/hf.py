@@ -88,10 +88,13 @@ class HFLM:
     def _with_start(self, texts: Sequence[str]) -> list[list[int]]:
         return self._check_length([[self.start_id] + ids for ids in self.encode(texts)])
 
-    def _check_length(self, seqs: list[list[int]]) -> list[list[int]]:
-        too_long = [i for i, s in enumerate(seqs) if len(s) > self.max_length]
+    def _check_length(self, seqs: list[list[int]], room: int = 0) -> list[list[int]]:
+        """Refuse sequences (plus `room` tokens still to generate) longer than the model's context: models
+        with learned positions would fail deep inside, rotary ones would silently extrapolate."""
+        too_long = [i for i, s in enumerate(seqs) if len(s) + room > self.max_length]
         if too_long:
-            raise ValueError(f"text {too_long[0]} has {len(seqs[too_long[0]])} tokens, over the model's "
+            extra = f" plus {room} new tokens" if room else ""
+            raise ValueError(f"text {too_long[0]} has {len(seqs[too_long[0]])} tokens{extra}, over the model's "
                              f"{self.max_length}-token context")
         return seqs
 
@@ -125,6 +128,7 @@ class HFLM:
         return out
 
     # -- generation ---------------------------------------------------------------------------------------
+    @torch.no_grad()
     def next_token_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                           past: Any = None, position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
         # transformers 5 renamed past_key_values to cache; speak whichever this model's forward knows.
@@ -144,7 +148,7 @@ class HFLM:
 
     def generate(self, prompts: Sequence[str], params: GenerationParams) -> list[str]:
         stops = stop_token_ids(self._vocab_texts, params.stop) if params.stop else []
-        seqs = self._with_start(prompts)
+        seqs = self._check_length(self._with_start(prompts), room=params.max_new_tokens)
         outputs: list[str] = [""] * len(prompts)
         for batch in self._batches(seqs):
             new = decode(self._step, [seqs[i] for i in batch], params, pad_id=self.pad_id,

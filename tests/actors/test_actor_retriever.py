@@ -1,0 +1,99 @@
+"""RetrieverActor on a real local Ray: MiniLM from the offline wheel, LanceDB in a temporary folder."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+from memorylab.actors import create_retriever_actor
+from memorylab.scenario import ActorResources
+
+DOCS = {
+    "cat": "The cat sleeps on the warm windowsill all afternoon.",
+    "rocket": "The rocket launch was delayed because of strong winds.",
+    "bread": "She bakes sourdough bread every Sunday morning.",
+    "o'brien": "Mr. O'Brien repaired the old bicycle in his garage.",  # an id with a quote
+    'say "hi"': "The stock market fell sharply after the announcement.",
+}
+RES = ActorResources(num_cpus=0.5)
+
+
+@pytest.fixture(scope="module")
+def db_path(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("lancedb"))
+
+
+@pytest.fixture(scope="module")
+def actors(ray_cluster, db_path):
+    """Two actors on one folder, both started (in parallel) and holding the table before any write."""
+    handles = [create_retriever_actor(db_path, RES, table="docs") for _ in range(2)]
+    try:
+        assert ray.get([h.count.remote() for h in handles], timeout=180) == [0, 0]
+        yield handles
+    finally:
+        for h in handles:
+            ray.kill(h)
+
+
+@pytest.fixture(scope="module")
+def retriever(actors):
+    return actors[0]
+
+
+def _call(handle, method, *args):
+    return ray.get(getattr(handle, method).remote(*args), timeout=120)
+
+
+def test_empty_table_searches_to_nothing(retriever):
+    assert _call(retriever, "count") == 0
+    assert _call(retriever, "search", "anything", 3) == []
+
+
+def test_add_and_search_a_paraphrase(retriever):
+    assert _call(retriever, "add", list(DOCS), list(DOCS.values())) == 5
+    assert _call(retriever, "count") == 5
+    hits = _call(retriever, "search", "A kitty naps by the sunny window in the afternoon.", 3)
+    assert [h["id"] for h in hits][0] == "cat"
+    assert hits[0]["text"] == DOCS["cat"]
+    assert len(hits) == 3
+    assert 0 < hits[0]["score"] <= 1 + 1e-6
+    assert hits[0]["score"] > hits[1]["score"] >= hits[2]["score"]
+    # An exact text is its own best match, at cosine ~1.
+    exact = _call(retriever, "search", DOCS["bread"], 1)
+    assert exact[0]["id"] == "bread" and exact[0]["score"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_embeddings_are_unit_vectors(retriever):
+    vectors = _call(retriever, "embed", ["one text", "another text"])
+    assert vectors.shape == (2, 384)
+    assert abs((vectors ** 2).sum(axis=1) - 1).max() < 1e-5
+
+
+def test_ids_with_quotes_search_and_delete(retriever):
+    hits = _call(retriever, "search", "Someone fixed an old bike in the garage.", 1)
+    assert hits[0]["id"] == "o'brien"
+    _call(retriever, "delete", ["o'brien", 'say "hi"'])
+    assert _call(retriever, "count") == 3
+    ids = {h["id"] for h in _call(retriever, "search", "Someone fixed an old bike in the garage.", 5)}
+    assert ids == {"cat", "rocket", "bread"}
+    _call(retriever, "delete", [])  # nothing to delete is not an error
+    _call(retriever, "delete", ["no-such-id"])
+    assert _call(retriever, "count") == 3
+
+
+def test_add_checks_lengths(retriever):
+    with pytest.raises(ray.exceptions.RayTaskError, match="2 ids for 1 texts"):
+        _call(retriever, "add", ["a", "b"], ["only one"])
+    assert _call(retriever, "add", [], []) == 0
+
+
+def test_rows_survive_the_actor_and_other_actors_see_them(actors):
+    """Writes are on disk when add() and delete() return: another actor on the folder, opened before them,
+    sees exactly the rows left, also after the writer is gone."""
+    first, second = actors
+    assert _call(second, "count") == _call(first, "count") == 3
+    ray.kill(first)
+    assert _call(second, "count") == 3
+    hits = _call(second, "search", "Space launch postponed due to wind.", 5)
+    assert hits[0]["id"] == "rocket"
+    assert {h["id"] for h in hits} == {"cat", "rocket", "bread"}  # the deleted rows stay deleted

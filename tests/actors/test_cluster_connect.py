@@ -1,0 +1,81 @@
+"""connect() and ray_session(): who starts Ray owns it; a bad address fails fast and starts nothing."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+import ray
+
+from memorylab.cluster import connect, ray_session
+from memorylab.cluster.connect import _host_port
+from memorylab.errors import MemorylabError
+
+
+def _closed_loopback_port() -> int:
+    """A loopback port that nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "closed-port"])
+def test_unreachable_address_fails_fast_and_starts_no_local_ray(ray_down, monkeypatch, address):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if address == "closed-port":
+        address = f"127.0.0.1:{_closed_loopback_port()}"
+    started = time.monotonic()
+    with pytest.raises(MemorylabError) as info:
+        connect(address)
+    # ray.init alone retries an unreachable GCS for minutes before failing.
+    assert time.monotonic() - started < 30
+    message = str(info.value)
+    assert address in message and "could not reach the Ray cluster" in message
+    assert "\n" not in message  # one sentence for `error: <message>`, not a traceback
+    assert not ray.is_initialized()
+
+
+def test_unreachable_ray_address_from_the_environment(ray_down, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    with pytest.raises(MemorylabError, match=r"'127\.0\.0\.1:1'"):
+        with ray_session():
+            pytest.fail("the body must not run without a cluster")
+    assert not ray.is_initialized()
+
+
+def test_unresolvable_host_is_a_sentence_too(ray_down, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # ".invalid" never resolves (RFC 2606), so no lookup leaves the machine for long.
+    with pytest.raises(MemorylabError, match=r"no-such-head\.invalid:6379"):
+        connect("no-such-head.invalid:6379")
+    assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize("address, expected", [
+    ("127.0.0.1:6379", ("127.0.0.1", 6379)),
+    ("ray://head-svc:10001", ("head-svc", 10001)),
+    ("[::1]:6379", ("::1", 6379)),
+    ("auto", None),  # resolved by Ray itself from the running cluster's address file
+    ("ray://head-svc", None),
+])
+def test_address_parsing_for_the_preflight(address, expected):
+    assert _host_port(address) == expected
+
+
+def test_ray_session_owns_only_what_it_started(ray_down, monkeypatch):
+    """One local start: nested connect/ray_session calls find Ray running, report False and stop nothing;
+    the outer session stops Ray on its way out even when its body raises."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(RuntimeError, match="body failed"):
+        with ray_session(num_cpus=2):
+            assert ray.is_initialized()
+            assert ray.cluster_resources()["CPU"] == 2
+            assert connect() is False
+            assert connect(num_cpus=1) is False
+            with ray_session():
+                pass
+            assert ray.is_initialized()  # the inner session did not own Ray, so it left it running
+            assert ray.get(ray.remote(lambda: 41 + 1).options(num_cpus=0.5).remote()) == 42
+            raise RuntimeError("body failed")
+    assert not ray.is_initialized()
