@@ -15,6 +15,7 @@ from memorylab.metrics.mia import (
 from memorylab.metrics.perplexity import perplexity
 from memorylab.metrics.privleak import privleak
 from memorylab.metrics.rouge import mean_rouge_l_f1, rouge_l_f1
+from memorylab.metrics.tofu import forget_quality, truth_ratio, truth_ratio_score, truth_ratios
 from memorylab.metrics.verbmem import split_prefix, verbmem
 
 __all__ = [
@@ -34,4 +35,8 @@ __all__ = [
     "split_prefix",
     "verbmem",
     "zlib_score",
+    "forget_quality",
+    "truth_ratio",
+    "truth_ratio_score",
+    "truth_ratios",
 ]
