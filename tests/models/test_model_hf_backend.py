@@ -4,7 +4,8 @@ import torch
 
 from memorylab.decoding import decode
 from memorylab.models import LM
-from memorylab.models.backends.hf import HFLM, _cut_at_stop
+from memorylab.models.backends.hf import HFLM
+from memorylab.models.logits_lm import _cut_at_stop
 from memorylab.models.protocol import GenerationParams
 
 TEXTS = [

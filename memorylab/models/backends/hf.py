@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import inspect
 from functools import cached_property
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 from transformers.utils import logging as hf_logging
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from memorylab.decoding import decode, stop_token_ids
-from memorylab.models.protocol import GenerationParams
+from memorylab.models.logits_lm import LogitsLM
 
 # Our own progress bars cover loading and saving; transformers' per-shard bars only add noise.
 hf_logging.disable_progress_bar()
@@ -26,7 +24,7 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-class HFLM:
+class HFLM(LogitsLM):
     """A transformers model and its tokenizer behind the batched LM protocol."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, batch_size: int = 32,
@@ -51,83 +49,10 @@ class HFLM:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
         return cls(model, tokenizer, batch_size=batch_size, device=dev)
 
-    # -- tokens -------------------------------------------------------------------------------------------
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        return [list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]] if texts else []
+    # -- the two primitives -------------------------------------------------------------------------------
+    def sequence_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)).logits
 
-    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
-        return self.tokenizer.batch_decode([list(i) for i in ids], skip_special_tokens=True)
-
-    @cached_property
-    def _vocab_texts(self) -> list[str]:
-        return self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
-
-    # -- scoring ------------------------------------------------------------------------------------------
-    def _batches(self, seqs: list[list[int]]) -> Iterator[list[int]]:
-        """Indices in length order, batch by batch: similar lengths waste little padding."""
-        order = sorted(range(len(seqs)), key=lambda i: (len(seqs[i]), i))
-        for start in range(0, len(order), self.batch_size):
-            yield order[start:start + self.batch_size]
-
-    @torch.inference_mode()
-    def _forward_logprobs(self, seqs: list[list[int]]) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-        """For each sequence: (index, log-softmax over the vocabulary at positions 0..n-2, targets 1..n-1)."""
-        for batch in self._batches(seqs):
-            width = max(len(seqs[i]) for i in batch)
-            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for row, i in enumerate(batch):
-                ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
-                mask[row, : len(seqs[i])] = 1
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            for row, i in enumerate(batch):
-                n = len(seqs[i])
-                yield i, logp[row, : n - 1], ids[row, 1:n].to(self.device)
-
-    def _with_start(self, texts: Sequence[str]) -> list[list[int]]:
-        return self._check_length([[self.start_id] + ids for ids in self.encode(texts)])
-
-    def _check_length(self, seqs: list[list[int]], room: int = 0) -> list[list[int]]:
-        """Refuse sequences (plus `room` tokens still to generate) longer than the model's context: models
-        with learned positions would fail deep inside, rotary ones would silently extrapolate."""
-        too_long = [i for i, s in enumerate(seqs) if len(s) + room > self.max_length]
-        if too_long:
-            extra = f" plus {room} new tokens" if room else ""
-            raise ValueError(f"text {too_long[0]} has {len(seqs[too_long[0]])} tokens{extra}, over the model's "
-                             f"{self.max_length}-token context")
-        return seqs
-
-    def token_logprobs(self, texts: Sequence[str]) -> list[np.ndarray]:
-        out: list[np.ndarray] = [np.zeros(0)] * len(texts)
-        for i, logp, targets in self._forward_logprobs(self._with_start(texts)):
-            out[i] = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1).double().cpu().numpy()
-        return out
-
-    def token_logprob_moments(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        out: list[Any] = [None] * len(texts)
-        for i, logp, targets in self._forward_logprobs(self._with_start(texts)):
-            p = logp.exp()
-            mu = (p * logp).sum(-1)
-            var = (p * logp.square()).sum(-1) - mu.square()
-            chosen = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-            out[i] = tuple(t.double().cpu().numpy() for t in (chosen, mu, var.clamp(min=0)))
-        return out
-
-    def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        # Context and continuation are tokenized apart, so every candidate continuation of one context is
-        # scored over exactly its own tokens (what exposure ranking needs).
-        contexts = [[self.start_id] + ids for ids in self.encode([c for c, _ in pairs])]
-        continuations = self.encode([x for _, x in pairs])
-        # The whole sequence must fit, not only the context: past the context window scores are garbage.
-        seqs = self._check_length([c + x for c, x in zip(contexts, continuations)])
-        out = [0.0] * len(pairs)
-        for i, logp, targets in self._forward_logprobs(seqs):
-            token_lp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-            out[i] = float(token_lp[len(contexts[i]) - 1:].double().sum())
-        return out
-
-    # -- generation ---------------------------------------------------------------------------------------
     @torch.no_grad()
     def next_token_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                           past: Any = None, position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
@@ -141,23 +66,6 @@ class HFLM:
 
     @cached_property
     def _forward_takes_cache(self) -> bool:
-        return "cache" in inspect.signature(self.model.forward).parameters
-
-    def _step(self, ids, mask, positions, past):
-        return self.next_token_logits(ids, mask, past, positions)
-
-    def generate(self, prompts: Sequence[str], params: GenerationParams) -> list[str]:
-        stops = stop_token_ids(self._vocab_texts, params.stop) if params.stop else []
-        seqs = self._check_length(self._with_start(prompts), room=params.max_new_tokens)
-        outputs: list[str] = [""] * len(prompts)
-        for batch in self._batches(seqs):
-            new = decode(self._step, [seqs[i] for i in batch], params, pad_id=self.pad_id,
-                         eos_id=self.tokenizer.eos_token_id, stop_ids=stops, device=self.device)
-            for i, text in zip(batch, self.decode(new)):
-                outputs[i] = _cut_at_stop(text, params.stop)
-        return outputs
-
-
-def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    cut = min((text.find(s) for s in stop if s in text), default=-1)
-    return text if cut < 0 else text[:cut]
+        # A peft wrapper hides the base model's signature behind **kwargs; ask the model underneath.
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return "cache" in inspect.signature(base.forward).parameters
