@@ -87,9 +87,10 @@ def bar_chart(models: Mapping[str, Mapping[str, float]], panels: Sequence[Sequen
         ax.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(keys))])
         ax.set_xticklabels(keys, rotation=20, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].legend()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper left", ncol=len(names), frameon=False)  # clear of every bar
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
