@@ -32,15 +32,6 @@ TINY = dict(hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermedi
             max_position_embeddings=64, vocab_size=300)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These models are so small that thread start-up costs more than it saves on 2 cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def corpus() -> list[str]:
     return make_corpus()

@@ -28,14 +28,6 @@ def make_corpus() -> list[str]:
     return texts
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def corpus() -> list[str]:
     return make_corpus()
