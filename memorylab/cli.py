@@ -15,7 +15,7 @@ import typer
 
 from memorylab import __version__
 from memorylab.errors import MemorylabError
-from memorylab.scenario_loader import ScenarioError, load_scenario, load_scenario_dict
+from memorylab.scenario_loader import ScenarioError, load_scenario, load_scenario_and_dict
 
 # pretty_exceptions off: a bug's traceback should be the plain one, and user errors never get one.
 app = typer.Typer(
@@ -93,8 +93,7 @@ def run(
 ) -> None:
     """Run one scenario and print the path of its report."""
     try:
-        scenario = load_scenario(file, overrides)  # first: it reports every problem, the dict only some
-        raw_config = load_scenario_dict(file, overrides)
+        scenario, raw_config = load_scenario_and_dict(file, overrides)
     except ScenarioError as e:
         _fail(e.problems)
 

@@ -69,13 +69,19 @@ def metrics_table(models: Mapping[str, Mapping[str, float]], keys: Sequence[str]
     return markdown_table(["metric", *names], [[k, *(models[n].get(k) for n in names)] for k in keys])
 
 
-def bar_chart(models: Mapping[str, Mapping[str, float]], panels: Sequence[Sequence[str]], path: Path,
-              title: str) -> Path:
-    """Grouped bars per model, one panel per group of metrics that share a scale."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers and CI
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def bar_chart(models: Mapping[str, Mapping[str, float]], panels: Sequence[Sequence[str]], path: Path,
+              title: str) -> Path:
+    """Grouped bars per model, one panel per group of metrics that share a scale."""
+    plt = _pyplot()
 
     names = list(models)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
@@ -97,10 +103,7 @@ def bar_chart(models: Mapping[str, Mapping[str, float]], panels: Sequence[Sequen
 
 
 def loss_chart(curves: Mapping[str, Sequence[float]], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for name, losses in curves.items():

@@ -70,6 +70,12 @@ def load_scenario(path: Union[str, os.PathLike], overrides: Iterable[str] = ()) 
     return _load(Path(path), overrides, validate=True)[0]
 
 
+def load_scenario_and_dict(path: Union[str, os.PathLike], overrides: Iterable[str] = ()) -> tuple[BaseModel, dict]:
+    """Both at once, from one read of the file: the validated model and the raw merged mapping."""
+    model, data = _load(Path(path), overrides, validate=True)
+    return model, data
+
+
 def load_scenario_dict(path: Union[str, os.PathLike], overrides: Iterable[str] = ()) -> dict:
     """The raw mapping of the file with overrides merged in, not validated (the `config` of a report).
 

@@ -59,7 +59,7 @@ def packed_rows(docs: list[list[int]], seq_len: int, seed: int) -> Iterator[list
             if row and len(row) + len(docs[i]) > seq_len:
                 yield row
                 row = []
-            row = row + docs[i]
+            row.extend(docs[i])
         if row:
             yield row
         epoch += 1

@@ -83,8 +83,8 @@ def train_models(corpora: dict[str, list[str]], spec: ModelSpec, train: TrainCon
     for name, documents in corpora.items():
         folder = out_dir / "models" / name
         log = folder / "final" / "train_log.json"
-        if log.exists() and json.loads(log.read_text()).get("steps") == train.steps:
-            saved = json.loads(log.read_text())
+        saved = json.loads(log.read_text()) if log.exists() else {}
+        if saved.get("steps") == train.steps:
             results[name] = {"path": str(log.parent), "seconds": saved["seconds"], "steps": saved["steps"],
                              "final_loss": saved["losses"][-1], "resumed_from": "finished",
                              "losses": saved["losses"]}

@@ -8,12 +8,8 @@ from typing import ClassVar, Optional
 
 import torch
 
+from memorylab.unlearn.retain import add_retain_term, check_retain_weight
 from memorylab.unlearn.sequence import nll
-
-
-def check_retain_weight(method: str, retain_weight: Optional[float]) -> None:
-    if retain_weight is not None and not retain_weight >= 0:  # `not >=` also rejects NaN
-        raise ValueError(f"unlearning method '{method}': retain_weight must be >= 0, got {retain_weight}")
 
 
 @dataclass(frozen=True)
@@ -30,9 +26,6 @@ class GradDiff:
 
     def loss(self, model: torch.nn.Module, forget_batch: dict, retain_batch: Optional[dict],
              ref_forget_logps: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, float]]:
-        if retain_batch is None:
-            raise ValueError("grad_diff needs a retain batch")
-        weight = 1.0 if self.retain_weight is None else self.retain_weight
-        forget_nll, retain_nll = nll(model, forget_batch), nll(model, retain_batch)
-        loss = -forget_nll + weight * retain_nll
-        return loss, {"forget_nll": float(forget_nll.detach()), "retain_nll": float(retain_nll.detach())}
+        forget_nll = nll(model, forget_batch)
+        stats = {"forget_nll": float(forget_nll.detach())}
+        return add_retain_term(self.name, model, -forget_nll, stats, retain_batch, self.retain_weight), stats

@@ -15,8 +15,8 @@ from typing import ClassVar, Optional
 import torch
 import torch.nn.functional as F
 
-from memorylab.unlearn.grad_diff import check_retain_weight
-from memorylab.unlearn.sequence import nll, sequence_logprobs
+from memorylab.unlearn.retain import add_retain_term, check_retain_weight
+from memorylab.unlearn.sequence import sequence_logprobs
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,5 @@ class SimNPO:
         stats = {"simnpo_loss": float(loss.detach()),
                  "forget_nll": float(-(logp.detach().sum() / n.sum().clamp(min=1)))}
         if self.uses_retain:
-            if retain_batch is None:
-                raise ValueError("simnpo with retain_weight > 0 needs a retain batch")
-            retain_nll = nll(model, retain_batch)
-            loss = loss + (1.0 if self.retain_weight is None else self.retain_weight) * retain_nll
-            stats["retain_nll"] = float(retain_nll.detach())
+            loss = add_retain_term(self.name, model, loss, stats, retain_batch, self.retain_weight)
         return loss, stats
