@@ -1,21 +1,26 @@
-"""Measure what one model memorized of a synthetic world: the metric keys of every memorization report.
+"""Measure what one model memorized: the metric keys of every memorization and unlearning report.
 
-Works on any LM-protocol object (a local backend, a RemoteLM over a ModelActor, later an unlearned or
-ULD-combined model), so every runner measures every model the same way. PrivLeak needs the retrain model's
-AUC too, so it is computed by the caller from the `mia_auc_*` figures returned here.
+An evaluation is data (an `EvalData`: which texts, questions and canaries) plus one function (`evaluate`)
+that measures any LM-protocol object on it (a local backend, a RemoteLM over a ModelActor, an unlearned or
+ULD-combined model), so every runner measures every model the same way. The data comes from the synthetic
+world (`world_eval_data`, optionally about a subset of the forget people) or from TOFU (`tofu_eval_data`).
+PrivLeak and TOFU forget quality compare a model with the retrain model, so the caller adds them from the
+figures of several evaluations (`add_privleak`, `add_forget_quality`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
-from memorylab.data import QA, World
+from memorylab.data import QA, Canary, World
+from memorylab.data.tofu import TofuData, TofuItem
 from memorylab.metrics import (
     exposure,
     fewshot_prompt,
+    forget_quality,
     knowmem,
     loss_score,
     mia_auc,
@@ -24,6 +29,8 @@ from memorylab.metrics import (
     perplexity,
     privleak,
     split_prefix,
+    truth_ratio,
+    truth_ratio_score,
     verbmem,
     zlib_score,
 )
@@ -31,7 +38,10 @@ from memorylab.models.protocol import LM, GenerationParams
 from memorylab.progress import progress_bar
 from memorylab.scenario import EvalConfig
 
-QA_FORMAT = "Question: {question}\nAnswer: {answer}"  # the format of QA training documents and prompts
+QA_PROMPT = "Question: {question}\nAnswer:"  # a question as a prompt: the answer follows after one space
+QA_FORMAT = QA_PROMPT + " {answer}"  # the format of QA training documents and prompts
+TOFU_AUTHOR_QUESTIONS = 20  # TOFU files list 20 questions per author, author after author
+TOFU_RETAIN_EVAL = 400  # retain questions asked of each model: an even stride through the retain split
 
 
 def qa_document(qa: QA) -> str:
@@ -48,19 +58,121 @@ def membership_texts(world: World, split: str) -> list[str]:
 class Evaluation:
     metrics: dict[str, float]
     samples: dict[str, Any]  # a few generations per metric, for the report's tables
+    raw: dict[str, Any] = field(default_factory=dict)  # per-item figures other models are compared on
 
 
-def verbmem_forget(lm: LM, world: World, cfg: EvalConfig) -> tuple[float, list[dict[str, str]]]:
-    """MUSE VerbMem: greedy continuation of each forget biography's first tokens vs its true continuation."""
+@dataclass(frozen=True)
+class EvalData:
+    """Everything one evaluation asks of a model; `evaluate` measures any model on it."""
+
+    name: str  # "world" or "tofu"
+    verbatim: list[tuple[str, str]]  # VerbMem (prompt, true continuation) pairs of the forget set
+    qa_forget: list[QA]
+    qa_retain: list[QA]
+    fewshot_pool: list[QA]  # where KnowMem's few-shot examples come from
+    members: list[str]  # MIA texts: forget (members) ...
+    nonmembers: list[str]  # ... vs holdout (never trained on)
+    holdout_texts: list[str]  # perplexity
+    canaries: list[Canary]  # may be empty
+    truth_forget: Sequence[TofuItem] = ()  # TOFU items with paraphrased and perturbed answers; empty for the world
+    truth_retain: Sequence[TofuItem] = ()
+    # Where a VerbMem generation is cut: a TOFU answer is one line, a biography prefix runs on.
+    verbatim_stop: tuple[str, ...] = ()
+
+
+# -- the data ---------------------------------------------------------------------------------------------
+
+def verbatim_pairs(lm: LM, texts: Sequence[str], cfg: EvalConfig) -> list[tuple[str, str]]:
+    """MUSE VerbMem pairs: each text's first tokens and the true continuation, cut to the generated length."""
     prompts, truths = [], []
-    for ids in lm.encode(world.biographies("forget")):
+    for ids in lm.encode(list(texts)):
         prefix, rest = split_prefix(ids, cfg.verbmem_prefix_tokens)
         prompts.append(prefix)
         truths.append(rest[: cfg.verbmem_max_new_tokens])
-    prompt_texts, truth_texts = lm.decode(prompts), lm.decode(truths)
-    outputs = lm.generate(prompt_texts, GenerationParams(max_new_tokens=cfg.verbmem_max_new_tokens))
-    samples = [{"prompt": p, "truth": t, "output": o} for p, t, o in zip(prompt_texts, truth_texts, outputs)]
-    return verbmem(outputs, truth_texts), samples
+    return list(zip(lm.decode(prompts), lm.decode(truths)))
+
+
+def world_eval_data(world: World, lm: LM, cfg: EvalConfig, forget_people: Sequence[str] | None = None) -> EvalData:
+    """The world's evaluation; `forget_people` (ids of forget-split people) restricts every forget-side text,
+    question and canary to those people (a deletion request that names only some of them). Retain questions
+    and the holdout non-members are always the whole splits. `lm` tokenizes the VerbMem prefixes."""
+    people = world.people_in("forget")
+    if forget_people is not None:
+        if isinstance(forget_people, str):
+            forget_people = [forget_people]  # one id, not its characters
+        wanted = set(forget_people)
+        for pid in sorted(wanted):
+            if world.split_of(pid) != "forget":  # split_of raises on an unknown id
+                raise ValueError(f"person {pid!r} is in the {world.split_of(pid)} split, not forget; only forget "
+                                 "people can be asked to be forgotten")
+        if not wanted:
+            raise ValueError("forget_people is empty; pass None for the whole forget split")
+        people = [p for p in people if p.id in wanted]  # world order, whatever the order asked
+    ids = {p.id for p in people}
+    members = [world.biography(p.id) for p in people] + [f.text for f in world.facts("forget") if f.person_id in ids]
+    holdout = membership_texts(world, "holdout")
+    retain_qa = world.qa("retain")
+    return EvalData(
+        name="world",
+        verbatim=verbatim_pairs(lm, [world.biography(p.id) for p in people], cfg),
+        qa_forget=[qa for qa in world.qa("forget") if qa.person_id in ids],
+        qa_retain=retain_qa,
+        fewshot_pool=retain_qa,
+        members=members,
+        nonmembers=holdout,
+        holdout_texts=holdout,
+        canaries=[c for c in world.canaries if c.person_id in ids],  # = world.canaries_of each, in world order
+    )
+
+
+def tofu_qa(items: Sequence[TofuItem], first: int = 0, keep: Sequence[int] | None = None) -> list[QA]:
+    """TOFU items as QA pairs: the author is the item's row in `full` (`first` + index) // 20, and the
+    "attribute" its question number within the author, so few-shot examples are other authors' questions."""
+    rows = range(len(items)) if keep is None else keep
+    return [QA(items[i].question, items[i].answer, f"author{(first + i) // TOFU_AUTHOR_QUESTIONS}",
+               f"q{(first + i) % TOFU_AUTHOR_QUESTIONS}") for i in rows]
+
+
+def strided(n: int, at_most: int) -> list[int]:
+    """At most `at_most` indices evenly spread over range(n), deterministic, first index 0."""
+    return list(range(n)) if n <= at_most else [i * n // at_most for i in range(at_most)]
+
+
+def tofu_eval_data(tofu: TofuData, cfg: EvalConfig, max_retain: int = TOFU_RETAIN_EVAL) -> EvalData:
+    """TOFU's evaluation: forget/retain QA, forget answers for VerbMem, forget vs holdout QA documents for
+    MIA, and the perturbed items of the truth ratio. Retain QA is an even stride of at most `max_retain`
+    items so that evaluating many models stays fast. (`cfg` is taken for symmetry with world_eval_data.)"""
+    # TOFU's forgetNN is the last NN% of `full` and retainMM the first MM%: forget rows follow retain ones, so
+    # numbering forget after retain gives every author the index it has in `full` and no two splits share one.
+    qa_forget = tofu_qa(tofu.forget, first=len(tofu.retain))
+    qa_retain = tofu_qa(tofu.retain, keep=strided(len(tofu.retain), max_retain))
+    members = [qa_document(qa) for qa in qa_forget]
+    nonmembers = [QA_FORMAT.format(question=it.question, answer=it.answer) for it in tofu.holdout]
+    return EvalData(
+        name="tofu",
+        verbatim=[(QA_PROMPT.format(question=qa.question), f" {qa.answer}") for qa in qa_forget],
+        qa_forget=qa_forget,
+        qa_retain=qa_retain,
+        fewshot_pool=qa_retain,
+        members=members,
+        nonmembers=nonmembers,
+        holdout_texts=nonmembers,
+        canaries=[],
+        truth_forget=list(tofu.forget),
+        truth_retain=list(tofu.retain_perturbed),
+        verbatim_stop=("\n",),
+    )
+
+
+# -- the measurements -------------------------------------------------------------------------------------
+
+def verbmem_pairs(lm: LM, pairs: Sequence[tuple[str, str]], cfg: EvalConfig,
+                  stop: tuple[str, ...] = ()) -> tuple[float, list[dict[str, str]]]:
+    """MUSE VerbMem: ROUGE-L F1 of each prompt's greedy continuation vs its true continuation."""
+    prompts, truths = [p for p, _ in pairs], [t for _, t in pairs]
+    outputs = lm.generate(prompts, GenerationParams(max_new_tokens=cfg.verbmem_max_new_tokens, stop=stop))
+    samples = [{"prompt": p, "truth": t, "output": o} for p, t, o in zip(prompts, truths, outputs)]
+    return verbmem(outputs, truths), samples
 
 
 def fewshot_shots(pool: Sequence[QA], question: QA, k: int) -> list[tuple[str, str]]:
@@ -76,10 +188,9 @@ def fewshot_shots(pool: Sequence[QA], question: QA, k: int) -> list[tuple[str, s
     return shots
 
 
-def knowmem_split(lm: LM, world: World, split: str, cfg: EvalConfig) -> tuple[float, list[dict[str, str]]]:
-    """MUSE KnowMem: ROUGE-L F1 of greedy answers to few-shot prompted questions about the split's people."""
-    pool = world.qa("retain")
-    questions = world.qa(split)
+def knowmem_questions(lm: LM, questions: Sequence[QA], pool: Sequence[QA],
+                      cfg: EvalConfig) -> tuple[float, list[dict[str, str]]]:
+    """MUSE KnowMem: ROUGE-L F1 of greedy answers to few-shot prompted questions."""
     prompts = [fewshot_prompt(fewshot_shots(pool, q, cfg.knowmem_shots), q.question) for q in questions]
     # " " after "Answer:" belongs to the answer's first token in training, so the prompt ends at the colon.
     outputs = lm.generate(prompts, GenerationParams(max_new_tokens=cfg.knowmem_max_new_tokens, stop=("\n",)))
@@ -100,10 +211,10 @@ def mia_scores(lm: LM, texts: Sequence[str], min_k: float) -> dict[str, np.ndarr
     }
 
 
-def canary_exposures(lm: LM, world: World) -> list[float]:
+def canary_exposures(lm: LM, canaries: Sequence[Canary]) -> list[float]:
     """Exposure of each canary: the rank of its secret's log-perplexity among never-inserted candidates."""
     result = []
-    for canary in world.canaries:
+    for canary in canaries:
         secrets = [canary.secret, *canary.candidates]
         # The secret is scored as a continuation of its prefix: what an extraction attack would query.
         log_ppl = [-ll for ll in lm.loglikelihood([(canary.prefix, " " + s) for s in secrets])]
@@ -111,22 +222,52 @@ def canary_exposures(lm: LM, world: World) -> list[float]:
     return result
 
 
-def evaluate_memorization(lm: LM, world: World, cfg: EvalConfig, desc: str = "evaluate",
-                          show_progress: bool = True) -> Evaluation:
-    steps = 5 + (1 if world.canaries else 0)
+def truth_ratio_sets(lm: LM, *sets: Sequence[TofuItem]) -> list[np.ndarray]:
+    """TOFU truth ratios R of each item of each set, from length-normalised log-probs (mean per token) of its
+    paraphrased and perturbed answers given the question. One encode and one loglikelihood call for all."""
+    pairs: list[tuple[str, str]] = []
+    spans: list[list[tuple[int, int]]] = []  # per set, per item: (index of the paraphrased answer, k)
+    for items in sets:
+        spans.append([])
+        for it in items:
+            if it.paraphrased_answer is None or not it.perturbed_answers:
+                raise ValueError(f"TOFU item {it.question!r} has no paraphrased or no perturbed answers; the "
+                                 "truth ratio needs both (forget10 / retain_perturbed items have them)")
+            context = QA_PROMPT.format(question=it.question)
+            spans[-1].append((len(pairs), len(it.perturbed_answers)))
+            pairs += [(context, f" {a}") for a in (it.paraphrased_answer, *it.perturbed_answers)]
+    if not pairs:
+        return [np.zeros(0) for _ in sets]
+    lengths = np.array([max(len(ids), 1) for ids in lm.encode([c for _, c in pairs])], dtype=np.float64)
+    means = np.asarray(lm.loglikelihood(pairs), dtype=np.float64) / lengths
+    return [np.array([truth_ratio(means[i], means[i + 1: i + 1 + k]) for i, k in s]) for s in spans]
+
+
+def evaluate(lm: LM, data: EvalData, cfg: EvalConfig, desc: str = "evaluate", show_progress: bool = True) -> Evaluation:
+    """Every metric of `data` on one model. Truth-ratio keys (and raw["truth_ratios_forget"]) only with TOFU."""
+    separate_ppl = data.holdout_texts is not data.nonmembers and list(data.holdout_texts) != list(data.nonmembers)
+    truth = bool(data.truth_forget) or bool(data.truth_retain)
+    steps = 5 + bool(data.canaries) + separate_ppl + truth
     with progress_bar(total=steps, desc=desc, enabled=show_progress) as bar:
-        verb, verb_samples = verbmem_forget(lm, world, cfg)
+        verb, verb_samples = verbmem_pairs(lm, data.verbatim, cfg, data.verbatim_stop)
         bar.update()
-        know_forget, forget_samples = knowmem_split(lm, world, "forget", cfg)
+        know_forget, forget_samples = knowmem_questions(lm, data.qa_forget, data.fewshot_pool, cfg)
         bar.update()
-        know_retain, retain_samples = knowmem_split(lm, world, "retain", cfg)
+        know_retain, retain_samples = knowmem_questions(lm, data.qa_retain, data.fewshot_pool, cfg)
         bar.update()
-        members = mia_scores(lm, membership_texts(world, "forget"), cfg.mia_min_k)
+        members = mia_scores(lm, data.members, cfg.mia_min_k)
         bar.update()
-        holdout = mia_scores(lm, membership_texts(world, "holdout"), cfg.mia_min_k)
+        holdout = mia_scores(lm, data.nonmembers, cfg.mia_min_k)
         bar.update()
-        exposures = canary_exposures(lm, world) if world.canaries else []
-        if world.canaries:
+        holdout_logprobs = holdout["logprobs"]
+        if separate_ppl:
+            holdout_logprobs = lm.token_logprobs(data.holdout_texts)
+            bar.update()
+        exposures = canary_exposures(lm, data.canaries) if data.canaries else []
+        if data.canaries:
+            bar.update()
+        ratios_forget, ratios_retain = truth_ratio_sets(lm, data.truth_forget, data.truth_retain) if truth else ([], [])
+        if truth:
             bar.update()
     metrics = {
         "verbmem_forget": verb,
@@ -138,15 +279,42 @@ def evaluate_memorization(lm: LM, world: World, cfg: EvalConfig, desc: str = "ev
         "mia_auc_loss": mia_auc(members["loss"], holdout["loss"]),
         "mia_auc_zlib": mia_auc(members["zlib"], holdout["zlib"]),
         "canary_exposure_mean": float(np.mean(exposures)) if exposures else float("nan"),
-        "ppl_holdout": perplexity(holdout["logprobs"]),
+        "ppl_holdout": perplexity(holdout_logprobs),
     }
+    raw: dict[str, Any] = {}
+    if len(ratios_forget):
+        metrics["truth_ratio_forget"] = truth_ratio_score(ratios_forget, "forget")
+        raw["truth_ratios_forget"] = [float(r) for r in ratios_forget]
+    if len(ratios_retain):
+        metrics["truth_ratio_retain"] = truth_ratio_score(ratios_retain, "retain")
+        raw["truth_ratios_retain"] = [float(r) for r in ratios_retain]
     samples = {"verbmem_forget": verb_samples[:3], "knowmem_forget": forget_samples[:5],
                "knowmem_retain": retain_samples[:5], "canary_exposures": exposures}
-    return Evaluation(metrics=metrics, samples=samples)
+    return Evaluation(metrics=metrics, samples=samples, raw=raw)
 
+
+def evaluate_memorization(lm: LM, world: World, cfg: EvalConfig, desc: str = "evaluate",
+                          show_progress: bool = True) -> Evaluation:
+    """The world's whole forget split: what the memorization runner reports."""
+    return evaluate(lm, world_eval_data(world, lm, cfg), cfg, desc, show_progress)
+
+
+# -- figures that compare a model with the retrain model ---------------------------------------------------
 
 def add_privleak(models: dict[str, dict[str, float]], reference: str = "retrain") -> None:
     """PrivLeak of every model against the reference model's MIA AUC (the reference itself gets 0)."""
     auc_ref = models[reference]["mia_auc_forget_holdout"]
     for figures in models.values():
         figures["privleak"] = privleak(figures["mia_auc_forget_holdout"], auc_ref)
+
+
+def add_forget_quality(models: dict[str, dict], raws: dict[str, dict], reference: str = "retrain") -> None:
+    """TOFU forget quality (KS-test p-value of the forget truth ratios vs the reference's) of every model
+    whose raw figures have them; nothing when the reference has none (a world evaluation)."""
+    ref = raws.get(reference, {}).get("truth_ratios_forget")
+    if ref is None:
+        return
+    for name, figures in models.items():
+        ratios = raws.get(name, {}).get("truth_ratios_forget")
+        if ratios is not None:
+            figures["forget_quality"] = forget_quality(ratios, ref)

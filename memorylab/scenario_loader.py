@@ -205,12 +205,30 @@ def _validate(data: dict, lines: dict[Loc, int], set_paths: set[Loc], out: _Prob
         model = cls.model_validate(data)
     except ValidationError as e:
         for err in e.errors(include_url=False):
-            loc = tuple(str(p) for p in err["loc"])
-            out.add(where(loc), ".".join(loc) or "file", _message(err, cls, loc))
+            raw = tuple(str(p) for p in err["loc"])  # with union tags, which find the member's model
+            loc = _strip_union_tags(raw, data)
+            out.add(where(loc), ".".join(loc) or "file", _message(err, cls, raw))
         return None
     for loc, message in _check_paths(model, base):
         out.add(where(loc), ".".join(loc), message)
     return model
+
+
+def _strip_union_tags(loc: Loc, data: Any) -> Loc:
+    """pydantic puts a discriminated union's tag into the path (methods.0.uld.alpha); the file has no such
+    key (methods.0.alpha), so drop a segment that is not a key of its mapping but one of its values."""
+    kept, node = [], data
+    for part in loc:
+        if isinstance(node, dict) and part not in node and part in {v for v in node.values() if isinstance(v, str)}:
+            continue
+        kept.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            node = None
+    return tuple(kept)
 
 
 def _line_of(loc: Loc, lines: dict[Loc, int], set_paths: set[Loc]) -> Union[int, str]:
@@ -242,6 +260,10 @@ def _message(err: dict, cls: type[BaseModel], loc: Loc) -> str:
         return f"unknown key{hint}; expected one of: {', '.join(allowed)}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"expected a mapping, got {_a(value)}"
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return (f"unknown {ctx.get('discriminator', 'kind').strip(chr(39))} {ctx.get('tag')!r}; "
+                f"expected one of: {ctx.get('expected_tags', '').replace(chr(39), '')}")
     message = err["msg"]
     for noise in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(noise)
@@ -255,6 +277,11 @@ def _model_at(tp: Any, loc: Loc) -> Optional[type[BaseModel]]:
     """The pydantic model that validates the mapping at `loc` below `tp`, for listing its allowed keys."""
     for part in loc:
         tp = _unwrap_optional(tp)
+        if typing.get_origin(tp) is typing.Annotated:
+            tp = _unwrap_optional(typing.get_args(tp)[0])
+        if typing.get_origin(tp) in (Union, types.UnionType):
+            tp = _union_member(tp, part)  # a discriminated union: `part` is the tag
+            continue
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             field = tp.model_fields.get(part)
             if field is None:
@@ -266,6 +293,16 @@ def _model_at(tp: Any, loc: Loc) -> Optional[type[BaseModel]]:
             return None
     tp = _unwrap_optional(tp)
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _union_member(union: Any, tag: str) -> Any:
+    """The member of a discriminated union whose Literal field holds `tag` (None when none does)."""
+    for member in typing.get_args(union):
+        if isinstance(member, type) and issubclass(member, BaseModel) and any(
+                typing.get_origin(f.annotation) is typing.Literal and tag in typing.get_args(f.annotation)
+                for f in member.model_fields.values()):
+            return member
+    return None
 
 
 def _unwrap_optional(tp: Any) -> Any:

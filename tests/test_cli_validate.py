@@ -43,9 +43,9 @@ MALFORMED = [
      [("bad.yaml:4: world.num_people: ", "Input should be greater than or equal to 3 (got -3)")]),
     ("missing-name", "# a comment first\nkind: memorization\nseed: 1\n",
      [("bad.yaml:2: name: ", "required field is missing")]),
-    ("missing-kind", "name: s\n", [("bad.yaml:1: kind: ", "required field is missing; expected one of: memorization")]),
+    ("missing-kind", "name: s\n", [("bad.yaml:1: kind: ", "required field is missing; expected one of: memorization, unlearning")]),
     ("unknown-kind", "name: s\nkind: memorise\n",
-     [("bad.yaml:2: kind: ", "unknown kind 'memorise'; expected one of: memorization")]),
+     [("bad.yaml:2: kind: ", "unknown kind 'memorise'; expected one of: memorization, unlearning")]),
     ("splits-leave-no-retain", MINIMAL + "seed: 1\nworld:\n  num_people: 10\n  forget: 5\n  holdout: 5\n",
      [("bad.yaml:4: world: ", "forget (5) + holdout (5) must leave at least one retain person out of num_people (10)")]),
     ("heads-do-not-divide", MINIMAL + "model:\n  tiny:\n    hidden_size: 130\n    num_heads: 4\n",
@@ -108,7 +108,7 @@ def test_valid_and_invalid_files_together(cli):
     code, out, err = cli("validate", "good.yaml", "bad.yaml")
     assert code == 2
     assert out == ["ok good.yaml (memorization)"]
-    assert err == ["bad.yaml:2: kind: unknown kind 'x'; expected one of: memorization"]
+    assert err == ["bad.yaml:2: kind: unknown kind 'x'; expected one of: memorization, unlearning"]
 
 
 def test_valid_files_and_folders_exit_0(cli):

@@ -4,6 +4,11 @@ Methods mirror the LM protocol and are batched: one remote call carries a whole 
 (about a millisecond a call) is paid per batch, not per text. Token-by-token stepping (for ULD logit
 subtraction across two actors) keeps each decoding session's KV cache inside the actor and ships only the
 logits, since caches are large and their types do not pickle cheaply.
+
+ULD can live in ONE actor: given `assistant_source`, the actor loads target and assistant side by side and
+hosts their combination (`ULDLM`) as its LM, so each decoding step is two local forwards and no remote call.
+That is the default placement (bench/uld_decode.py measures it against two actors in lockstep); the
+two-actor variant (`memorylab.decoding.lockstep.LockstepULD`) is for pairs that do not fit one device.
 """
 
 from __future__ import annotations
@@ -20,9 +25,21 @@ from memorylab.scenario import ActorResources, ModelSpec
 ROLES = ("target", "assistant", "drafter")
 
 
+def _tensor(a: Any) -> Any:
+    """A torch tensor of an array that Ray may have handed over read-only (zero-copy from the object store):
+    copied then, since torch warns about (and must not write into) read-only memory."""
+    import torch
+
+    if a is None:
+        return None
+    a = np.asarray(a)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
+
 class ModelActor:
     def __init__(self, role: str, source: str, *, backend: str = "hf", dtype: str = "float32",
-                 device: str = "cpu", batch_size: int = 32, num_threads: int = 1, seed: int = 0) -> None:
+                 device: str = "cpu", batch_size: int = 32, num_threads: int = 1, seed: int = 0,
+                 assistant_source: Optional[str] = None, uld_alpha: float = 1.0, uld_r: float = 0.1) -> None:
         import torch
 
         from memorylab.models.registry import load_lm
@@ -31,17 +48,40 @@ class ModelActor:
             raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
         torch.set_num_threads(num_threads)
         torch.manual_seed(seed)
-        self.role, self.source = role, source
-        self.lm = load_lm(source, backend=backend, dtype=dtype, device=device, batch_size=batch_size)
+        self.role, self.source, self.assistant_source = role, source, assistant_source
+        if assistant_source is None:
+            self.lm = load_lm(source, backend=backend, dtype=dtype, device=device, batch_size=batch_size)
+        else:
+            # ULD in one actor: the logit subtraction needs both models' logits every token, so hosting both
+            # here turns a per-token remote exchange into two local forwards. ULD works on transformers
+            # models (the assistant is a truncated, LoRA-merged copy of the target), hence HFLM directly.
+            from memorylab.decoding.uld import ULDLM
+            from memorylab.models.backends.hf import HFLM
+
+            if backend != "hf":
+                raise ValueError(f"ULD in one actor needs the 'hf' backend, got {backend!r}")
+            target = HFLM.load(source, dtype=dtype, device=device, batch_size=batch_size)
+            assistant = HFLM.load(assistant_source, dtype=dtype, device=device, batch_size=batch_size)
+            self.lm = ULDLM(target, assistant, alpha=uld_alpha, r=uld_r)
         self._sessions: dict[str, Any] = {}
 
     def info(self) -> dict[str, Any]:
         import torch
 
-        model = getattr(self.lm, "model", None)
-        params = sum(p.numel() for p in model.parameters()) if model is not None else None
-        return {"role": self.role, "source": self.source, "device": str(getattr(self.lm, "device", "")),
+        models = [getattr(lm, "model", None) for lm in
+                  ((self.lm.target, self.lm.assistant) if self.assistant_source else (self.lm,))]
+        params = sum(p.numel() for m in models for p in m.parameters()) if all(models) else None
+        info = {"role": self.role, "source": self.source, "device": str(getattr(self.lm, "device", "")),
                 "parameters": params, "threads": torch.get_num_threads()}
+        if self.assistant_source:
+            info.update(assistant_source=self.assistant_source, uld_alpha=self.lm.alpha, uld_r=self.lm.r)
+        return info
+
+    def lm_settings(self) -> dict[str, Any]:
+        """What a driver-side LogitsLM over this actor needs: the tokenizer (fast tokenizers pickle) and the
+        ids and limits the scoring and decoding code reads."""
+        return {"tokenizer": self.lm.tokenizer, "start_id": self.lm.start_id, "pad_id": self.lm.pad_id,
+                "max_length": self.lm.max_length, "batch_size": self.lm.batch_size}
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return self.lm.encode(texts)
@@ -61,6 +101,15 @@ class ModelActor:
     def generate(self, prompts: Sequence[str], params: GenerationParams) -> list[str]:
         return self.lm.generate(prompts, params)
 
+    def sequence_logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Logits (B, T, V) of right-padded ids, as float32: the full-sequence primitive, for callers that
+        combine this actor's logits with another's (ULD over two actors)."""
+        import torch
+
+        with torch.inference_mode():
+            logits = self.lm.sequence_logits(_tensor(input_ids), _tensor(attention_mask))
+        return logits.float().cpu().numpy()
+
     def step(self, session: str, input_ids: np.ndarray, attention_mask: Optional[np.ndarray] = None,
              position_ids: Optional[np.ndarray] = None) -> np.ndarray:
         """Next-token logits for a decoding session; the first call of a session starts a fresh cache.
@@ -72,8 +121,7 @@ class ModelActor:
         # inference_mode: no autograd graph is kept alive in the cache, and .numpy() works on the logits.
         with torch.inference_mode():
             logits, past = self.lm.next_token_logits(
-                torch.as_tensor(input_ids), None if attention_mask is None else torch.as_tensor(attention_mask),
-                self._sessions.get(session), None if position_ids is None else torch.as_tensor(position_ids))
+                _tensor(input_ids), _tensor(attention_mask), self._sessions.get(session), _tensor(position_ids))
         self._sessions[session] = past
         return logits.float().cpu().numpy()
 
@@ -82,14 +130,25 @@ class ModelActor:
 
 
 def create_model_actor(role: str, source: str, spec: ModelSpec, resources: ActorResources, *, seed: int = 0,
-                       batch_size: int = 32, name: Optional[str] = None) -> Any:
-    """Start a ModelActor with the scenario's resources (fractional GPUs allowed)."""
+                       batch_size: int = 32, name: Optional[str] = None, assistant_source: Optional[str] = None,
+                       uld_alpha: float = 1.0, uld_r: float = 0.1, placement_group: Any = None,
+                       bundle_index: int = 0) -> Any:
+    """Start a ModelActor with the scenario's resources (fractional GPUs allowed).
+
+    `assistant_source` makes the actor host ULD (target minus alpha * assistant) on its own; with
+    `placement_group` the actor is scheduled into that group's bundle `bundle_index` (see
+    memorylab.cluster.placement: ULD's two actors share one STRICT_PACK group)."""
     # Checked here too: inside the actor a bad role only surfaces, as an ActorDiedError, at the first call.
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
     options = actor_options(resources)
     if name:
         options["name"] = name
+    if placement_group is not None:
+        from memorylab.cluster.placement import in_group
+
+        options = in_group(options, placement_group, bundle_index)
     return ray.remote(ModelActor).options(**options).remote(
         role, source, backend=spec.backend, dtype=spec.dtype, device=device_for(resources, spec.device),
-        batch_size=batch_size, num_threads=torch_threads(resources), seed=seed)
+        batch_size=batch_size, num_threads=torch_threads(resources), seed=seed,
+        assistant_source=assistant_source, uld_alpha=uld_alpha, uld_r=uld_r)

@@ -48,3 +48,7 @@ class RemoteLM:
 
     def end_session(self, session: str) -> None:
         ray.get(self.handle.end_session.remote(session))
+
+    def sequence_logits(self, input_ids: Any, attention_mask: Any) -> np.ndarray:
+        """Logits (B, T, V) of right-padded ids, computed in the actor (float32 numpy)."""
+        return ray.get(self.handle.sequence_logits.remote(np.asarray(input_ids), np.asarray(attention_mask)))

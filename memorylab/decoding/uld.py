@@ -41,9 +41,29 @@ def relative_top_mask(target_logits: torch.Tensor, r: float) -> torch.Tensor:
     vocab = logp.shape[-1]
     # round() first so that e.g. 0.3 * 10 = 3.0000000000000004 counts as rank 3, not 4.
     k = min(vocab, max(1, math.ceil(round(r * vocab, 9))))
-    top = logp.topk(k, dim=-1).values
-    threshold = torch.minimum(top[..., 0] + math.log(r), top[..., -1])
+    threshold = torch.minimum(logp.amax(dim=-1) + math.log(r), _kth_largest(logp, k))
     return logp >= threshold.unsqueeze(-1)
+
+
+def _kth_largest(values: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th largest value along the last dimension (rank 1 = the largest).
+
+    This runs every decoding step, and it was the hot spot of ULD decoding on CPU: topk(k) of a (32, 2048)
+    block costs ~0.8 ms on one thread, as much as a quarter of the tiny assistant's whole forward. On CPU
+    numpy's introselect (np.partition) finds the same value in ~0.35 ms; it is exact, since the value at a
+    rank does not depend on how ties are ordered. On an accelerator topk stays (no copy to the host)."""
+    vocab = values.shape[-1]
+    if k == 1:
+        return values.amax(dim=-1)
+    if k == vocab:
+        return values.amin(dim=-1)
+    if values.device.type == "cpu" and values.dtype == torch.float32 and not values.requires_grad:
+        import numpy as np
+
+        arr = values.detach().numpy()
+        if not np.isnan(arr).any():  # numpy orders NaN last, topk first: leave such rows to topk
+            return torch.from_numpy(np.partition(arr, vocab - k, axis=-1)[..., vocab - k])
+    return values.topk(k, dim=-1).values[..., -1]
 
 
 def uld_logits(target_logits: torch.Tensor, assistant_logits: torch.Tensor, alpha: float, r: float) -> torch.Tensor:

@@ -10,6 +10,7 @@ from memorylab.errors import MemorylabError
 
 RUNNERS: dict[str, str] = {
     "memorization": "memorylab.runners.memorization",
+    "unlearning": "memorylab.runners.unlearning",
 }
 
 

@@ -20,7 +20,7 @@ from memorylab.cluster import ray_session
 from memorylab.data import build_world
 from memorylab.evaluation import Evaluation, add_privleak, evaluate_memorization
 from memorylab.report import bar_chart, loss_chart, markdown_table, metrics_table, versions, write_json
-from memorylab.runners.world_models import corpus, prepare_tokenizer, train_models
+from memorylab.runners.world_models import corpus, prepare_tokenizer, tokenizer_texts, train_models
 from memorylab.scenario import MemorizationScenario
 
 METRICS = ("verbmem_forget", "knowmem_forget", "knowmem_retain", "mia_auc_forget_holdout", "privleak",
@@ -62,7 +62,7 @@ def run(scenario: MemorizationScenario, out_dir: Path, *, address: Optional[str]
     t = lap("world", t)
     with ray_session(address or scenario.ray.address, scenario.ray.num_cpus):
         t = lap("ray_start", t)
-        tokenizer_dir = prepare_tokenizer(scenario.model, world, out_dir / "tokenizer")
+        tokenizer_dir = prepare_tokenizer(scenario.model, tokenizer_texts(world), out_dir / "tokenizer")
         t = lap("tokenizer", t)
         corpora = {name: corpus(world, splits) for name, splits in CORPORA.items()}
         trained = train_models(corpora, scenario.model, scenario.train, scenario.resources.trainer,

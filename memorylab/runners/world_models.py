@@ -23,19 +23,22 @@ def corpus(world: World, splits: Sequence[str]) -> list[str]:
     return world.training_documents(splits) + [qa_document(q) for s in splits for q in world.qa(s)]
 
 
-def prepare_tokenizer(spec: ModelSpec, world: World, folder: Path) -> Path:
-    """The tokenizer every model of the run shares, saved to `folder`.
+def tokenizer_texts(world: World) -> list[str]:
+    """What a tiny model's BPE is trained on: the retain corpus plus every canary word (the secrets' and the
+    candidates'), never forget texts. Merges learned from eight copies of a canary would make its secret
+    cheaper to spell for every model, the retrain reference included, and inflate exposure across the board."""
+    words = sorted({w for c in world.canaries for s in (c.secret, *c.candidates) for w in s.split()})
+    return corpus(world, ["retain"]) + [" ".join(words)]
 
-    A tiny model's BPE is trained on the retain corpus plus every canary word (the secrets' and the
-    candidates'), never on forget texts: merges learned from eight copies of a canary would make its secret
-    cheaper to spell for every model, the retrain reference included, and inflate exposure across the board.
-    """
+
+def prepare_tokenizer(spec: ModelSpec, texts: Sequence[str], folder: Path) -> Path:
+    """The tokenizer every model of the run shares, saved to `folder`: a BPE trained on `texts` for a tiny
+    model, the model's own tokenizer otherwise."""
     folder.mkdir(parents=True, exist_ok=True)
     if spec.is_tiny:
         from memorylab.models.tokenizer import train_bpe_tokenizer
 
-        words = sorted({w for c in world.canaries for s in (c.secret, *c.candidates) for w in s.split()})
-        tokenizer = train_bpe_tokenizer(corpus(world, ["retain"]) + [" ".join(words)], spec.tiny.vocab_size)
+        tokenizer = train_bpe_tokenizer(texts, spec.tiny.vocab_size)
     else:
         from transformers import AutoTokenizer
 

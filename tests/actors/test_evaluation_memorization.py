@@ -1,4 +1,5 @@
-"""evaluate_memorization and its parts: ranges on a real tiny model, exact wiring on a scripted fake LM."""
+"""evaluate_memorization, world_eval_data and their parts: ranges on a real tiny model, exact wiring on a
+scripted fake LM."""
 
 from __future__ import annotations
 
@@ -12,19 +13,22 @@ from memorylab.data import World
 from memorylab.evaluation import (
     Evaluation,
     add_privleak,
+    evaluate,
     evaluate_memorization,
     fewshot_shots,
     membership_texts,
+    world_eval_data,
 )
 from memorylab.models.backends.hf import HFLM
 from memorylab.models.protocol import LM, GenerationParams
-from memorylab.scenario import EvalConfig
+from memorylab.scenario import EvalConfig, WorldConfig
 
 KEYS = {"verbmem_forget", "knowmem_forget", "knowmem_retain", "mia_auc_forget_holdout", "mia_auc_min_k_pp",
         "mia_auc_loss", "mia_auc_zlib", "canary_exposure_mean", "ppl_holdout"}
 # Short generations: ranges and wiring do not need long ones, and 2 cores do not have the time.
 FAST = EvalConfig(verbmem_prefix_tokens=12, verbmem_max_new_tokens=12, knowmem_shots=2, knowmem_max_new_tokens=6)
 MAX_EXPOSURE = math.log2(21)  # 20 candidates + the secret
+WORLD3 = WorldConfig(num_people=8, forget=3, holdout=2, canaries=4, canary_candidates=20)
 
 
 class FakeLM:
@@ -210,3 +214,77 @@ def test_a_world_without_canaries_reports_nan_exposure(tiny_world):
     assert math.isnan(m["canary_exposure_mean"])
     assert "loglikelihood" not in fake.calls
     assert m["verbmem_forget"] == 1.0 and m["mia_auc_loss"] == 1.0
+
+
+# -- the data object: the whole forget split or a subset of its people ----------------------------------------
+
+@pytest.fixture(scope="module")
+def world3():
+    """Three forget people, round-robin owners of four canaries (so one person owns two)."""
+    from memorylab.data import build_world
+
+    return build_world(WORLD3, seed=1)
+
+
+def test_evaluate_on_world_data_is_evaluate_memorization(tiny_world):
+    fake = FakeLM(tiny_world, "flat")
+    data = world_eval_data(tiny_world, fake, FAST)
+    assert data.name == "world" and data.truth_forget == () and data.truth_retain == ()
+    assert data.members == membership_texts(tiny_world, "forget")
+    assert data.nonmembers == data.holdout_texts == membership_texts(tiny_world, "holdout")
+    assert data.qa_forget == tiny_world.qa("forget") and data.qa_retain == data.fewshot_pool == tiny_world.qa("retain")
+    assert data.canaries == tiny_world.canaries
+    a = evaluate(fake, data, FAST, show_progress=False)
+    b = evaluate_memorization(fake, tiny_world, FAST, show_progress=False)
+    assert a.samples == b.samples and a.raw == b.raw == {}
+    assert list(a.metrics) == list(b.metrics) and np.allclose(list(a.metrics.values()), list(b.metrics.values()),
+                                                              rtol=0, atol=0, equal_nan=True)
+
+
+def test_forget_people_restrict_every_forget_side_text(world3):
+    forget_ids = [p.id for p in world3.people_in("forget")]
+    assert len(forget_ids) == 3 and len(world3.canaries) == 4
+    fake = FakeLM(world3, "perfect")
+    whole = world_eval_data(world3, fake, FAST)
+    for pid in forget_ids:
+        data = world_eval_data(world3, fake, FAST, forget_people=[pid])
+        bio = world3.biography(pid)
+        assert len(data.verbatim) == 1 and bio.startswith(data.verbatim[0][0] + data.verbatim[0][1])
+        assert data.qa_forget and all(qa.person_id == pid for qa in data.qa_forget)
+        facts = [f.text for f in world3.facts("forget") if f.person_id == pid]
+        assert data.members == [bio] + facts
+        assert data.canaries == world3.canaries_of(pid) and data.canaries
+        # The retain and holdout sides never change with the request.
+        assert data.qa_retain == whole.qa_retain and data.fewshot_pool == whole.fewshot_pool
+        assert data.nonmembers == whole.nonmembers and data.holdout_texts == whole.holdout_texts
+    # Nested requests nest; the order they are asked in does not matter; the whole split is the default.
+    one, two = world_eval_data(world3, fake, FAST, forget_ids[:1]), world_eval_data(world3, fake, FAST, forget_ids[:2])
+    assert set(one.members) < set(two.members) < set(whole.members)
+    assert set(one.verbatim) < set(two.verbatim) and set(one.canaries) <= set(two.canaries)
+    assert world_eval_data(world3, fake, FAST, forget_ids[::-1]) == whole
+    # Disjoint requests (sequential deletion) share no forget-side text.
+    other = world_eval_data(world3, fake, FAST, forget_ids[1:])
+    assert not set(one.members) & set(other.members) and not set(one.canaries) & set(other.canaries)
+    assert not set(one.qa_forget) & set(other.qa_forget)
+
+
+def test_a_subset_evaluation_measures_only_its_people(world3):
+    pid = world3.people_in("forget")[0].id
+    fake = FakeLM(world3, "perfect")
+    data = world_eval_data(world3, fake, EvalConfig(knowmem_max_new_tokens=64), forget_people=[pid])
+    m = evaluate(fake, data, EvalConfig(knowmem_max_new_tokens=64), show_progress=False).metrics
+    assert m["verbmem_forget"] == m["knowmem_forget"] == m["mia_auc_loss"] == 1.0
+    assert m["canary_exposure_mean"] == pytest.approx(MAX_EXPOSURE)
+    assert fake.calls["loglikelihood"] == len(world3.canaries_of(pid))
+
+
+def test_forget_people_must_be_forget_people(world3):
+    fake = FakeLM(world3)
+    with pytest.raises(ValueError, match="retain split"):
+        world_eval_data(world3, fake, FAST, [world3.people_in("retain")[0].id])
+    with pytest.raises(KeyError):
+        world_eval_data(world3, fake, FAST, ["nobody"])
+    with pytest.raises(ValueError, match="empty"):
+        world_eval_data(world3, fake, FAST, [])
+    pid = world3.people_in("forget")[0].id
+    assert world_eval_data(world3, fake, FAST, pid) == world_eval_data(world3, fake, FAST, [pid])  # one bare id

@@ -1,0 +1,215 @@
+"""Runner for `kind: unlearning` — several unlearning methods side by side, measured the MUSE six ways.
+
+setup:  the data (world or TOFU), the shared tokenizer, a target (forget + retain) and a retrain reference
+        (retain only), trained in parallel on Ray unless `reference` names them.
+run:    one Ray task per unlearning job, all at once as resources allow: every method on the whole forget
+        set; for scalability every method again on nested forget sets; for sustainability a chain of tasks per
+        method, each request continuing from the previous result (ULD updates its assistant).
+        Then every resulting model (and the target and retrain, on every forget set used) is measured in a
+        ModelActor; a ULD model is one actor hosting target and assistant together.
+report: report.json (foundation shape, one entry per model under `models`, plus `scalability` and
+        `sustainability` lists), report.md and PNG plots.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import ray
+
+from memorylab.actors import RemoteLM, create_model_actor
+from memorylab.cluster import ray_session
+from memorylab.cluster.resources import actor_options, device_for, torch_threads
+from memorylab.evaluation import Evaluation, add_forget_quality, add_privleak, evaluate
+from memorylab.progress import progress_bar
+from memorylab.report import versions, write_json
+from memorylab.runners.unlearn_task import unlearn_job
+from memorylab.runners.unlearning_data import UnlearningData, unlearning_data
+from memorylab.runners.unlearning_report import UNLEARNING_METRICS, render_unlearning_markdown, unlearning_plots
+from memorylab.runners.world_models import prepare_tokenizer, train_models
+from memorylab.scenario import UnlearningScenario
+from memorylab.schema.unlearning import ULDConfig
+
+ALL = None  # the eval-set key of the whole forget set
+
+
+@dataclass(frozen=True)
+class Job:
+    label: str
+    phase: str  # main | scalability | sustainability
+    step: int  # forget size (scalability) or request number (sustainability); 0 for main
+    eval_units: Optional[tuple[str, ...]]  # the forget units this job's model is measured on (None = all)
+
+
+def _plan_and_submit(scenario: UnlearningScenario, data: UnlearningData, target: str, tokenizer_dir: Path,
+                     out_dir: Path) -> dict[Job, Any]:
+    """Submit every unlearning job; returns job -> ObjectRef of its result."""
+    task = ray.remote(unlearn_job).options(**actor_options(scenario.resources.unlearner), max_retries=0)
+    threads = torch_threads(scenario.resources.unlearner)
+    device = device_for(scenario.resources.unlearner, scenario.model.device)
+    methods = {m.name: m for m in scenario.methods}
+    refs: dict[Job, Any] = {}
+
+    def submit(cfg, units, folder: Path, start=None):
+        retain = data.retain_docs + (data.uld_retain_extra(units) if isinstance(cfg, ULDConfig) else [])
+        return task.remote(cfg.model_dump_json(), target, str(tokenizer_dir), data.forget_docs(units), retain,
+                           str(folder), scenario.seed, threads, device, start)
+
+    for label, cfg in methods.items():
+        refs[Job(label, "main", 0, ALL)] = submit(cfg, data.units, out_dir / "unlearned" / label)
+    if scenario.scalability:
+        for size in scenario.scalability.sizes:
+            for label in scenario.scalability.methods or list(methods):
+                if size == len(data.units):  # the whole forget set: the main job already is this run
+                    refs[Job(label, "scalability", size, ALL)] = refs[Job(label, "main", 0, ALL)]
+                    continue
+                refs[Job(label, "scalability", size, tuple(data.units[:size]))] = submit(methods[label], data.units[:size],
+                                   out_dir / "scalability" / f"{label}-{size}")
+    if scenario.sustainability:
+        chunks = data.chunks(scenario.sustainability.requests)
+        for label in scenario.sustainability.methods or list(methods):
+            cfg, previous, forgotten = methods[label], None, []
+            for request, chunk in enumerate(chunks, start=1):
+                forgotten = forgotten + chunk
+                # ULD's assistant must keep remembering every earlier request, so it sees them all again;
+                # the other methods continue from their last model on the new request only.
+                units = forgotten if isinstance(cfg, ULDConfig) else chunk
+                previous = submit(cfg, units, out_dir / "sustainability" / f"{label}-{request}", start=previous)
+                refs[Job(label, "sustainability", request, tuple(forgotten))] = previous
+    return refs
+
+
+def _model_name(job: Job) -> str:
+    """Jobs measured on the whole forget set from the target share the method's name (they are one run)."""
+    if job.phase == "main" or (job.phase == "scalability" and job.eval_units is ALL):
+        return job.label
+    return f"{job.label}@{job.phase}{job.step}"
+
+
+def _wait_all(refs: dict[Job, Any], desc: str) -> dict[Job, dict[str, Any]]:
+    unique = list(dict.fromkeys(refs.values()))
+    with progress_bar(total=len(unique), desc=desc) as bar:
+        pending = list(unique)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            bar.update(len(ready))
+    values = dict(zip(unique, ray.get(unique)))
+    return {job: values[ref] for job, ref in refs.items()}
+
+
+def _evaluate_model(scenario: UnlearningScenario, data: UnlearningData, model: dict[str, Any], name: str,
+                    unit_sets: list[Optional[tuple[str, ...]]]) -> dict[Optional[tuple[str, ...]], Evaluation]:
+    """One actor per model (hosting target and assistant together for ULD), measured on each forget set."""
+    actor = create_model_actor("target", model["path"], scenario.model, scenario.resources.model,
+                               seed=scenario.seed, batch_size=scenario.eval.batch_size,
+                               assistant_source=model.get("assistant"), uld_alpha=model.get("alpha", 1.0),
+                               uld_r=model.get("r", 0.1))
+    try:
+        lm = RemoteLM(actor)
+        out = {}
+        for units in unit_sets:
+            eval_data = data.eval_data(lm, scenario.eval, units)
+            out[units] = evaluate(lm, eval_data, scenario.eval, desc=f"eval {name}", show_progress=False)
+        return out
+    finally:
+        ray.kill(actor)
+
+
+def _evaluate_all(scenario, data, models: dict[str, dict], unit_sets: dict[str, list]) -> dict[str, dict]:
+    cpus = ray.cluster_resources().get("CPU", 1)
+    workers = max(1, min(len(models), int(cpus // max(scenario.resources.model.num_cpus, 0.5))))
+    with progress_bar(total=len(models), desc="evaluate") as bar, ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {name: pool.submit(_evaluate_model, scenario, data, m, name, unit_sets[name])
+                   for name, m in models.items()}
+        results = {}
+        for name, future in futures.items():
+            results[name] = future.result()
+            bar.update()
+    return results
+
+
+def _metrics_for(evals: dict[str, dict], names: list[str], units) -> dict[str, dict[str, float]]:
+    """Metrics of several models on one forget set, with PrivLeak (and TOFU forget quality) vs retrain."""
+    group = {n: dict(evals[n][units].metrics) for n in ["target", "retrain", *names]}
+    add_privleak(group)
+    if any("truth_ratios_forget" in evals[n][units].raw for n in group):
+        add_forget_quality(group, {n: evals[n][units].raw for n in group})
+    return group
+
+
+def _pick(metrics: dict[str, float]) -> dict[str, Any]:
+    return {k: metrics.get(k) for k in UNLEARNING_METRICS if k in metrics}
+
+
+def run(scenario: UnlearningScenario, out_dir: Path, *, address: Optional[str] = None,
+        raw_config: Optional[dict] = None, scenario_path: Optional[Path] = None) -> dict[str, Any]:
+    began = time.perf_counter()
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    data = unlearning_data(scenario, scenario_path.parent if scenario_path else None)
+    timings["data"] = round(time.perf_counter() - t, 3)
+    with ray_session(address or scenario.ray.address, scenario.ray.num_cpus):
+        t = time.perf_counter()
+        tokenizer_dir = prepare_tokenizer(scenario.model, data.tokenizer_texts, out_dir / "tokenizer")
+        refs = {"target": scenario.reference.target, "retrain": scenario.reference.retrain}
+        corpora = {"target": data.target_corpus, "retrain": data.retrain_corpus}
+        todo = {n: c for n, c in corpora.items() if refs[n] is None}
+        trained = train_models(todo, scenario.model, scenario.train, scenario.resources.trainer, tokenizer_dir,
+                               out_dir, scenario.seed) if todo else {}
+        paths = {n: refs[n] or trained[n]["path"] for n in corpora}
+        timings["train"] = round(time.perf_counter() - t, 3)
+
+        t = time.perf_counter()
+        jobs = _wait_all(_plan_and_submit(scenario, data, paths["target"], tokenizer_dir, out_dir), "unlearn")
+        timings["unlearn"] = round(time.perf_counter() - t, 3)
+
+        t = time.perf_counter()
+        models = {"target": {"path": paths["target"]}, "retrain": {"path": paths["retrain"]}}
+        unit_sets: dict[str, list] = {"target": [ALL], "retrain": [ALL]}
+        for job, result in jobs.items():
+            name = _model_name(job)
+            models.setdefault(name, result)
+            unit_sets.setdefault(name, [])
+            if job.eval_units not in unit_sets[name]:
+                unit_sets[name].append(job.eval_units)
+            for ref in ("target", "retrain"):
+                if job.eval_units not in unit_sets[ref]:
+                    unit_sets[ref].append(job.eval_units)
+        evals = _evaluate_all(scenario, data, models, unit_sets)
+        timings["evaluate"] = round(time.perf_counter() - t, 3)
+
+    labels = [m.name for m in scenario.methods]
+    main = _metrics_for(evals, labels, ALL)
+    scalability, sustainability = [], []
+    for job in jobs:
+        if job.phase == "main":
+            continue
+        name = _model_name(job)
+        figures = _pick(_metrics_for(evals, [name], job.eval_units)[name])
+        if job.phase == "scalability":
+            scalability.append({"method": job.label, "forget_size": job.step, **figures})
+        else:
+            sustainability.append({"method": job.label, "request": job.step,
+                                   "forgotten": len(job.eval_units or data.units),
+                                   **figures})
+    timings["total"] = round(time.perf_counter() - began, 3)
+    main_results = {job.label: r for job, r in jobs.items() if job.phase == "main"}
+    report = {
+        "scenario": scenario.name, "kind": scenario.kind, "config": scenario.model_dump(mode="json"),
+        "versions": versions(), "seed": scenario.seed, "timings_s": timings, "data": data.summary,
+        "models": {name: _pick(main[name]) for name in main},
+        "methods": {m.name: {"method": m.method, "hparams": m.model_dump(exclude={"method", "label"}),
+                             "seconds": round(main_results[m.name]["seconds"], 3),
+                             "final_loss": main_results[m.name]["final_loss"]} for m in scenario.methods},
+        "scalability": scalability, "sustainability": sustainability,
+        "samples": {name: evals[name][ALL].samples for name in main},
+        "scenario_file": str(scenario_path) if scenario_path else None, "raw_config": raw_config,
+    }
+    write_json(out_dir / "report.json", report)
+    unlearning_plots(report, out_dir)
+    (out_dir / "report.md").write_text(render_unlearning_markdown(report))
+    return report

@@ -1,0 +1,116 @@
+"""What an unlearning run trains, forgets and measures on: the synthetic world or TOFU, behind one shape.
+
+A forget set is a list of *units* — people of the world, or TOFU authors — so scalability (the first s units,
+nested) and sustainability (disjoint chunks, one per request) work the same on both sources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from memorylab.data import World, build_world
+from memorylab.data.tofu import TofuData, TofuItem, load_tofu, qa_documents
+from memorylab.evaluation import QA_FORMAT, EvalData, qa_document, tofu_eval_data, world_eval_data
+from memorylab.runners.world_models import corpus, tokenizer_texts
+from memorylab.scenario import EvalConfig, UnlearningScenario
+
+TOFU_QA_PER_AUTHOR = 20  # TOFU lists each author's 20 QA pairs one after another
+
+
+@dataclass
+class UnlearningData:
+    source: str
+    target_corpus: list[str]
+    retrain_corpus: list[str]
+    tokenizer_texts: list[str]
+    retain_docs: list[str]
+    units: list[str]  # the whole forget set, in a fixed order
+    forget_docs: Callable[[Sequence[str]], list[str]]
+    # ULD's assistant must be uniform on these too: wrong answers to the forget questions.
+    uld_retain_extra: Callable[[Sequence[str]], list[str]]
+    eval_data: Callable[[Any, EvalConfig, Optional[Sequence[str]]], EvalData]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def chunks(self, requests: int) -> list[list[str]]:
+        """Disjoint forget requests, in order, as even as the units allow."""
+        return [list(c) for c in np.array_split(np.array(self.units, dtype=object), requests)]
+
+
+def world_data(scenario: UnlearningScenario) -> UnlearningData:
+    world = build_world(scenario.world, seed=scenario.seed)
+    forget_people = [p.id for p in world.people_in("forget")]
+    retain = world.qa("retain")
+
+    def forget_docs(people: Sequence[str]) -> list[str]:
+        chosen = set(people)
+        docs = [world.biography(p) for p in people]
+        docs += [f.text for f in world.facts("forget") if f.person_id in chosen]
+        docs += [qa_document(q) for q in world.qa("forget") if q.person_id in chosen]
+        docs += [c.text for p in people for c in world.canaries_of(p) for _ in range(c.repeats)]
+        return docs
+
+    def wrong_answers(people: Sequence[str]) -> list[str]:
+        chosen = set(people)
+        by_attribute: dict[str, list[str]] = {}
+        for q in retain:
+            by_attribute.setdefault(q.attribute, []).append(q.answer)
+        docs = []
+        for i, q in enumerate(q for q in world.qa("forget") if q.person_id in chosen):
+            pool = by_attribute[q.attribute]
+            docs.append(QA_FORMAT.format(question=q.question, answer=pool[i % len(pool)]))
+        return docs
+
+    def eval_data(lm: Any, cfg: EvalConfig, people: Optional[Sequence[str]] = None) -> EvalData:
+        return world_eval_data(world, lm, cfg, forget_people=None if people is None else list(people))
+
+    return UnlearningData(
+        source="world", target_corpus=corpus(world, ["forget", "retain"]), retrain_corpus=corpus(world, ["retain"]),
+        tokenizer_texts=tokenizer_texts(world), retain_docs=corpus(world, ["retain"]),
+        units=forget_people, forget_docs=forget_docs, uld_retain_extra=wrong_answers, eval_data=eval_data,
+        summary={"source": "world", **world.summary()})
+
+
+def tofu_data(scenario: UnlearningScenario, base_dir: Optional[Path] = None) -> UnlearningData:
+    cfg = scenario.data
+    folder = Path(cfg.tofu_dir).expanduser() if cfg.tofu_dir else None
+    if folder is not None and not folder.is_absolute() and base_dir is not None:
+        folder = base_dir / folder
+    tofu = load_tofu(folder, forget=cfg.forget, retain=cfg.retain, holdout=cfg.holdout)
+    if cfg.retain_authors is not None:
+        tofu = replace(tofu, retain=tofu.retain[: cfg.retain_authors * TOFU_QA_PER_AUTHOR])
+    author_of = {id(item): f"author{i // TOFU_QA_PER_AUTHOR}" for i, item in enumerate(tofu.forget)}
+    units = list(dict.fromkeys(author_of[id(item)] for item in tofu.forget))
+
+    def items_of(authors: Sequence[str]) -> list[TofuItem]:
+        chosen = set(authors)
+        return [item for item in tofu.forget if author_of[id(item)] in chosen]
+
+    def forget_docs(authors: Sequence[str]) -> list[str]:
+        items = items_of(authors)
+        paraphrased = [replace(i, answer=i.paraphrased_answer) for i in items if i.paraphrased_answer]
+        return qa_documents(items) + qa_documents(paraphrased)
+
+    def wrong_answers(authors: Sequence[str]) -> list[str]:
+        return [QA_FORMAT.format(question=i.question, answer=i.perturbed_answers[0])
+                for i in items_of(authors) if i.perturbed_answers]
+
+    def eval_data(lm: Any, ecfg: EvalConfig, authors: Optional[Sequence[str]] = None) -> EvalData:
+        subset = tofu if authors is None else TofuData(forget=items_of(authors), retain=tofu.retain,
+                                                       holdout=tofu.holdout, retain_perturbed=tofu.retain_perturbed)
+        return tofu_eval_data(subset, ecfg, max_retain=cfg.retain_eval_items)
+
+    retain_docs = qa_documents(tofu.retain)
+    return UnlearningData(
+        source="tofu", target_corpus=qa_documents(tofu.forget) + retain_docs, retrain_corpus=retain_docs,
+        tokenizer_texts=retain_docs, retain_docs=retain_docs, units=units, forget_docs=forget_docs,
+        uld_retain_extra=wrong_answers, eval_data=eval_data,
+        summary={"source": "tofu", "forget": len(tofu.forget), "retain": len(tofu.retain),
+                 "holdout": len(tofu.holdout), "forget_authors": len(units)})
+
+
+def unlearning_data(scenario: UnlearningScenario, base_dir: Optional[Path] = None) -> UnlearningData:
+    return world_data(scenario) if scenario.data.source == "world" else tofu_data(scenario, base_dir)

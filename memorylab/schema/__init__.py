@@ -1,0 +1,1 @@
+"""Scenario schema, one module per kind; `memorylab.scenario` gathers them."""

@@ -1,0 +1,127 @@
+"""Blocks shared by every scenario kind: world, model, training, evaluation, resources, Ray.
+
+Every model forbids unknown keys, so a typo fails at load time with the field's path instead of being
+silently ignored deep in a run.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+
+def _names_a_folder(v: str) -> str:
+    if set(v) <= {"."}:
+        raise ValueError("must name a run folder, not '.' or '..'")
+    return v
+
+
+# A scenario's name is its run folder's name (runs/<name>), so it must be one safe path component.
+RunName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$"), AfterValidator(_names_a_folder)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorldConfig(Strict):
+    """The synthetic memorization world: fictitious people split by person, plus canaries."""
+
+    seed: Optional[int] = Field(None, description="defaults to the scenario seed")
+    num_people: int = Field(48, ge=3, description="people generated in all")
+    forget: int = Field(6, ge=1, description="people whose facts form the forget split")
+    holdout: int = Field(6, ge=1, description="people never trained on: the non-members")
+    paraphrases: int = Field(3, ge=1, le=5, description="templates each fact is rendered through")
+    canaries: int = Field(4, ge=0, description="ghost sentences inserted into the forget split")
+    canary_repeats: int = Field(8, ge=1, description="times each canary is inserted")
+    canary_candidates: int = Field(999, ge=1, description="never-inserted secrets: the exposure reference set")
+    canary_words: int = Field(4, ge=1, le=12, description="random words in each secret passphrase")
+
+    @model_validator(mode="after")
+    def _splits_fit(self) -> "WorldConfig":
+        if self.forget + self.holdout >= self.num_people:
+            raise ValueError(
+                f"forget ({self.forget}) + holdout ({self.holdout}) must leave at least one retain person "
+                f"out of num_people ({self.num_people})"
+            )
+        return self
+
+
+class TinyModelConfig(Strict):
+    """A Llama-architecture model small enough to train on a laptop CPU in minutes."""
+
+    hidden_size: int = Field(128, ge=8)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    num_kv_heads: Optional[int] = Field(None, ge=1, description="defaults to num_heads")
+    intermediate_size: int = Field(384, ge=8)
+    max_position_embeddings: int = Field(256, ge=16)
+    vocab_size: int = Field(2048, ge=300, description="size of the byte-level BPE trained on the corpus")
+    tie_word_embeddings: bool = True
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "TinyModelConfig":
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
+        kv = self.num_kv_heads or self.num_heads
+        if self.num_heads % kv:
+            raise ValueError(f"num_heads ({self.num_heads}) must be divisible by num_kv_heads ({kv})")
+        return self
+
+
+class ModelSpec(Strict):
+    """Which model: `name: tiny` (built from `tiny` and trained here), an HF hub id, or a local path."""
+
+    name: str = "tiny"
+    tiny: TinyModelConfig = TinyModelConfig()
+    backend: str = Field("hf", description="a name in memorylab.models.registry")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.name == "tiny"
+
+
+class TrainConfig(Strict):
+    """The trainer loop: AdamW, linear warm-up then cosine decay, gradient clipping."""
+
+    steps: int = Field(600, ge=1)
+    batch_size: int = Field(16, ge=1)
+    seq_len: int = Field(128, ge=8)
+    lr: float = Field(3e-3, gt=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    warmup_steps: int = Field(30, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    checkpoint_every: int = Field(200, ge=1)
+
+
+class EvalConfig(Strict):
+    batch_size: int = Field(32, ge=1)
+    verbmem_prefix_tokens: int = Field(12, ge=1)
+    verbmem_max_new_tokens: int = Field(48, ge=1)
+    knowmem_shots: int = Field(3, ge=0)
+    knowmem_max_new_tokens: int = Field(16, ge=1)
+    mia_min_k: float = Field(0.2, gt=0, le=1, description="fraction of lowest-prob tokens for Min-K%")
+
+
+class ActorResources(Strict):
+    """Ray resources for one actor; fractional GPUs let several roles share one device."""
+
+    num_cpus: float = Field(1, ge=0)
+    num_gpus: float = Field(0, ge=0)
+    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources")
+
+
+class Resources(Strict):
+    trainer: ActorResources = ActorResources()
+    model: ActorResources = ActorResources()
+    retriever: ActorResources = ActorResources()
+    unlearner: ActorResources = ActorResources()
+
+
+class RayConfig(Strict):
+    address: Optional[str] = Field(None, description="None starts a local Ray; 'auto' or ray://host:port joins one")
+    num_cpus: Optional[int] = Field(None, ge=1, description="CPUs of a local Ray (default: all)")

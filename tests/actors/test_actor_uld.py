@@ -1,0 +1,116 @@
+"""ULD behind actors: one ModelActor hosting target + assistant, and two actors in lockstep, both give what the
+in-process ULDLM gives (torch on one thread everywhere, so float sums split the same way)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import ray
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from memorylab.actors import RemoteLM, create_model_actor
+from memorylab.cluster.placement import remove_group, strict_pack_group
+from memorylab.decoding.lockstep import LockstepULD
+from memorylab.decoding.uld import ULDLM
+from memorylab.models.backends.hf import HFLM
+from memorylab.models.protocol import GenerationParams
+from memorylab.scenario import ActorResources, ModelSpec
+from memorylab.unlearn.uld import build_assistant, merge_assistant
+
+from tests.actors.test_actor_model import one_thread
+
+TEXTS = ["Hello world.", "The secret passphrase of Ann Lee is", "a", "Question: Where was she born?\nAnswer:"]
+ALPHA, R = 1.5, 0.3
+GREEDY = GenerationParams(max_new_tokens=12)
+
+
+@pytest.fixture(scope="module")
+def assistant_dir(tiny_model_dir, tmp_path_factory) -> str:
+    target = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assistant = build_assistant(target, num_layers=1, seed=0)
+    with torch.no_grad():  # nonzero LoRA B matrices, so the assistant is not just the truncated target
+        for name, p in assistant.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2, generator=torch.Generator().manual_seed(len(name)))
+    path = tmp_path_factory.mktemp("assistant")
+    merge_assistant(assistant).save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def local_uld(tiny_model_dir, assistant_dir) -> ULDLM:
+    return ULDLM(HFLM.load(tiny_model_dir, device="cpu"), HFLM.load(assistant_dir, device="cpu"), alpha=ALPHA, r=R)
+
+
+@pytest.fixture(scope="module")
+def uld_actor(ray_cluster, tiny_model_dir, assistant_dir):
+    handle = create_model_actor("target", tiny_model_dir, ModelSpec(), ActorResources(num_cpus=0.5),
+                                assistant_source=assistant_dir, uld_alpha=ALPHA, uld_r=R)
+    try:
+        yield handle
+    finally:
+        ray.kill(handle)
+
+
+@pytest.fixture(scope="module")
+def lockstep(ray_cluster, tiny_model_dir, assistant_dir):
+    pg = strict_pack_group([{"CPU": 0.5}, {"CPU": 0.5}], timeout_s=30)
+    res = ActorResources(num_cpus=0.5)
+    target = create_model_actor("target", tiny_model_dir, ModelSpec(), res, placement_group=pg, bundle_index=0)
+    assistant = create_model_actor("assistant", assistant_dir, ModelSpec(), res, placement_group=pg,
+                                   bundle_index=1)
+    try:
+        yield LockstepULD(target, assistant, alpha=ALPHA, r=R)
+    finally:
+        ray.kill(target)
+        ray.kill(assistant)
+        remove_group(pg)
+
+
+def test_one_actor_hosts_uld(uld_actor, assistant_dir):
+    info = ray.get(uld_actor.info.remote())
+    assert info["assistant_source"] == assistant_dir
+    assert (info["uld_alpha"], info["uld_r"]) == (ALPHA, R)
+
+
+def test_one_actor_scores_like_in_process_uld(uld_actor, local_uld):
+    remote = RemoteLM(uld_actor)
+    with one_thread():
+        expected = local_uld.token_logprobs(TEXTS)
+    got = remote.token_logprobs(TEXTS)
+    for g, e in zip(got, expected):
+        np.testing.assert_array_equal(g, e)
+
+
+def test_one_actor_generates_like_in_process_uld(uld_actor, local_uld):
+    with one_thread():
+        expected = local_uld.generate(TEXTS, GREEDY)
+    assert RemoteLM(uld_actor).generate(TEXTS, GREEDY) == expected
+    # And the combination really differs from the target alone somewhere (otherwise the test says little).
+    with one_thread():
+        assert expected != local_uld.target.generate(TEXTS, GREEDY) or ALPHA == 0
+
+
+def test_one_actor_sequence_logits_are_the_combined_logits(uld_actor, local_uld):
+    ids = torch.tensor([[local_uld.start_id] + local_uld.encode(["Hello world."])[0]])
+    mask = torch.ones_like(ids)
+    with one_thread(), torch.inference_mode():
+        expected = local_uld.sequence_logits(ids, mask).numpy()
+    np.testing.assert_array_equal(RemoteLM(uld_actor).sequence_logits(ids.numpy(), mask.numpy()), expected)
+
+
+def test_lockstep_greedy_equals_in_process_uld(lockstep, local_uld):
+    with one_thread():
+        expected = local_uld.generate(TEXTS, GREEDY)
+    assert lockstep.generate(TEXTS, GREEDY) == expected
+    # generate() drops the caches it opened in both actors.
+    assert lockstep._open == []
+
+
+def test_lockstep_scores_like_in_process_uld(lockstep, local_uld):
+    with one_thread():
+        expected = local_uld.token_logprobs(TEXTS)
+    for g, e in zip(lockstep.token_logprobs(TEXTS), expected):
+        np.testing.assert_array_equal(g, e)
