@@ -37,12 +37,15 @@ def relative_top_mask(target_logits: torch.Tensor, r: float) -> torch.Tensor:
     vocabulary. r = 1 keeps every token."""
     if not 0 < r <= 1:
         raise ValueError(f"r must be in (0, 1], got {r}")
-    logp = torch.log_softmax(target_logits.float(), dim=-1)
-    vocab = logp.shape[-1]
+    # log p = l - logsumexp(l) shifts a row by one constant, so comparing log-probs against a threshold
+    # built from log-probs is comparing logits against the same threshold built from logits: no softmax
+    # needed on this per-token path.
+    logits = target_logits.float()
+    vocab = logits.shape[-1]
     # round() first so that e.g. 0.3 * 10 = 3.0000000000000004 counts as rank 3, not 4.
     k = min(vocab, max(1, math.ceil(round(r * vocab, 9))))
-    threshold = torch.minimum(logp.amax(dim=-1) + math.log(r), _kth_largest(logp, k))
-    return logp >= threshold.unsqueeze(-1)
+    threshold = torch.minimum(logits.amax(dim=-1) + math.log(r), _kth_largest(logits, k))
+    return logits >= threshold.unsqueeze(-1)
 
 
 def _kth_largest(values: torch.Tensor, k: int) -> torch.Tensor:
@@ -111,13 +114,5 @@ class ULDLM(LogitsLM):
         """Combined next-token logits (B, V); `past` is the pair (target cache, assistant cache) or None."""
         t_past, a_past = (None, None) if past is None else past
         t_logits, t_past = self.target.next_token_logits(input_ids, attention_mask, t_past, position_ids)
-        # The filter keeps about r*|V| tokens, and only their assistant logits matter: computing those alone
-        # skips ~90% of the assistant's LM head, which for a 1-layer assistant is most of its cost.
-        hidden, a_past = self.assistant.next_token_hidden(input_ids, attention_mask, a_past, position_ids)
-        target = t_logits.float()
-        if self.alpha == 0:
-            return target, (t_past, a_past)
-        rows, cols = relative_top_mask(target, self.r).nonzero(as_tuple=True)
-        weight = self.assistant.output_weight.to(hidden.device)
-        kept = (hidden.to(target.device)[rows] * weight[cols].to(target.device)).sum(-1)
-        return target.index_put((rows, cols), -self.alpha * kept, accumulate=True), (t_past, a_past)
+        a_logits, a_past = self.assistant.next_token_logits(input_ids, attention_mask, a_past, position_ids)
+        return self.combine(t_logits, a_logits.to(t_logits.device)), (t_past, a_past)

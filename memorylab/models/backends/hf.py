@@ -64,27 +64,6 @@ class HFLM(LogitsLM):
                          use_cache=True, **{cache_kw: past})
         return out.logits[:, -1, :].float(), getattr(out, cache_kw)
 
-    @torch.no_grad()
-    def next_token_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                          past: Any = None, position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
-        """The last position's final hidden state (B, H), before the LM head, and the updated cache: for
-        callers that need the logits of only a few tokens (ULD's assistant), the head is most of the cost."""
-        base = self.model.base_model
-        cache_kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-        out = base(input_ids=input_ids.to(self.device),
-                   attention_mask=None if attention_mask is None else attention_mask.to(self.device),
-                   position_ids=None if position_ids is None else position_ids.to(self.device),
-                   use_cache=True, **{cache_kw: past})
-        return out.last_hidden_state[:, -1, :].float(), getattr(out, cache_kw)
-
-    @cached_property
-    def output_weight(self) -> torch.Tensor:
-        """The LM head's (V, H) weight; `next_token_hidden @ output_weight.T` are the logits (no bias)."""
-        head = self.model.get_output_embeddings()
-        if getattr(head, "bias", None) is not None:
-            raise ValueError("this model's LM head has a bias; sparse logits are not supported for it")
-        return head.weight.detach().float()
-
     @cached_property
     def _forward_takes_cache(self) -> bool:
         # A peft wrapper hides the base model's signature behind **kwargs; ask the model underneath.
