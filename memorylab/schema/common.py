@@ -125,3 +125,18 @@ class Resources(Strict):
 class RayConfig(Strict):
     address: Optional[str] = Field(None, description="None starts a local Ray; 'auto' or ray://host:port joins one")
     num_cpus: Optional[int] = Field(None, ge=1, description="CPUs of a local Ray (default: all)")
+
+
+class ScenarioBase(Strict):
+    """What every kind that trains models on the world shares; each kind adds its `kind` Literal and more."""
+
+    name: RunName
+    kind: str  # each kind narrows it to its Literal; declared here so it is listed second, after name
+    description: str = ""
+    seed: int = 0
+    world: WorldConfig = WorldConfig()
+    model: ModelSpec = ModelSpec()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    resources: Resources = Resources()
+    ray: RayConfig = RayConfig()

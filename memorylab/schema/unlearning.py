@@ -11,8 +11,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
-from memorylab.schema.common import (EvalConfig, ModelSpec, RayConfig, Resources, RunName, Strict,
-                                     TrainConfig, WorldConfig)
+from memorylab.schema.common import ScenarioBase, Strict
 
 TOFU_FORGET_AUTHORS = 20  # forget10: 400 QA pairs, 20 per author
 
@@ -116,24 +115,15 @@ class SustainabilityConfig(Strict):
     methods: Optional[list[str]] = None
 
 
-class UnlearningScenario(Strict):
+class UnlearningScenario(ScenarioBase):
     """Train (or load) a target and a retrain reference, unlearn with every method, measure every model."""
 
-    name: RunName
     kind: Literal["unlearning"]
-    description: str = ""
-    seed: int = 0
     data: DataConfig = DataConfig()
-    world: WorldConfig = WorldConfig()
-    model: ModelSpec = ModelSpec()
-    train: TrainConfig = TrainConfig()
-    eval: EvalConfig = EvalConfig()
     reference: ReferenceModels = ReferenceModels()
     methods: list[MethodConfig] = Field(..., min_length=1)
     scalability: Optional[ScalabilityConfig] = None
     sustainability: Optional[SustainabilityConfig] = None
-    resources: Resources = Resources()
-    ray: RayConfig = RayConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> "UnlearningScenario":
