@@ -116,24 +116,31 @@ def findings(report: Mapping[str, Any]) -> list[str]:
         return f"target {fmt(_num(target.get(key)))}, retrain {fmt(_num(retrain.get(key)))}"
 
     lines: list[str] = []
+    # A collapsed model (utility < 0.5) forgets everything and leaks nothing, trivially: forgetting and privacy
+    # winners are chosen among the methods that did not collapse, when there are any.
+    alive = {n for n in labels if util[n] is None or util[n] >= UTILITY_COLLAPSED}
+    note = " among the methods that did not collapse" if alive and alive != set(labels) else ""
 
-    km = metric("knowmem_forget")
+    def among_alive(values: dict[str, Optional[float]]) -> dict[str, Optional[float]]:
+        return {n: v for n, v in values.items() if n in alive} or values
+
+    km = among_alive(metric("knowmem_forget"))
     best = _best(km, highest=False)
     if best is None:
         lines.append("KnowMem on the forget set: no method has a value.")
     else:
-        lines.append(f"{best} forgets the most knowledge{_ties(km, best)}: KnowMem on the forget set {fmt(km[best])} "
+        lines.append(f"{best} forgets the most knowledge{note}{_ties(km, best)}: KnowMem on the forget set {fmt(km[best])} "
                      f"({refs('knowmem_forget')}), a forget efficacy of {fmt(eff[best])}.")
 
-    vm = metric("verbmem_forget")
+    vm = among_alive(metric("verbmem_forget"))
     best = _best(vm, highest=False)
     if best is None:
         lines.append("VerbMem on the forget set: no method has a value.")
     else:
-        lines.append(f"{best} reproduces the least forget text verbatim{_ties(vm, best)}: VerbMem {fmt(vm[best])} "
+        lines.append(f"{best} reproduces the least forget text verbatim{note}{_ties(vm, best)}: VerbMem {fmt(vm[best])} "
                      f"({refs('verbmem_forget')}).")
 
-    pl = metric("privleak")
+    pl = among_alive(metric("privleak"))
     best = _best(pl, key=abs, highest=False)
     if best is None:
         lines.append("PrivLeak: no method has a value.")
@@ -142,7 +149,7 @@ def findings(report: Mapping[str, Any]) -> list[str]:
         side = (f"{lean}under-unlearning: the forget set is still told apart from the holdout" if pl[best] > 0 else
                 f"{lean}over-unlearning: the forget set stands out by being too unlikely" if pl[best] < 0 else
                 "as indistinguishable as for the retrain model")
-        lines.append(f"{best} has the PrivLeak closest to 0{_ties(pl, best, key=abs)} (the MUSE criterion, neither under- nor "
+        lines.append(f"{best} has the PrivLeak closest to 0{note}{_ties(pl, best, key=abs)} (the MUSE criterion, neither under- nor "
                      f"over-unlearning): {_signed(pl[best])}% ({side}); the target's is "
                      f"{_signed(_num(target.get('privleak')))}%.")
 
