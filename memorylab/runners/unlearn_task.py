@@ -50,6 +50,7 @@ def unlearn_job(method_json: str, target_path: str, tokenizer_dir: str, forget_d
         merge_assistant(assistant).save_pretrained(out / "assistant")
         tokenizer.save_pretrained(out / "assistant")
         return {"path": target_path, "assistant": str(out / "assistant"), "alpha": cfg.alpha, "r": cfg.r,
+                "placement": cfg.placement,
                 "seconds": time.perf_counter() - began, "final_loss": losses[-1]}
 
     from memorylab.unlearn import UnlearnConfig, make_method, unlearn

@@ -23,7 +23,9 @@ import ray
 
 from memorylab.actors import RemoteLM, create_model_actor
 from memorylab.cluster import ray_session
+from memorylab.cluster.placement import remove_group, strict_pack_group
 from memorylab.cluster.resources import actor_options, device_for, torch_threads
+from memorylab.decoding.lockstep import LockstepULD
 from memorylab.evaluation import Evaluation, add_forget_quality, add_privleak, evaluate
 from memorylab.progress import progress_bar
 from memorylab.report import versions, write_json
@@ -101,22 +103,40 @@ def _wait_all(refs: dict[Job, Any], desc: str) -> dict[Job, dict[str, Any]]:
     return {job: values[ref] for job, ref in refs.items()}
 
 
+def _start_lm(scenario: UnlearningScenario, model: dict[str, Any]) -> tuple[Any, list[Any], Any]:
+    """An LM-protocol handle on the model, the actors behind it and their placement group (or None).
+
+    A ULD model is by default one actor hosting target and assistant (one forward each per token, no remote
+    call per token; measured faster, see bench/uld_decode.py). With `placement: two_actors` they are two
+    actors in one STRICT_PACK group, so the logits they exchange every token never leave the node."""
+    common = dict(seed=scenario.seed, batch_size=scenario.eval.batch_size)
+    res = scenario.resources.model
+    if model.get("assistant") and model.get("placement") == "two_actors":
+        bundle = {"CPU": res.num_cpus, **({"GPU": res.num_gpus} if res.num_gpus else {}), **res.resources}
+        pg = strict_pack_group([bundle, bundle])
+        actors = [create_model_actor(role, path, scenario.model, res, placement_group=pg, bundle_index=i, **common)
+                  for i, (role, path) in enumerate((("target", model["path"]), ("assistant", model["assistant"])))]
+        return LockstepULD(*actors, alpha=model["alpha"], r=model["r"]), actors, pg
+    actor = create_model_actor("target", model["path"], scenario.model, res, assistant_source=model.get("assistant"),
+                               uld_alpha=model.get("alpha", 1.0), uld_r=model.get("r", 0.1), **common)
+    return RemoteLM(actor), [actor], None
+
+
 def _evaluate_model(scenario: UnlearningScenario, data: UnlearningData, model: dict[str, Any], name: str,
                     unit_sets: list[Optional[tuple[str, ...]]]) -> dict[Optional[tuple[str, ...]], Evaluation]:
-    """One actor per model (hosting target and assistant together for ULD), measured on each forget set."""
-    actor = create_model_actor("target", model["path"], scenario.model, scenario.resources.model,
-                               seed=scenario.seed, batch_size=scenario.eval.batch_size,
-                               assistant_source=model.get("assistant"), uld_alpha=model.get("alpha", 1.0),
-                               uld_r=model.get("r", 0.1))
+    """Measure one model on each forget set, then free its actors (and placement group) at once."""
+    lm, actors, pg = _start_lm(scenario, model)
     try:
-        lm = RemoteLM(actor)
         out = {}
         for units in unit_sets:
             eval_data = data.eval_data(lm, scenario.eval, units)
             out[units] = evaluate(lm, eval_data, scenario.eval, desc=f"eval {name}", show_progress=False)
         return out
     finally:
-        ray.kill(actor)
+        for actor in actors:
+            ray.kill(actor)
+        if pg is not None:
+            remove_group(pg)
 
 
 def _evaluate_all(scenario, data, models: dict[str, dict], unit_sets: dict[str, list]) -> dict[str, dict]:

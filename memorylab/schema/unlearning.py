@@ -63,6 +63,9 @@ class ULDConfig(MethodBase):
     lora_rank: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
     retain_weight: float = Field(1.0, ge=0, description="weight of KL(uniform || p) on the retain set")
+    placement: Literal["one_actor", "two_actors"] = Field(
+        "one_actor", description="one actor hosting target and assistant (measured faster), or two actors in a "
+                                 "STRICT_PACK placement group stepping in lockstep (for pairs too big for one device)")
 
 
 MethodConfig = Annotated[Union[GradAscentConfig, GradDiffConfig, NPOConfig, SimNPOConfig, ULDConfig],

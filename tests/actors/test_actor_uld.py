@@ -114,3 +114,25 @@ def test_lockstep_scores_like_in_process_uld(lockstep, local_uld):
         expected = local_uld.token_logprobs(TEXTS)
     for g, e in zip(lockstep.token_logprobs(TEXTS), expected):
         np.testing.assert_array_equal(g, e)
+
+
+@pytest.mark.parametrize("placement", ["one_actor", "two_actors"])
+def test_unlearning_runner_starts_either_uld_placement(ray_cluster, tiny_model_dir, assistant_dir, local_uld,
+                                                       placement):
+    """The runner's switch (`placement:` of a uld method) gives the same model either way, and frees all."""
+    from memorylab.runners.unlearning import _start_lm
+    from memorylab.scenario import UnlearningScenario
+
+    scenario = UnlearningScenario.model_validate({
+        "name": "u", "kind": "unlearning", "methods": [{"method": "uld", "placement": placement}],
+        "resources": {"model": {"num_cpus": 0.25}}})  # the module's fixtures hold 1.5 of the 2 CPUs
+    model = {"path": tiny_model_dir, "assistant": assistant_dir, "alpha": ALPHA, "r": R, "placement": placement}
+    lm, actors, pg = _start_lm(scenario, model)
+    try:
+        assert len(actors) == (2 if placement == "two_actors" else 1) and (pg is not None) == (len(actors) == 2)
+        assert lm.generate(TEXTS, GREEDY) == local_uld.generate(TEXTS, GREEDY)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        if pg is not None:
+            remove_group(pg)
