@@ -1,0 +1,202 @@
+"""Adaptive retrieval: decide, per query, whether to retrieve memories at all (and how to weight granularities).
+
+- `always` / `never`: the fixed baselines.
+- `confidence` (Adapt-LLM / FLARE style): ask the generator the question with no memory, greedy-decode a short
+  answer, and retrieve when the model is unsure of it. Confidence is the *minimum* probability of the answer's
+  tokens, i.e. FLARE's rule "retrieve if any token is below the threshold". Why the minimum: the doubt about an
+  unknown person sits in one or two tokens (the first token of a name, a city, a year); the rest are
+  near-certain continuations of what was chosen ("Valeri" -> "eshire"), so a mean is pulled towards 1 and
+  shrinks with answer length. Measured on a tiny model trained on the QA of known people (the test below):
+  the minimum is >= 0.96 for every known answer and has a median of ~0.5 for new people, while the mean puts
+  known answers at >= 0.99 and half of the new ones above 0.84: the minimum leaves a wide gap for one
+  threshold that needs no tuning per model. The default 0.9 leans towards retrieving: a needless retrieval
+  costs a little context, a missed one a confident hallucination. `aggregate="mean"` is available (on
+  undertrained models it separates known from new as well, only in a narrow band near 1).
+- `entropy` (MemGAS-style router, "From Single to Multi-Granularity: Toward Long-Term Memory Association and
+  Selection of Conversational Agents"): from the query's similarity to candidates at several granularities
+  (turn, session, summary, ...), softmax each granularity's scores at a temperature, take the normalised
+  entropy H / log(n), and call 1 - H/log(n) that granularity's certainty (1: one memory stands out, 0: all
+  alike). Granularity weights are the certainties normalised to sum 1 (equal weights when all are 0).
+  Decision rule: retrieve when the most certain granularity's certainty is above the threshold, i.e. some
+  memory clearly stands out somewhere; when every distribution is flat nothing is specifically relevant and
+  retrieving would only add noise to the prompt.
+
+Policies speak only the LM protocol (`generate`, `token_logprobs`, `encode`), so any backend or actor works.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+from scipy.special import softmax
+from scipy.stats import entropy
+
+from memorylab.evaluation import QA_PROMPT
+from memorylab.models.protocol import GenerationParams
+
+POLICIES = ("always", "never", "confidence", "entropy")
+DEFAULT_THRESHOLDS = {"confidence": 0.9, "entropy": 0.3}
+AGGREGATES = ("min", "mean")
+
+
+@dataclass(frozen=True)
+class RetrievalDecision:
+    retrieve: bool
+    policy: str
+    score: Optional[float]  # confidence (confidence) or the top granularity's certainty (entropy); None otherwise
+    reason: str
+    weights: Optional[dict[str, float]] = None  # per granularity (entropy only), summing to 1
+
+
+Similarities = Mapping[str, Sequence[float]]
+
+
+@runtime_checkable
+class RetrievalPolicy(Protocol):
+    name: str
+
+    def decide(self, query: str, similarities: Optional[Similarities] = None) -> RetrievalDecision:
+        """Whether to retrieve for `query`; `similarities` (granularity -> scores) feed the entropy router."""
+
+
+class FixedPolicy:
+    """`always` or `never`: the baselines every adaptive policy is compared with."""
+
+    def __init__(self, retrieve: bool) -> None:
+        self.retrieve = retrieve
+        self.name = "always" if retrieve else "never"
+
+    def decide(self, query: str, similarities: Optional[Similarities] = None) -> RetrievalDecision:
+        return RetrievalDecision(self.retrieve, self.name, None, f"policy {self.name!r} "
+                                 f"{'always' if self.retrieve else 'never'} retrieves")
+
+
+# -- confidence -------------------------------------------------------------------------------------------
+
+class ConfidencePolicy:
+    """Retrieve when the generator's own no-memory answer has confidence below the threshold."""
+
+    name = "confidence"
+
+    def __init__(self, generator: Any, *, threshold: float = DEFAULT_THRESHOLDS["confidence"],
+                 aggregate: str = "min", max_new_tokens: int = 16) -> None:
+        if generator is None:
+            raise ValueError("generator is required for the confidence policy (an LM-protocol model)")
+        if not 0 <= threshold <= 1:
+            raise ValueError(f"threshold must be a probability in [0, 1] for the confidence policy, got {threshold}")
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
+        self.generator, self.threshold, self.aggregate = generator, threshold, aggregate
+        # The QA training format ends an answer at the line break (then EOS); nothing past it is the answer.
+        self.params = GenerationParams(max_new_tokens=max_new_tokens, stop=("\n",))
+
+    def answer_confidences(self, questions: Sequence[str]) -> list[tuple[str, float]]:
+        """(greedy answer, confidence) per question, batched: one generate and one scoring call for all."""
+        if not questions:
+            return []
+        # The prompt ends at "Answer:" because " " belongs to the answer's first token in training (see
+        # evaluation.knowmem_questions).
+        prompts = [QA_PROMPT.format(question=q) for q in questions]
+        answers = self.generator.generate(prompts, self.params)
+        scored = [i for i, a in enumerate(answers) if a.strip()]
+        out = [(a, 0.0) for a in answers]  # no answer at all: the model has nothing to say without memory
+        if not scored:
+            return out
+        prompt_lengths = [len(ids) for ids in self.generator.encode([prompts[i] for i in scored])]
+        logprobs = self.generator.token_logprobs([prompts[i] + answers[i] for i in scored])
+        for i, n, lp in zip(scored, prompt_lengths, logprobs):
+            # The answer's tokens are the tail after the prompt's: "Answer:" ends in punctuation and the answer
+            # starts with a space, so BPE does not merge across the boundary.
+            probs = np.exp(np.asarray(lp, dtype=np.float64)[n:])
+            if probs.size:
+                out[i] = (answers[i], float(probs.min() if self.aggregate == "min" else probs.mean()))
+        return out
+
+    def decide_many(self, queries: Sequence[str]) -> list[RetrievalDecision]:
+        return [self._decision(a, c) for a, c in self.answer_confidences(queries)]
+
+    def decide(self, query: str, similarities: Optional[Similarities] = None) -> RetrievalDecision:
+        return self.decide_many([query])[0]
+
+    def _decision(self, answer: str, confidence: float) -> RetrievalDecision:
+        what = f"{self.aggregate} answer-token probability {confidence:.3f} of {answer.strip()!r}"
+        if confidence < self.threshold:
+            return RetrievalDecision(True, self.name, confidence,
+                                     f"{what} < threshold {self.threshold}: unsure without memory")
+        return RetrievalDecision(False, self.name, confidence,
+                                 f"{what} >= threshold {self.threshold}: the model knows the answer")
+
+
+# -- entropy ----------------------------------------------------------------------------------------------
+
+def certainty(scores: Sequence[float], temperature: float) -> float:
+    """1 - H(softmax(scores / temperature)) / log(n): 1 when one candidate takes all the mass, 0 when uniform.
+    Fewer than two candidates give 0: nothing to stand out from, so no evidence (and no weight)."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size < 2:
+        return 0.0
+    h = entropy(softmax(s / temperature))
+    return float(min(1.0, max(0.0, 1.0 - h / math.log(s.size))))  # clamp float noise at the ends
+
+
+def granularity_weights(similarities: Similarities, temperature: float) -> tuple[dict[str, float], dict[str, float]]:
+    """(weights, certainties) per granularity; weights are the certainties normalised to sum 1, or equal
+    when no granularity has any (all uniform), so the caller can always weight by them."""
+    if not similarities:
+        raise ValueError("similarities is empty; the entropy policy needs scores for at least one granularity")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    certainties = {}
+    for name, scores in similarities.items():
+        s = np.asarray(scores, dtype=np.float64)
+        if s.ndim != 1 or not np.all(np.isfinite(s)):
+            raise ValueError(f"similarities[{name!r}] must be a flat list of finite numbers")
+        certainties[name] = certainty(s, temperature)
+    total = sum(certainties.values())
+    if total <= 0:
+        return {name: 1 / len(certainties) for name in certainties}, certainties
+    return {name: c / total for name, c in certainties.items()}, certainties
+
+
+class EntropyPolicy:
+    """MemGAS-style entropy router over granularities; see the module docstring for the decision rule."""
+
+    name = "entropy"
+
+    def __init__(self, *, threshold: float = DEFAULT_THRESHOLDS["entropy"], temperature: float = 0.1) -> None:
+        if not 0 <= threshold <= 1:
+            raise ValueError(f"threshold must be in [0, 1] for the entropy policy (a certainty), got {threshold}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        # 0.1 suits cosine similarities in [-1, 1]: at 1.0 a 0.5 cosine gap barely moves the softmax.
+        self.threshold, self.temperature = threshold, temperature
+
+    def decide(self, query: str, similarities: Optional[Similarities] = None) -> RetrievalDecision:
+        if similarities is None:
+            raise ValueError("similarities is required for the entropy policy (granularity -> similarity scores)")
+        weights, certainties = granularity_weights(similarities, self.temperature)
+        top = max(certainties, key=lambda g: certainties[g])
+        score = certainties[top]
+        if score > self.threshold:
+            return RetrievalDecision(True, self.name, score, f"a {top!r} memory stands out (certainty {score:.3f} > "
+                                     f"threshold {self.threshold})", weights)
+        return RetrievalDecision(False, self.name, score, f"no memory stands out at any granularity (best: {top!r}, "
+                                 f"certainty {score:.3f} <= threshold {self.threshold})", weights)
+
+
+def make_policy(name: str, *, threshold: float | None = None, generator: Any = None, temperature: float = 0.1,
+                aggregate: str = "min", max_new_tokens: int = 16) -> RetrievalPolicy:
+    """The retrieval policy called `name`; `threshold` None takes the policy's default (DEFAULT_THRESHOLDS).
+    `generator`, `aggregate` and `max_new_tokens` serve confidence; `temperature` serves entropy."""
+    if name in ("always", "never"):
+        return FixedPolicy(name == "always")
+    if name == "confidence":
+        return ConfidencePolicy(generator, threshold=DEFAULT_THRESHOLDS[name] if threshold is None else threshold,
+                                aggregate=aggregate, max_new_tokens=max_new_tokens)
+    if name == "entropy":
+        return EntropyPolicy(threshold=DEFAULT_THRESHOLDS[name] if threshold is None else threshold,
+                             temperature=temperature)
+    raise ValueError(f"unknown retrieval policy {name!r}; expected one of {', '.join(POLICIES)}")

@@ -1,0 +1,461 @@
+"""The memory store: one LanceDB table under a folder (the durable copy) and an in-memory mirror (the fast one).
+
+Layout: table `memories`, one row per memory ever written, keyed by `key` = JSON [tenant, agent, id], so
+the same id under two agents can never collide and no where-clause needs a quoted value at all (writes are
+merge-inserts joined on `key`). A row carries the record, its vector, `deleted` and its whole history as a
+JSON list. Deleting a memory rewrites its row as a tombstone (deleted = true, history ending in DELETE)
+rather than dropping it, so the history of a deleted memory survives, and an add, update or delete is one
+LanceDB commit: a crash leaves either the old row or the new one, never a record without its history.
+
+Every write returns only after LanceDB committed it, so a process killed right after a successful call loses
+nothing; opening the folder again rebuilds the mirror from the table.
+
+Reads never touch LanceDB: per (tenant, agent) the mirror holds the live records, a float32 matrix of their
+unit vectors (search is one matrix-vector product) and the (created_at, id) order that `list` pages through.
+Searching 10,000 memories costs about a millisecond.
+
+One process owns a folder: a second MemoryStore on the same folder in another process would not see the
+first one's writes in its mirror. Writes are serialized by a lock (LanceDB commit, then mirror, then the
+listeners, in that order); the mirror has its own short lock so a search never waits for a disk write.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterable, Optional, Protocol, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from memorylab.errors import MemorylabError
+from memorylab.memory.records import HistoryEntry, MemoryRecord
+
+log = logging.getLogger(__name__)
+
+TABLE = "memories"
+RECORD_FILTERS = ("source", "subject", "attribute")  # record fields a filter may name; other keys are metadata
+COMPACT_EVERY = 256  # writes between LanceDB compactions: each single-row write adds a small data file
+
+
+class MemoryNotFound(MemorylabError, KeyError):
+    """No live memory with that id for that (tenant, agent). A KeyError too, so `except KeyError` works."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class MemoryQueryError(MemorylabError, ValueError):
+    """A bad argument of a read or write: an unknown filter key, a malformed cursor, a wrong vector shape."""
+
+
+class StoreListener(Protocol):
+    def on_upsert(self, record: MemoryRecord) -> None: ...  # after an add or update became durable
+
+    def on_delete(self, record: MemoryRecord) -> None: ...
+
+
+def _schema(dim: int) -> pa.Schema:
+    return pa.schema([
+        pa.field("key", pa.string(), nullable=False), pa.field("id", pa.string(), nullable=False),
+        pa.field("tenant", pa.string(), nullable=False), pa.field("agent", pa.string(), nullable=False),
+        pa.field("text", pa.string()), pa.field("vector", pa.list_(pa.float32(), dim)),
+        pa.field("created_at", pa.float64()), pa.field("updated_at", pa.float64()), pa.field("source", pa.string()),
+        pa.field("subject", pa.string()), pa.field("attribute", pa.string()), pa.field("metadata", pa.string()),
+        pa.field("deleted", pa.bool_()), pa.field("history", pa.string()),
+    ])
+
+
+def _key(tenant: str, agent: str, memory_id: str) -> str:
+    return json.dumps([tenant, agent, memory_id])
+
+
+class _Partition:
+    """The live memories of one (tenant, agent). Rows of `vectors` are appended; an update or delete kills
+    its row (ids[row] = None) and the matrix is compacted when dead rows outnumber live ones."""
+
+    def __init__(self, dim: int) -> None:
+        self.vectors = np.zeros((16, dim), dtype=np.float32)
+        self.alive = np.zeros(16, dtype=bool)  # row -> live, so an unfiltered search needs no Python loop
+        self.ids: list[Optional[str]] = []  # row -> id, None for a dead row
+        self.row: dict[str, int] = {}
+        self.records: dict[str, MemoryRecord] = {}
+        self.order: list[tuple[float, str]] = []  # sorted (created_at, id): list order and cursor positions
+        self.metadata_keys: Counter = Counter()
+
+    def put(self, record: MemoryRecord, vector: np.ndarray) -> None:
+        if record.id in self.records:
+            self.remove(record.id)
+        n = len(self.ids)
+        if n == len(self.vectors):
+            self.vectors = np.concatenate([self.vectors, np.zeros_like(self.vectors)])
+            self.alive = np.concatenate([self.alive, np.zeros_like(self.alive)])
+        self.vectors[n] = vector
+        self.alive[n] = True
+        self.ids.append(record.id)
+        self.row[record.id] = n
+        self.records[record.id] = record
+        bisect.insort(self.order, (record.created_at, record.id))
+        self.metadata_keys.update(record.metadata.keys())
+
+    def remove(self, memory_id: str) -> None:
+        record = self.records.pop(memory_id)
+        row = self.row.pop(memory_id)
+        self.ids[row] = None
+        self.alive[row] = False
+        del self.order[bisect.bisect_left(self.order, (record.created_at, record.id))]
+        self.metadata_keys.subtract(record.metadata.keys())
+        if len(self.ids) > 64 and len(self.records) < len(self.ids) // 2:
+            self._compact()
+
+    def vector(self, memory_id: str) -> np.ndarray:
+        return self.vectors[self.row[memory_id]].copy()
+
+    def _compact(self) -> None:
+        live = [(i, m) for i, m in enumerate(self.ids) if m is not None]
+        vectors = np.zeros((max(16, 2 * len(live)), self.vectors.shape[1]), dtype=np.float32)
+        vectors[: len(live)] = self.vectors[[i for i, _ in live]]
+        alive = np.zeros(len(vectors), dtype=bool)
+        alive[: len(live)] = True
+        self.vectors, self.alive, self.ids = vectors, alive, [m for _, m in live]
+        self.row = {m: r for r, m in enumerate(self.ids)}
+
+
+class MemoryStore:
+    def __init__(self, path: str | Path, dim: int = 384) -> None:
+        import lancedb
+
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.dim = dim
+        self._schema = _schema(dim)
+        self._db = lancedb.connect(str(self.path))
+        self._table = self._db.create_table(TABLE, schema=self._schema, exist_ok=True)
+        if self._table.schema.field("vector").type != self._schema.field("vector").type:
+            raise MemorylabError(f"the memory table under {self.path} holds vectors of another size than dim={dim}")
+        self._write_lock = threading.RLock()
+        self._mirror_lock = threading.Lock()
+        self._partitions: dict[tuple[str, str], _Partition] = {}
+        self._history: dict[str, list[HistoryEntry]] = {}  # key -> history, deleted memories included
+        self._tombstones: set[str] = set()  # keys of deleted memories: re-adding one must replace its row
+        self._owners: dict[str, tuple[float, str]] = {}  # agent -> (first created_at, tenant)
+        self._listeners: list[StoreListener] = []
+        self._writes = 0
+        self._load()
+
+    # -- open --------------------------------------------------------------------------------------------
+    def _load(self) -> None:
+        data = self._table.to_arrow()
+        if data.num_rows == 0:
+            return
+        vectors = data.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        vectors = vectors.reshape(data.num_rows, self.dim).astype(np.float32, copy=False)
+        for i, row in enumerate(data.drop_columns(["vector"]).to_pylist()):
+            record = MemoryRecord(id=row["id"], tenant=row["tenant"], agent=row["agent"], text=row["text"],
+                                  created_at=row["created_at"], updated_at=row["updated_at"],
+                                  source=row["source"] or "",
+                                  subject=row["subject"], attribute=row["attribute"],
+                                  metadata=json.loads(row["metadata"] or "{}"))
+            self._history[row["key"]] = [HistoryEntry(**h) for h in json.loads(row["history"])]
+            self._own(record)
+            if row["deleted"]:
+                self._tombstones.add(row["key"])
+            else:
+                self._partition(record.tenant, record.agent).put(record, vectors[i])
+
+    # -- listeners -----------------------------------------------------------------------------------------
+    def add_listener(self, listener: StoreListener) -> None:
+        """Registers `listener` and replays on_upsert for every live record first, so it starts in step."""
+        with self._write_lock:
+            with self._mirror_lock:
+                live = [r for p in self._partitions.values() for r in p.records.values()]
+            for record in sorted(live, key=lambda r: (r.created_at, r.id)):
+                listener.on_upsert(record)
+            self._listeners.append(listener)
+
+    def _notify(self, event: str, records: Iterable[MemoryRecord]) -> None:
+        # The write is durable already: a failing listener (an index) is logged, not raised, so the caller
+        # is not told a write failed that in fact happened.
+        for listener in self._listeners:
+            for record in records:
+                try:
+                    getattr(listener, event)(record)
+                except Exception:
+                    log.exception("memory store listener %r failed on %s of %s", listener, event, record.id)
+
+    # -- writes --------------------------------------------------------------------------------------------
+    def add(self, record: MemoryRecord, vector: np.ndarray) -> MemoryRecord:
+        return self.add_many([record], np.asarray(vector, dtype=np.float32).reshape(1, -1))[0]
+
+    def add_many(self, records: Sequence[MemoryRecord], vectors: np.ndarray) -> list[MemoryRecord]:
+        """Stores new memories in one LanceDB commit. An empty id gets a uuid4 hex; created_at/updated_at of 0
+        become now. Reusing the id of a deleted memory brings it back, its history continuing."""
+        vectors = self._unit_rows(vectors, len(records)) if records else np.zeros((0, self.dim), np.float32)
+        if not records:
+            return []
+        now = time.time()
+        ready = []
+        for r in records:
+            _check_names(r.tenant, r.agent, r.id)
+            if not isinstance(r.text, str) or not r.text.strip():
+                raise MemoryQueryError(f"memory {r.id!r} has an empty text")
+            _check_metadata(r.metadata)
+            created = r.created_at or now
+            ready.append(replace(r, id=r.id or uuid.uuid4().hex, created_at=created, updated_at=r.updated_at or created,
+                                 metadata=dict(r.metadata)))
+        with self._write_lock:
+            keys = [_key(r.tenant, r.agent, r.id) for r in ready]
+            if len(set(keys)) != len(keys):
+                raise MemoryQueryError("add_many got the same memory id twice for one agent")
+            with self._mirror_lock:
+                for r in ready:
+                    p = self._partitions.get((r.tenant, r.agent))
+                    if p is not None and r.id in p.records:
+                        raise MemoryQueryError(f"memory id {r.id!r} already exists for agent {r.agent!r}")
+            histories = [self._history.get(k, []) + [HistoryEntry(r.id, "ADD", None, r.text, r.created_at, r.source)]
+                         for k, r in zip(keys, ready)]
+            rows = self._rows(ready, vectors, histories, deleted=False)
+            if any(k in self._tombstones for k in keys):
+                self._merge(rows)  # a tombstone row with that key exists: replace it
+            else:
+                self._table.add(rows)  # plain append: no join, the fast path of a bulk load
+            for k, r, h in zip(keys, ready, histories):
+                self._history[k] = h
+                self._tombstones.discard(k)
+                self._own(r)
+            with self._mirror_lock:
+                for r, v in zip(ready, vectors):
+                    self._partition(r.tenant, r.agent).put(r, v)
+            self._after_write()
+            self._notify("on_upsert", ready)
+        return ready
+
+    def update(self, tenant: str, agent: str, memory_id: str, text: str, vector: np.ndarray, *, source: str = "",
+               subject: Optional[str] = None, attribute: Optional[str] = None,
+               metadata: Optional[dict[str, Any]] = None) -> tuple[MemoryRecord, MemoryRecord]:
+        """(old, new). None for subject, attribute or metadata keeps the old value, an empty source too; a
+        given metadata dict replaces the old one."""
+        if not isinstance(text, str) or not text.strip():
+            raise MemoryQueryError(f"the new text of memory {memory_id!r} is empty")
+        vector = self._unit_rows(vector, 1)
+        if metadata is not None:
+            _check_metadata(metadata)
+        with self._write_lock:
+            old = self._live(tenant, agent, memory_id)
+            now = max(time.time(), old.updated_at)
+            new = replace(old, text=text, updated_at=now, source=source or old.source,
+                          subject=old.subject if subject is None else subject,
+                          attribute=old.attribute if attribute is None else attribute,
+                          metadata=dict(old.metadata if metadata is None else metadata))
+            key = _key(tenant, agent, memory_id)
+            history = self._history[key] + [HistoryEntry(memory_id, "UPDATE", old.text, text, now, source)]
+            self._merge(self._rows([new], vector, [history], deleted=False))
+            self._history[key] = history
+            with self._mirror_lock:
+                self._partitions[(tenant, agent)].put(new, vector[0])
+            self._after_write()
+            self._notify("on_upsert", [new])
+        return old, new
+
+    def delete(self, tenant: str, agent: str, memory_id: str, *, source: str = "") -> MemoryRecord:
+        """Tombstones the memory and returns it as it was; its history ends with DELETE."""
+        with self._write_lock:
+            old = self._live(tenant, agent, memory_id)
+            key = _key(tenant, agent, memory_id)
+            with self._mirror_lock:
+                vector = self._partitions[(tenant, agent)].vector(memory_id)
+            history = self._history[key] + [HistoryEntry(memory_id, "DELETE", old.text, None, time.time(), source)]
+            self._merge(self._rows([old], vector[None, :], [history], deleted=True))
+            self._history[key] = history
+            self._tombstones.add(key)
+            with self._mirror_lock:
+                self._partitions[(tenant, agent)].remove(memory_id)
+            self._after_write()
+            self._notify("on_delete", [old])
+        return old
+
+    def _merge(self, rows: pa.Table) -> None:
+        (self._table.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(rows))
+
+    def _after_write(self) -> None:
+        # Compaction merges the small files single-row writes leave behind; without it every later
+        # merge-insert and every open reads one more file per write ever made.
+        self._writes += 1
+        if self._writes % COMPACT_EVERY == 0:
+            try:
+                self._table.optimize()
+            except Exception:  # an optimization, never a reason to fail a write that is already durable
+                log.exception("compacting the memory table under %s failed", self.path)
+
+    # -- reads ---------------------------------------------------------------------------------------------
+    def get(self, tenant: str, agent: str, memory_id: str) -> Optional[MemoryRecord]:
+        with self._mirror_lock:
+            p = self._partitions.get((tenant, agent))
+            return p.records.get(memory_id) if p else None
+
+    def records(self, tenant: str, agent: str) -> list[MemoryRecord]:
+        """Every live memory of the agent in list order (created_at, id)."""
+        with self._mirror_lock:
+            p = self._partitions.get((tenant, agent))
+            return [p.records[i] for _, i in p.order] if p else []
+
+    def list(self, tenant: str, agent: str, limit: int = 100,
+             cursor: Optional[str] = None) -> tuple[list[MemoryRecord], Optional[str]]:
+        """One page in (created_at, id) order and the cursor of the next page (None after the last). The cursor
+        is a position, not an offset: memories added or deleted meanwhile neither repeat nor skip others."""
+        if not isinstance(limit, int) or limit < 1:
+            raise MemoryQueryError(f"limit must be a positive integer, got {limit!r}")
+        after = _decode_cursor(cursor) if cursor else None
+        with self._mirror_lock:
+            p = self._partitions.get((tenant, agent))
+            if p is None:
+                return [], None
+            start = bisect.bisect_right(p.order, after) if after else 0
+            page = [p.records[i] for _, i in p.order[start: start + limit]]
+            more = start + limit < len(p.order)
+        return page, (_encode_cursor(page[-1]) if more else None)
+
+    def history(self, tenant: str, agent: str, memory_id: str) -> list[HistoryEntry]:
+        """Oldest first, for live and deleted memories; MemoryNotFound if the agent never had that id."""
+        history = self._history.get(_key(tenant, agent, memory_id))
+        if history is None:
+            raise MemoryNotFound(f"no memory with id {memory_id!r} for agent {agent!r}")
+        return list(history)
+
+    def dense_search(self, tenant: str, agent: str, vector: np.ndarray, top_k: int,
+                     filters: Optional[dict[str, Any]] = None) -> list[tuple[MemoryRecord, float]]:
+        """The top_k live memories by cosine similarity, best first. Filters are equalities on source, subject,
+        attribute and metadata keys ("metadata.<key>" or a bare key some memory of the agent has)."""
+        query = self._unit_rows(vector, 1)[0]
+        if top_k < 1:
+            return []
+        with self._mirror_lock:
+            p = self._partitions.get((tenant, agent))
+            if p is None or not p.records:
+                self._check_filters(filters, Counter())
+                return []
+            keep = self._check_filters(filters, p.metadata_keys)
+            n = len(p.ids)
+            # einsum, not `@`: a matrix-vector product through multi-threaded OpenBLAS took 5-8 ms instead of
+            # 0.6 ms on 2 busy cores (its threads contend with LanceDB's and the server's); einsum's own loop
+            # is single-threaded and as fast as BLAS on one thread.
+            scores = np.einsum("ij,j->i", p.vectors[:n], query)
+            alive = p.alive[:n].copy()
+            if keep is not None:
+                alive[[p.row[m] for m, r in p.records.items() if not keep(r)]] = False
+            scores[~alive] = -np.inf
+            k = min(top_k, int(alive.sum()))
+            if k == 0:
+                return []
+            best = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
+            best = best[np.argsort(-scores[best], kind="stable")][:k]
+            return [(p.records[p.ids[r]], float(scores[r])) for r in best]
+
+    def count(self, tenant: Optional[str] = None, agent: Optional[str] = None) -> int:
+        with self._mirror_lock:
+            return sum(len(p.records) for (t, a), p in self._partitions.items()
+                       if (tenant is None or t == tenant) and (agent is None or a == agent))
+
+    def agent_owner(self, agent: str) -> Optional[str]:
+        """The tenant that first wrote to `agent` (deleted memories count: ownership is not given up)."""
+        owner = self._owners.get(agent)
+        return owner[1] if owner else None
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def _partition(self, tenant: str, agent: str) -> _Partition:
+        p = self._partitions.get((tenant, agent))
+        if p is None:
+            p = self._partitions[(tenant, agent)] = _Partition(self.dim)
+        return p
+
+    def _own(self, record: MemoryRecord) -> None:
+        owner = self._owners.get(record.agent)
+        if owner is None or (record.created_at, record.tenant) < owner:
+            self._owners[record.agent] = (record.created_at, record.tenant)
+
+    def _live(self, tenant: str, agent: str, memory_id: str) -> MemoryRecord:
+        record = self.get(tenant, agent, memory_id)
+        if record is None:
+            raise MemoryNotFound(f"no memory with id {memory_id!r} for agent {agent!r}")
+        return record
+
+    def _unit_rows(self, vectors: Any, n: int) -> np.ndarray:
+        v = np.asarray(vectors, dtype=np.float32)
+        if v.ndim == 1:
+            v = v[None, :]
+        if v.shape != (n, self.dim):
+            raise MemoryQueryError(f"expected {n} vector(s) of size {self.dim}, got an array of shape {v.shape}")
+        norms = np.linalg.norm(v, axis=1, keepdims=True)
+        if not np.all(np.isfinite(v)) or np.any(norms == 0):
+            raise MemoryQueryError("a vector is zero or not finite, so it has no direction to compare")
+        return v / norms  # unit rows: a dot product is the cosine, whatever the caller's embedder did
+
+    def _rows(self, records: Sequence[MemoryRecord], vectors: np.ndarray, histories: Sequence[list[HistoryEntry]],
+              deleted: bool) -> pa.Table:
+        columns: dict[str, Any] = {
+            "key": [_key(r.tenant, r.agent, r.id) for r in records], "id": [r.id for r in records],
+            "tenant": [r.tenant for r in records], "agent": [r.agent for r in records],
+            "text": [r.text for r in records],
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(vectors).ravel()), self.dim),
+            "created_at": [r.created_at for r in records], "updated_at": [r.updated_at for r in records],
+            "source": [r.source for r in records], "subject": [r.subject for r in records],
+            "attribute": [r.attribute for r in records],
+            "metadata": [json.dumps(r.metadata, sort_keys=True) for r in records],
+            "deleted": [deleted] * len(records),
+            "history": [json.dumps([h.to_dict() for h in hs]) for hs in histories],
+        }
+        return pa.table(columns, schema=self._schema)
+
+    @staticmethod
+    def _check_filters(filters: Optional[dict[str, Any]], metadata_keys: Counter):
+        if not filters:
+            return None
+        tests = []
+        for key, value in filters.items():
+            if key in RECORD_FILTERS:
+                tests.append(lambda r, k=key, v=value: getattr(r, k) == v)
+            elif key.startswith("metadata.") or metadata_keys.get(key, 0) > 0:
+                name = key.removeprefix("metadata.")
+                tests.append(lambda r, k=name, v=value: k in r.metadata and r.metadata[k] == v)
+            else:
+                raise MemoryQueryError(f"unknown filter key {key!r}: not one of {', '.join(RECORD_FILTERS)} "
+                                       f"nor a metadata key of this agent's memories (use 'metadata.{key}' to force)")
+        return lambda r: all(t(r) for t in tests)
+
+
+def _check_names(tenant: Any, agent: Any, memory_id: Any) -> None:
+    for field, value in (("tenant", tenant), ("agent", agent)):
+        if not isinstance(value, str) or not value:
+            raise MemoryQueryError(f"{field} must be a non-empty string, got {value!r}")
+    if not isinstance(memory_id, str):  # "" is fine: the store then makes one
+        raise MemoryQueryError(f"a memory id must be a string, got {memory_id!r}")
+
+
+def _check_metadata(metadata: Any) -> None:
+    if not isinstance(metadata, dict):
+        raise MemoryQueryError(f"metadata must be a dict, got {type(metadata).__name__}")
+    try:
+        json.dumps(metadata)
+    except (TypeError, ValueError) as e:
+        raise MemoryQueryError(f"metadata must be JSON-serializable: {e}") from None
+
+
+def _encode_cursor(record: MemoryRecord) -> str:
+    raw = json.dumps([record.created_at, record.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        created_at, memory_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return float(created_at), str(memory_id)
+    except Exception:
+        raise MemoryQueryError(f"cursor {cursor!r} is not one this store returned") from None
