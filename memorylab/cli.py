@@ -97,6 +97,9 @@ def run(
     except ScenarioError as e:
         _fail(e.problems)
 
+    if scenario.kind == "memory_agent":
+        _fail([f"{file}: a memory_agent scenario is served, not run: memorylab serve {file} "
+               "(evaluate it with a memory_agent_eval scenario)"])
     out_dir = out if out is not None else Path("runs") / scenario.name
     # Refuse before importing the runners (Ray, torch): a clash of folders should cost nothing.
     if out_dir.exists() and not out_dir.is_dir():
@@ -134,6 +137,47 @@ def run(
         typer.echo(f"interrupted; partial results may be in {out_dir}", err=True)
         raise typer.Exit(130)
     typer.echo(str(out_dir / "report.json"))
+
+
+@app.command()
+def serve(
+    file: Path = typer.Argument(..., help="A memory_agent scenario file."),
+    port: Optional[int] = typer.Option(None, "--port", help="HTTP port (default: serve.port, 8000)."),
+    host: Optional[str] = typer.Option(None, "--host", help="Interface to listen on (default: serve.host, loopback)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray address to join (default: $RAY_ADDRESS, "
+                                          "else a local Ray)."),
+    folder: Optional[Path] = typer.Option(None, "--folder", help="Where the store and generator live "
+                                          "(default: serve.folder, else runs/<name>)."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a setting (repeatable)."),
+) -> None:
+    """Serve a memory agent over HTTP (Ray Serve) until interrupted; OpenAPI docs at /docs."""
+    try:
+        scenario = load_scenario(file, overrides)
+    except ScenarioError as e:
+        _fail(e.problems)
+    if scenario.kind != "memory_agent":
+        _fail([f"{file}: kind is '{scenario.kind}'; `memorylab serve` needs kind: memory_agent"])
+    address = address or scenario.ray.address or os.environ.get("RAY_ADDRESS") or None
+
+    import time
+
+    from memorylab.cluster.connect import connect
+    from memorylab.serve.launch import start_agent, stop_agent
+
+    try:
+        connect(address, scenario.ray.num_cpus)
+        url = start_agent(scenario, host=host or scenario.serve.host, port=port or scenario.serve.port,
+                          folder=str(folder) if folder else None)
+        typer.echo(f"serving {scenario.name} at {url} (API docs: {url}/docs); Ctrl-C stops")
+        while True:
+            time.sleep(3600)
+    except MemorylabError as e:
+        typer.echo(f"error: {e}", err=True)
+        stop_agent()
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        stop_agent()
+        typer.echo("stopped")
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ from memorylab.schema.common import (  # noqa: F401  (re-exported)
     WorldConfig,
 )
 from memorylab.schema.memorization import MemorizationScenario
+from memorylab.schema.memory_agent import MemoryAgentScenario
+from memorylab.schema.memory_agent_eval import MemoryAgentEvalScenario
 from memorylab.schema.unlearning import (  # noqa: F401  (re-exported)
     DataConfig,
     MethodConfig,
@@ -33,7 +35,10 @@ from memorylab.schema.unlearning import (  # noqa: F401  (re-exported)
 KINDS: dict[str, type[BaseModel]] = {
     "memorization": MemorizationScenario,
     "unlearning": UnlearningScenario,
+    "memory_agent": MemoryAgentScenario,
+    "memory_agent_eval": MemoryAgentEvalScenario,
 }
 
 # For type hints (and pydantic fields that hold any scenario); grows with KINDS.
-Scenario = Annotated[Union[MemorizationScenario, UnlearningScenario], Field(discriminator="kind")]
+Scenario = Annotated[Union[MemorizationScenario, UnlearningScenario, MemoryAgentScenario, MemoryAgentEvalScenario],
+                     Field(discriminator="kind")]

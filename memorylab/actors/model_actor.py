@@ -22,7 +22,7 @@ from memorylab.cluster.resources import actor_options, device_for, torch_threads
 from memorylab.models.protocol import GenerationParams
 from memorylab.scenario import ActorResources, ModelSpec
 
-ROLES = ("target", "assistant", "drafter")
+ROLES = ("target", "assistant", "drafter", "generator")  # generator: the model a served agent answers with
 
 
 def _tensor(a: Any) -> Any:

@@ -1,4 +1,9 @@
-"""RemoteLM: the LM protocol over a ModelActor handle, so evaluation code never knows where a model runs."""
+"""RemoteLM: the LM protocol over a ModelActor handle, so evaluation code never knows where a model runs.
+
+The handle is a Ray actor handle or a Ray Serve deployment handle to a ModelActor-shaped deployment (the
+serve generator): an actor call returns an ObjectRef (ray.get), a deployment call a DeploymentResponse
+(.result(), which must not run on the replica's event loop thread).
+"""
 
 from __future__ import annotations
 
@@ -11,27 +16,31 @@ import ray
 from memorylab.models.protocol import GenerationParams
 
 
+def _get(call: Any) -> Any:
+    return ray.get(call) if isinstance(call, ray.ObjectRef) else call.result()
+
+
 class RemoteLM:
     def __init__(self, handle: Any) -> None:
         self.handle = handle
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        return ray.get(self.handle.encode.remote(list(texts)))
+        return _get(self.handle.encode.remote(list(texts)))
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
-        return ray.get(self.handle.decode.remote([list(i) for i in ids]))
+        return _get(self.handle.decode.remote([list(i) for i in ids]))
 
     def token_logprobs(self, texts: Sequence[str]) -> list[np.ndarray]:
-        return ray.get(self.handle.token_logprobs.remote(list(texts)))
+        return _get(self.handle.token_logprobs.remote(list(texts)))
 
     def token_logprob_moments(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        return ray.get(self.handle.token_logprob_moments.remote(list(texts)))
+        return _get(self.handle.token_logprob_moments.remote(list(texts)))
 
     def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        return ray.get(self.handle.loglikelihood.remote([tuple(p) for p in pairs]))
+        return _get(self.handle.loglikelihood.remote([tuple(p) for p in pairs]))
 
     def generate(self, prompts: Sequence[str], params: GenerationParams) -> list[str]:
-        return ray.get(self.handle.generate.remote(list(prompts), params))
+        return _get(self.handle.generate.remote(list(prompts), params))
 
     def next_token_logits(self, input_ids: Any, attention_mask: Any = None, past: Any = None,
                           position_ids: Any = None) -> tuple[np.ndarray, str]:
@@ -41,14 +50,14 @@ class RemoteLM:
         (A mask of ones shaped like `input_ids` would be wrong once a session has a cache: transformers
         reads a mask as covering past + new tokens, and a short one silently shifts the logits.)"""
         session = past or uuid.uuid4().hex
-        logits = ray.get(self.handle.step.remote(
+        logits = _get(self.handle.step.remote(
             session, np.asarray(input_ids), None if attention_mask is None else np.asarray(attention_mask),
             None if position_ids is None else np.asarray(position_ids)))
         return logits, session
 
     def end_session(self, session: str) -> None:
-        ray.get(self.handle.end_session.remote(session))
+        _get(self.handle.end_session.remote(session))
 
     def sequence_logits(self, input_ids: Any, attention_mask: Any) -> np.ndarray:
         """Logits (B, T, V) of right-padded ids, computed in the actor (float32 numpy)."""
-        return ray.get(self.handle.sequence_logits.remote(np.asarray(input_ids), np.asarray(attention_mask)))
+        return _get(self.handle.sequence_logits.remote(np.asarray(input_ids), np.asarray(attention_mask)))

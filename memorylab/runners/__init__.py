@@ -11,6 +11,7 @@ from memorylab.errors import MemorylabError
 RUNNERS: dict[str, str] = {
     "memorization": "memorylab.runners.memorization",
     "unlearning": "memorylab.runners.unlearning",
+    "memory_agent_eval": "memorylab.runners.memory_agent_eval",
 }
 
 

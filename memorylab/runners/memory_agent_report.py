@@ -1,0 +1,87 @@
+"""The agent-eval report: report.md (tables, findings in words) and PNG charts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from memorylab.report import bar_chart, fmt, markdown_table
+
+COLUMNS = ("probes", "recall@5", "recall@10", "answer_in_context", "exact_match", "f1", "stale_in_context")
+
+
+def figures_table(groups: dict[str, dict[str, float]]) -> str:
+    return markdown_table(["group", *COLUMNS], [[name, *(g.get(c) for c in COLUMNS)] for name, g in groups.items()])
+
+
+def retriever_findings(retrievers: dict[str, dict[str, Any]]) -> list[str]:
+    """Sentences on what fusion and each reranker did to recall@10 overall."""
+    lines = []
+    r10 = {name: r["recall@10"] for name, r in retrievers.items()}
+    if {"dense", "bm25", "hybrid"} <= set(r10):
+        beats = r10["hybrid"] > max(r10["dense"], r10["bm25"])
+        lines.append(f"Hybrid (RRF) recall@10 {fmt(r10['hybrid'])} vs dense {fmt(r10['dense'])} and BM25 "
+                     f"{fmt(r10['bm25'])}: hybrid {'beats both' if beats else 'does NOT beat both'} single retrievers.")
+    for name, value in r10.items():
+        if name.startswith("hybrid+") and "hybrid" in r10:
+            delta = value - r10["hybrid"]
+            verdict = "helped" if delta > 0.005 else "hurt" if delta < -0.005 else "made no difference"
+            lines.append(f"Reranker {name.split('+', 1)[1]} {verdict}: recall@10 {fmt(value)} vs hybrid "
+                         f"{fmt(r10['hybrid'])} ({delta:+.3f}).")
+    return lines
+
+
+def agent_findings(report: dict[str, Any]) -> list[str]:
+    lines = []
+    overall = report.get("competencies", {}).get("overall")
+    if overall:
+        lines.append(f"Over {overall['probes']} probes with evidence: recall@10 {fmt(overall.get('recall@10'))}, "
+                     f"answer in context {fmt(overall.get('answer_in_context'))}.")
+    conflict = report.get("competencies", {}).get("conflict_resolution")
+    if conflict and "stale_in_context" in conflict:
+        lines.append(f"Conflicts: the new value was in context for {fmt(conflict.get('answer_in_context'))} of the "
+                     f"changed facts, the replaced value for {fmt(conflict['stale_in_context'])}.")
+    adaptive = report.get("adaptive") or {}
+    if adaptive.get("retrieve_rate_new") is not None and adaptive.get("retrieve_rate_known") is not None:
+        ok = adaptive["retrieve_rate_new"] > adaptive["retrieve_rate_known"]
+        lines.append(f"Adaptive retrieval ({adaptive.get('policy')}) retrieved for {fmt(adaptive['retrieve_rate_new'])} "
+                     f"of questions about new people and {fmt(adaptive['retrieve_rate_known'])} about known ones: "
+                     f"{'it tells them apart' if ok else 'it does NOT tell them apart'}.")
+    return lines
+
+
+def render(report: dict[str, Any], out_dir: Path) -> str:
+    parts = [f"# {report['name']} (memory_agent_eval)", "", report.get("description", ""), ""]
+    findings = agent_findings(report) + retriever_findings(report.get("retrievers", {}))
+    if findings:
+        parts += ["## Findings", ""] + [f"- {line}" for line in findings] + [""]
+    if report.get("competencies"):
+        parts += ["## Served agent, per competency", "", figures_table(report["competencies"]), ""]
+        if report.get("categories"):
+            parts += ["### Per dataset category", "", figures_table(report["categories"]), ""]
+        stats = report.get("store", {})
+        parts += [f"Memories stored: {stats.get('memories')} from {stats.get('turns')} turns.", ""]
+        lat = report.get("latency_ms", {})
+        parts += ["### Latency (ms, over HTTP)", "",
+                  markdown_table(["call", "p50", "p95", "calls"],
+                                 [[k, v["p50"], v["p95"], v["calls"]] for k, v in lat.items()]), ""]
+        bar_chart({k: v for k, v in report["competencies"].items()}, [["recall@10", "answer_in_context", "f1"]],
+                  out_dir / "competencies.png", "Served agent: figures per competency")
+        parts += ["![competencies](competencies.png)", ""]
+    if report.get("retrievers"):
+        rows = [[name, r["recall@5"], r["recall@10"], r["questions"]] for name, r in report["retrievers"].items()]
+        parts += ["## Retrievers (in-process, same data)", "",
+                  markdown_table(["retriever", "recall@5", "recall@10", "questions"], rows), ""]
+        categories = sorted({c for r in report["retrievers"].values() for c in r.get("by_category", {})})
+        if categories:
+            rows = [[name, *(r["by_category"].get(c, {}).get("recall@10") for c in categories)]
+                    for name, r in report["retrievers"].items()]
+            parts += ["recall@10 per category:", "", markdown_table(["retriever", *categories], rows), ""]
+        bar_chart({name: {"recall@5": r["recall@5"], "recall@10": r["recall@10"]}
+                   for name, r in report["retrievers"].items()}, [["recall@5", "recall@10"]],
+                  out_dir / "retrievers.png", "Evidence recall per retriever")
+        parts += ["![retrievers](retrievers.png)", ""]
+        if report.get("skipped_rerankers"):
+            parts += [f"Not run here: {', '.join(f'{k} ({v})' for k, v in report['skipped_rerankers'].items())}.", ""]
+    parts += [f"Seed {report['seed']}; versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
+    return "\n".join(parts)

@@ -1,0 +1,126 @@
+"""`kind: memory_agent` — a served memory agent: store, policy, retrieval, reranking, adaptive retrieval.
+
+`memorylab serve FILE` (or `serve deploy` / a RayService with `memorylab.serve:build_app`) builds the app
+from this model. The generator is the tiny target trained on the world (the people it "knows"), or a
+checkpoint / HF id on a cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from memorylab.schema.common import ActorResources, ScenarioBase, Strict
+
+RerankerName = Literal["none", "cross_encoder", "listwise_first"]
+RetrievalMode = Literal["dense", "bm25", "hybrid"]
+
+
+class GeneratorConfig(Strict):
+    """Which model answers, reranks (listwise) and decides ops with `infer: true`."""
+
+    source: Literal["train", "path"] = Field(
+        "train", description="train: the tiny target trained on the world (kept in the serve folder); "
+                             "path: `path` names a checkpoint folder or an HF id")
+    path: Optional[str] = None
+    max_new_tokens: int = Field(24, ge=1, le=1024)
+    max_context_tokens: int = Field(224, ge=16, description="prompt budget: memories are cut to fit it")
+
+    @model_validator(mode="after")
+    def _path_when_named(self) -> "GeneratorConfig":
+        if self.source == "path" and not self.path:
+            raise ValueError("source 'path' needs `path` (a checkpoint folder or an HF id)")
+        return self
+
+
+class PolicySettings(Strict):
+    """The deterministic ADD/UPDATE/DELETE/NOOP policy (and the candidates an LLM sees with infer: true)."""
+
+    duplicate_threshold: float = Field(0.92, gt=0, le=1, description="cosine at or above which a fact is a NOOP")
+    retraction_threshold: float = Field(0.5, gt=0, le=1, description="cosine a retraction needs to delete")
+    candidates: int = Field(5, ge=1, le=50)
+
+
+class RetrievalSettings(Strict):
+    mode: RetrievalMode = "hybrid"
+    top_k: int = Field(5, ge=1, le=100)
+    candidates: Optional[int] = Field(
+        None, ge=1, le=1000, description="depth of each arm before fusion (default: as deep as top_k, as "
+        "Elasticsearch's rank_window_size; deeper arms let memories found by both arms crowd out each arm's best)")
+    rerank_depth: int = Field(30, ge=1, le=1000, description="hybrid results a reranker reorders")
+    rrf_k: int = Field(60, ge=1)
+    reorder: bool = Field(True, description="put the best memories at both ends of the context")
+
+
+class RerankerSettings(Strict):
+    name: RerankerName = "none"
+    model_path: Optional[str] = Field(None, description="a sentence-transformers CrossEncoder folder")
+    window: int = Field(8, ge=2, le=26)
+    stride: int = Field(4, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RerankerSettings":
+        if self.name == "cross_encoder" and not self.model_path:
+            raise ValueError("reranker 'cross_encoder' needs `model_path` (a CrossEncoder folder)")
+        if self.stride >= self.window:
+            raise ValueError(f"stride ({self.stride}) must be smaller than window ({self.window})")
+        return self
+
+
+class AdaptiveSettings(Strict):
+    policy: Literal["always", "never", "confidence", "entropy"] = "always"
+    threshold: Optional[float] = Field(None, ge=0, le=1, description="default: the policy's own")
+    temperature: float = Field(0.1, gt=0, description="softmax temperature of the entropy router")
+
+
+class TenantKeys(Strict):
+    tenant: str = Field(..., pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    key: str = Field(..., min_length=8, description="a bearer token; prefer MEMORYLAB_API_KEYS over the file")
+
+
+class ServeSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
+    retriever_batch_size: int = Field(16, ge=1, le=256, description="queries embedded together (@serve.batch)")
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000)
+    ingress_replicas: int = Field(1, ge=1)
+    generator_replicas: int = Field(1, ge=1)
+    api_keys: list[TenantKeys] = Field(default_factory=list,
+                                       description="overridden by MEMORYLAB_API_KEYS=tenant:key,tenant:key")
+    folder: Optional[str] = Field(None, description="where the store and the generator live (default runs/<name>)")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_unique(cls, keys: list[TenantKeys]) -> list[TenantKeys]:
+        seen: set[str] = set()
+        for k in keys:
+            if k.key in seen:
+                raise ValueError(f"key of tenant '{k.tenant}' is given twice; a key names one tenant")
+            seen.add(k.key)
+        return keys
+
+
+class MemorySettings(Strict):
+    policy: PolicySettings = PolicySettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    reranker: RerankerSettings = RerankerSettings()
+    adaptive: AdaptiveSettings = AdaptiveSettings()
+
+
+class AgentResources(Strict):
+    ingress: ActorResources = ActorResources(num_cpus=0.5)
+    retriever: ActorResources = ActorResources(num_cpus=1)
+    agent: ActorResources = ActorResources(num_cpus=0.5)
+    generator: ActorResources = ActorResources(num_cpus=1)
+
+
+class MemoryAgentScenario(ScenarioBase):
+    """A served agent: its generator (trained on the world unless a path is named) and its memory."""
+
+    kind: Literal["memory_agent"]
+    generator: GeneratorConfig = GeneratorConfig()
+    memory: MemorySettings = MemorySettings()
+    serve: ServeSettings = ServeSettings()
+    deployments: AgentResources = AgentResources()

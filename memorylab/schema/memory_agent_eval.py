@@ -1,0 +1,66 @@
+"""`kind: memory_agent_eval` — evaluate a memory agent: sessions fed over HTTP, then probes; and/or a
+side-by-side comparison of retrievers and rerankers on the same data, in-process.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Union
+
+from pydantic import Field, model_validator
+
+from memorylab.schema.common import RunName, Strict
+from memorylab.schema.memory_agent import MemoryAgentScenario, RerankerName
+
+COMPETENCIES = ("accurate_retrieval", "test_time_learning", "long_range_understanding", "conflict_resolution")
+
+
+class DatasetConfig(Strict):
+    source: Literal["synthetic", "locomo"] = "synthetic"
+    path: Optional[str] = Field(None, description="a LoCoMo JSON (source: locomo), relative to the scenario file; "
+                                                  "default: ../shared/data/locomo/locomo5_dev.json beside the repository")
+    conversations: Optional[int] = Field(None, ge=1, description="use only the first N conversations")
+    questions: Optional[int] = Field(None, ge=1, description="use only the first N questions of each")
+
+
+class SyntheticSessions(Strict):
+    """Sessions on the agent's world: new (never trained) people are introduced, some facts change later."""
+
+    new_people: int = Field(4, ge=1, description="holdout people the sessions introduce (the model never saw them)")
+    known_people: int = Field(4, ge=0, description="trained people asked about (the model knows them)")
+    facts_per_person: int = Field(4, ge=1)
+    conflicts: int = Field(3, ge=0, description="facts changed in a later session")
+    filler_turns: int = Field(2, ge=0, description="small-talk turns per session (nothing to store)")
+
+
+class CompareConfig(Strict):
+    """In-process comparison on the dataset's turns: recall@k per retriever, then hybrid + each reranker."""
+
+    retrievers: list[Literal["dense", "bm25", "hybrid"]] = Field(default_factory=lambda: ["dense", "bm25", "hybrid"])
+    rerankers: list[RerankerName] = Field(default_factory=list, description="each is run on the hybrid top list")
+    candidates: int = Field(30, ge=1, le=1000)
+    cross_encoder_path: Optional[str] = None
+
+
+class MemoryAgentEvalScenario(Strict):
+    name: RunName
+    kind: Literal["memory_agent_eval"]
+    description: str = ""
+    seed: int = 0
+    agent: Union[str, dict[str, Any]] = Field(
+        ..., description="the memory_agent scenario: a path (relative to this file) or the scenario inline")
+    url: Optional[str] = Field(None, description="evaluate a running server instead of starting one")
+    tenant: str = Field("eval", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    dataset: DatasetConfig = DatasetConfig()
+    synthetic: SyntheticSessions = SyntheticSessions()
+    serve_eval: bool = Field(True, description="feed the sessions over HTTP and ask the probes")
+    compare: Optional[CompareConfig] = None
+    top_k: int = Field(10, ge=1, le=100)
+    answer: bool = Field(True, description="ask the agent's /chat for answers (exact match / F1)")
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> "MemoryAgentEvalScenario":
+        if not self.serve_eval and self.compare is None:
+            raise ValueError("nothing to evaluate: set serve_eval: true or a `compare` block")
+        if isinstance(self.agent, dict):
+            MemoryAgentScenario.model_validate(self.agent)
+        return self

@@ -1,0 +1,92 @@
+"""`build_app(args)`: the one builder of the served memory agent, shared by `memorylab serve`, `serve run` /
+`serve deploy` and a KubeRay RayService (`import_path: memorylab.serve:build_app`).
+
+args (validated): `scenario` — a memory_agent scenario file path or the scenario inline; optional `folder`
+(where the store and the generator live; default: the scenario's serve.folder, else runs/<name>) and
+`overrides` (`a.b=value` strings, as `--set`). Deployments: Ingress (FastAPI) -> Retriever (embedder +
+LanceDB, the one writer) and MemoryAgent (adaptive retrieval, reranking, answers) -> Generator.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from memorylab.cluster.resources import actor_options, device_for, torch_threads
+from memorylab.errors import MemorylabError
+from memorylab.schema.memory_agent import MemoryAgentScenario
+from memorylab.serve.auth import resolve_keys
+
+log = logging.getLogger("memorylab.serve")
+
+
+class BuildArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scenario: Union[str, dict[str, Any]] = Field(..., description="memory_agent scenario: file path or inline")
+    folder: Optional[str] = None
+    overrides: list[str] = Field(default_factory=list)
+
+
+def load_agent_scenario(source: Union[str, dict, MemoryAgentScenario], overrides: list[str] = ()) -> MemoryAgentScenario:
+    """A memory_agent scenario from a path, a mapping or the model itself; any other kind is an error."""
+    if isinstance(source, MemoryAgentScenario):
+        return source
+    if isinstance(source, dict):
+        from pydantic import ValidationError
+
+        try:
+            scenario = MemoryAgentScenario.model_validate(source)
+        except ValidationError as e:
+            first = e.errors()[0]
+            raise MemorylabError(f"scenario: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    else:
+        from memorylab.scenario_loader import load_scenario
+
+        scenario = load_scenario(source, overrides)
+    if scenario.kind != "memory_agent":
+        raise MemorylabError(f"scenario {source}: kind is '{scenario.kind}', serving needs 'memory_agent'")
+    return scenario
+
+
+def serve_folder(scenario: MemoryAgentScenario, folder: Optional[str] = None) -> Path:
+    return Path(folder or scenario.serve.folder or Path("runs") / scenario.name).resolve()
+
+
+def build_app(args: Union[dict, BuildArgs]) -> Any:
+    """The Serve application of a memory_agent scenario (trains the generator first when it is missing)."""
+    from memorylab.serve.agent import MemoryAgent
+    from memorylab.serve.generator import Generator
+    from memorylab.serve.generator_model import prepare_generator
+    from memorylab.serve.ingress import Ingress
+    from memorylab.serve.retriever import Retriever
+
+    args = args if isinstance(args, BuildArgs) else BuildArgs.model_validate(args)
+    scenario = load_agent_scenario(args.scenario, args.overrides)
+    folder = serve_folder(scenario, args.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model_path = prepare_generator(scenario, folder)
+    keys = resolve_keys([(k.tenant, k.key) for k in scenario.serve.api_keys])
+    if not keys:
+        log.warning("no API keys: every request will get 401; set serve.api_keys or MEMORYLAB_API_KEYS")
+
+    res = scenario.deployments
+    memory = scenario.memory.model_dump()
+    generation = scenario.generator.model_dump()
+    generator = Generator.options(ray_actor_options=actor_options(res.generator),
+                                  num_replicas=scenario.serve.generator_replicas).bind(
+        model_path, backend=scenario.model.backend, dtype=scenario.model.dtype,
+        device=device_for(res.generator, scenario.model.device), num_threads=torch_threads(res.generator),
+        seed=scenario.seed)
+    # One Retriever replica: it is the only writer and owns the store's in-memory mirror (see retriever.py).
+    retriever = Retriever.options(ray_actor_options=actor_options(res.retriever), num_replicas=1).bind(
+        str(folder), memory, batch_size=scenario.serve.retriever_batch_size, batch_wait_ms=scenario.serve.batch_wait_ms,
+        generator=generator, device=device_for(res.retriever, "auto"))
+    agent = MemoryAgent.options(ray_actor_options=actor_options(res.agent)).bind(retriever, generator, memory, generation)
+    return Ingress.options(ray_actor_options=actor_options(res.ingress),
+                           num_replicas=scenario.serve.ingress_replicas).bind(
+        retriever, agent, generator, keys, scenario.name, scenario.serve.max_body_bytes,
+        scenario.memory.reranker.name, generation)

@@ -1,0 +1,25 @@
+"""The Generator deployment: one language model (the tiny target here; any HF model or checkpoint on a
+cluster) behind the same methods a ModelActor has, so RemoteLM drives it and every reranker, policy and
+answer path sees the LM protocol."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+
+from memorylab.actors.model_actor import ModelActor
+
+
+@serve.deployment(name="Generator", max_ongoing_requests=32)
+class Generator(ModelActor):
+    """ModelActor as a Serve deployment; its `step` sessions live in one replica, so whoever uses them must
+    end them (RemoteLM.end_session) and keep the generator at one replica or use stateless calls."""
+
+    def __init__(self, source: str, backend: str = "hf", dtype: str = "float32", device: str = "auto",
+                 num_threads: int = 1, seed: int = 0) -> None:
+        super().__init__("generator", source, backend=backend, dtype=dtype, device=device,
+                         num_threads=num_threads, seed=seed)
+
+    def healthy(self) -> dict[str, Any]:
+        return self.info()

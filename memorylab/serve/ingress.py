@@ -1,0 +1,160 @@
+"""The Ingress deployment: the FastAPI app (routes, auth, limits, error mapping) in front of the Retriever,
+the MemoryAgent and the Generator. Plain searches go straight to the Retriever (one hop fewer); searches
+that rerank or decide adaptively go through the MemoryAgent."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse
+from ray import serve
+
+from memorylab.serve.api import (
+    AGENT_ID, AddMemoriesRequest, AddMemoriesResponse, ChatRequest, ChatResponse, DeletedResponse,
+    HistoryItem, HistoryResponse, Memory, MemoryList, SearchRequest, SearchResponse, UpdateMemoryRequest,
+)
+from memorylab.serve.auth import KeyRing
+from memorylab.serve import limits
+from memorylab.serve.limits import BodyLimit
+from memorylab.serve.retriever import Refusal
+from memorylab.serve.openai_routes import openai_router
+
+fastapi_app = FastAPI(
+    title="memorylab memory agents",
+    description="Tenant-scoped agent memory (ADD/UPDATE/DELETE/NOOP, hybrid retrieval, reranking, adaptive "
+                "retrieval) and OpenAI-compatible completions. Every route but /healthz needs "
+                "`Authorization: Bearer <key>`.",
+    version="1",
+)
+
+AgentId = Path(..., pattern=AGENT_ID, description="the agent's id; it belongs to the tenant that first wrote to it")
+MemoryId = Path(..., pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+# The Ingress instance of this replica (one per process). Serve builds its own app from fastapi_app's routes,
+# so request.app.state is not where __init__ could put it; module-level functions read it from here.
+_REPLICA: dict[str, "Ingress"] = {}
+
+
+def _ingress(request: Request) -> "Ingress":
+    return _REPLICA["ingress"]
+
+
+async def tenant_of(request: Request, authorization: Optional[str] = Header(None)) -> str:
+    tenant = _ingress(request).keys.tenant_for(authorization)
+    if tenant is None:
+        raise Unauthorized()
+    return tenant
+
+
+class Unauthorized(Exception):
+    pass
+
+
+@fastapi_app.exception_handler(Unauthorized)
+async def _unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
+    return JSONResponse({"detail": "missing or invalid API key (Authorization: Bearer <key>)"}, status_code=401,
+                        headers={"WWW-Authenticate": "Bearer"})
+
+
+def accepted(result: Any) -> Any:
+    """A deployment's reply, or the HTTP error its Refusal stands for."""
+    if isinstance(result, Refusal):
+        raise HTTPException(status_code=result.status, detail=result.detail)
+    return result
+
+
+@fastapi_app.get("/healthz", tags=["ops"])
+async def healthz(request: Request) -> dict:
+    count = await _ingress(request).retriever.count.remote()
+    return {"status": "ok", "memories": count}
+
+
+@fastapi_app.post("/v1/agents/{agent_id}/memories", response_model=AddMemoriesResponse, tags=["memories"])
+async def add_memories(body: AddMemoriesRequest, request: Request, agent_id: str = AgentId,
+                       tenant: str = Depends(tenant_of)) -> Any:
+    messages = [m.model_dump(mode="json") for m in body.messages]
+    results = accepted(await _ingress(request).retriever.add_messages.remote(tenant, agent_id, messages, body.infer,
+                                                                      body.metadata or None))
+    return {"results": results}
+
+
+@fastapi_app.get("/v1/agents/{agent_id}/memories", response_model=MemoryList, tags=["memories"])
+async def list_memories(request: Request, agent_id: str = AgentId, limit: int = Query(100, ge=1, le=1000),
+                        cursor: Optional[str] = Query(None, max_length=256), tenant: str = Depends(tenant_of)) -> Any:
+    records, next_cursor = accepted(await _ingress(request).retriever.list.remote(tenant, agent_id, limit, cursor))
+    return {"results": [Memory.of(r) for r in records], "next_cursor": next_cursor}
+
+
+@fastapi_app.get("/v1/agents/{agent_id}/memories/{memory_id}", response_model=Memory, tags=["memories"])
+async def get_memory(request: Request, agent_id: str = AgentId, memory_id: str = MemoryId,
+                     tenant: str = Depends(tenant_of)) -> Any:
+    return Memory.of(accepted(await _ingress(request).retriever.get.remote(tenant, agent_id, memory_id)))
+
+
+@fastapi_app.put("/v1/agents/{agent_id}/memories/{memory_id}", response_model=Memory, tags=["memories"])
+async def update_memory(body: UpdateMemoryRequest, request: Request, agent_id: str = AgentId,
+                        memory_id: str = MemoryId, tenant: str = Depends(tenant_of)) -> Any:
+    record = accepted(await _ingress(request).retriever.update.remote(tenant, agent_id, memory_id, body.memory, body.metadata))
+    return Memory.of(record)
+
+
+@fastapi_app.delete("/v1/agents/{agent_id}/memories/{memory_id}", response_model=DeletedResponse, tags=["memories"])
+async def delete_memory(request: Request, agent_id: str = AgentId, memory_id: str = MemoryId,
+                        tenant: str = Depends(tenant_of)) -> Any:
+    record = accepted(await _ingress(request).retriever.delete.remote(tenant, agent_id, memory_id))
+    return {"id": record.id, "deleted": True}
+
+
+@fastapi_app.get("/v1/agents/{agent_id}/memories/{memory_id}/history", response_model=HistoryResponse,
+                 tags=["memories"])
+async def memory_history(request: Request, agent_id: str = AgentId, memory_id: str = MemoryId,
+                         tenant: str = Depends(tenant_of)) -> Any:
+    entries = accepted(await _ingress(request).retriever.history.remote(tenant, agent_id, memory_id))
+    return {"results": [HistoryItem.of(e) for e in entries]}
+
+
+@fastapi_app.post("/v1/agents/{agent_id}/search", response_model=SearchResponse, tags=["retrieval"])
+async def search(body: SearchRequest, request: Request, agent_id: str = AgentId,
+                 tenant: str = Depends(tenant_of)) -> Any:
+    ingress = _ingress(request)
+    rerank = body.rerank or ingress.default_reranker
+    if rerank == "none" and not body.adaptive:
+        import time
+
+        start = time.perf_counter()
+        hits = accepted(await ingress.retriever.search.remote(tenant, agent_id, body.query, body.top_k, body.mode,
+                                                     body.filters or None))
+        return {"results": [{"id": r.id, "memory": r.text, "score": s} for r, s in hits], "retrieved": True,
+                "timings_ms": {"retrieve": round((time.perf_counter() - start) * 1000, 3)}}
+    return accepted(await ingress.agent.search.remote(tenant, agent_id, body.query, body.top_k, body.filters or None,
+                                             rerank, body.mode, body.adaptive))
+
+
+@fastapi_app.post("/v1/agents/{agent_id}/chat", response_model=ChatResponse, tags=["agents"])
+async def chat(body: ChatRequest, request: Request, agent_id: str = AgentId, tenant: str = Depends(tenant_of)) -> Any:
+    messages = [m.model_dump(mode="json") for m in body.messages]
+    return accepted(await _ingress(request).agent.chat.remote(tenant, agent_id, messages, body.max_tokens))
+
+
+fastapi_app.include_router(openai_router, dependencies=[Depends(tenant_of)])
+fastapi_app.add_middleware(BodyLimit)
+
+
+@serve.deployment(name="Ingress", max_ongoing_requests=256)
+@serve.ingress(fastapi_app)
+class Ingress:
+    def __init__(self, retriever: Any, agent: Any, generator: Any, keys: dict[str, str], model_name: str,
+                 max_body_bytes: int, default_reranker: str, generation: dict[str, Any]) -> None:
+        self.retriever, self.agent, self.generator = retriever, agent, generator
+        self.keys = KeyRing(keys)
+        self.model_name = model_name
+        self.default_reranker = default_reranker
+        self.generation = generation
+        # Through the imported module: Serve ships this class by value (cloudpickle), so a bare `_REPLICA`
+        # here would be a copy of the module's globals, not the dict the route functions read.
+        import memorylab.serve.ingress as this_module
+
+        this_module._REPLICA["ingress"] = self
+        limits.MAX_BODY_BYTES = max_body_bytes

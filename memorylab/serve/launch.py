@@ -1,0 +1,54 @@
+"""Start and stop the served agent on a Ray that is already connected (cluster/connect.py): used by
+`memorylab serve`, the agent-eval runner, the serving benchmark and the tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional, Union
+
+from memorylab.errors import MemorylabError
+from memorylab.serve.app import BuildArgs, build_app
+
+APP_NAME = "memorylab"
+
+
+def wait_healthy(url: str, timeout_s: float = 120.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            reply = httpx.get(f"{url}/healthz", timeout=5.0)
+            if reply.status_code == 200:
+                return
+            last = f"HTTP {reply.status_code}"
+        except httpx.HTTPError as e:
+            last = type(e).__name__
+        time.sleep(0.25)
+    raise MemorylabError(f"the served agent at {url} did not become healthy within {timeout_s:.0f} s ({last})")
+
+
+def start_agent(scenario: Union[str, dict, Any], *, host: str = "127.0.0.1", port: int = 8000,
+                folder: Optional[str] = None, overrides: list[str] = (), timeout_s: float = 300.0) -> str:
+    """Deploy the app (Serve's HTTP proxy on host:port) and return its base URL once /healthz answers."""
+    from ray import serve
+
+    if not isinstance(scenario, (str, dict)):
+        scenario = scenario.model_dump(mode="json")
+    serve.start(http_options={"host": host, "port": port})
+    app = build_app(BuildArgs(scenario=str(scenario) if not isinstance(scenario, dict) else scenario,
+                              folder=folder, overrides=list(overrides)))
+    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+    url = f"http://{host}:{port}"
+    wait_healthy(url, timeout_s)
+    return url
+
+
+def stop_agent() -> None:
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    except Exception:  # noqa: BLE001 - stopping must not mask the error that made us stop
+        pass

@@ -1,0 +1,60 @@
+"""Request-size limit: a body larger than `serve.max_body_bytes` gets 413 before any of it is parsed.
+
+Pure ASGI (not BaseHTTPMiddleware) so it can refuse on the Content-Length header without reading the body,
+and count the bytes of a chunked body as they arrive, stopping at the limit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_BODY_BYTES = 1_000_000  # set by the Ingress replica from serve.max_body_bytes
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _reply_413(send: Any, limit: int) -> None:
+    body = json.dumps({"detail": f"request body larger than {limit} bytes"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = MAX_BODY_BYTES
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await _reply_413(send, limit)
+
+        seen = 0
+        started = False
+
+        async def counting_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge()
+            return message
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await _reply_413(send, limit)
