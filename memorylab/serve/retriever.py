@@ -20,6 +20,7 @@ from ray import serve
 
 from memorylab.errors import MemorylabError
 from memorylab.memory.embedder import Embedder
+from memorylab.memory.facts import parse_fact
 from memorylab.memory.fulltext import FullTextIndex
 from memorylab.memory.ops import MemoryWriter, PolicyConfig
 from memorylab.memory.records import MemoryRecord
@@ -79,7 +80,12 @@ class MemoryService:
     def update(self, tenant: str, agent: str, memory_id: str, text: str, metadata: Optional[dict]) -> MemoryRecord:
         self.check_agent(tenant, agent)
         vector = self.embedder.embed([text])[0]
-        _, new = self.store.update(tenant, agent, memory_id, text, vector, source="api", metadata=metadata)
+        # The (subject, attribute) key follows the new text: a memory rewritten to another fact but keeping its
+        # old key would be overwritten by the next fact of that key. "" clears a key the new text lacks (None
+        # would keep the old one).
+        fact = parse_fact(text)
+        _, new = self.store.update(tenant, agent, memory_id, text, vector, source="api",
+                                   subject=fact.subject or "", attribute=fact.attribute or "", metadata=metadata)
         return new
 
     def delete(self, tenant: str, agent: str, memory_id: str) -> MemoryRecord:
@@ -109,6 +115,13 @@ class Refusal:
     detail: str
 
 
+def remote_message(error: BaseException) -> str:
+    """The message of an error raised in another replica (a RayTaskError), without Ray's traceback."""
+    cause = getattr(error, "cause", None)
+    lines = str(cause if isinstance(cause, BaseException) else error).strip().splitlines()
+    return lines[-1] if lines else type(error).__name__
+
+
 def refused(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
@@ -131,10 +144,19 @@ class Retriever:
         # Writes run one at a time in a worker thread: the policy reads then writes, and two adds of the same
         # fact racing each other would otherwise both see "new" and store it twice.
         self._write_lock = asyncio.Lock()
+        self._batches: dict[int, int] = {}
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
     async def _embed_queries(self, queries: list[str]) -> list[np.ndarray]:
-        return list(await asyncio.to_thread(self.service.embedder.embed, queries))
+        # Inline, on the replica's event loop, on purpose: while a batch embeds, new requests queue up and
+        # form the next batch. Handing the work to a thread let the loop take requests one by one, and
+        # batches stayed at size 1 (measured: 30-40 searches/s at 16 clients instead of 90+).
+        self._batches[len(queries)] = self._batches.get(len(queries), 0) + 1
+        return list(self.service.embedder.embed(queries))
+
+    def stats(self) -> dict[str, Any]:
+        """Memories stored and how many query batches of each size were embedded (is batching working?)."""
+        return {"memories": self.service.store.count(), "query_batches": dict(sorted(self._batches.items()))}
 
     async def search(self, tenant: str, agent: str, query: str, top_k: int, mode: Optional[str] = None,
                      filters: Optional[dict] = None, candidates: Optional[int] = None) -> Any:
@@ -161,6 +183,10 @@ class Retriever:
 
     def get(self, tenant: str, agent: str, memory_id: str) -> Any:
         return refused(self.service.get, tenant, agent, memory_id)
+
+    def check_agent(self, tenant: str, agent: str) -> Optional[Refusal]:
+        """None when `tenant` may use `agent` (its own, or one nobody wrote to yet), else the 404."""
+        return refused(self.service.check_agent, tenant, agent)
 
     def list(self, tenant: str, agent: str, limit: int, cursor: Optional[str]) -> Any:
         return refused(self.service.list, tenant, agent, limit, cursor)
