@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -81,6 +82,9 @@ def serve_eval(scenario: MemoryAgentEvalScenario, agent: MemoryAgentScenario, se
         # The runner's own tenant key; set through the environment so it also overrides the file's keys.
         previous = os.environ.get(ENV_VAR)
         os.environ[ENV_VAR] = f"{scenario.tenant}:{key}"
+        # A fresh store every run (the trained generator beside it is kept): the figures must not depend on
+        # what an earlier or interrupted run left in memory.
+        shutil.rmtree(out_dir / "agent" / "memory", ignore_errors=True)
         try:
             url = start_agent(agent, port=free_port(), folder=str(out_dir / "agent"))
         finally:

@@ -110,10 +110,13 @@ class MemorySettings(Strict):
 
 
 class AgentResources(Strict):
-    ingress: ActorResources = ActorResources(num_cpus=0.5)
+    """Ray resources per deployment replica. The defaults add up to 2 CPUs, so the app fits a 2-core laptop;
+    the retriever gets a whole core because embedding queries is most of a search's work."""
+
+    ingress: ActorResources = ActorResources(num_cpus=0.25)
     retriever: ActorResources = ActorResources(num_cpus=1)
-    agent: ActorResources = ActorResources(num_cpus=0.5)
-    generator: ActorResources = ActorResources(num_cpus=1)
+    agent: ActorResources = ActorResources(num_cpus=0.25)
+    generator: ActorResources = ActorResources(num_cpus=0.5)
 
 
 class MemoryAgentScenario(ScenarioBase):

@@ -16,7 +16,7 @@ from memorylab.memory.records import MemoryRecord
 from memorylab.memory.reorder import reorder_for_context
 from memorylab.memory.rerank import make_reranker
 from memorylab.models.protocol import GenerationParams
-from memorylab.serve.retriever import Refusal
+from memorylab.serve.retriever import Refusal, remote_message
 from memorylab.serve.prompts import answer_prompt, clean_answer, question_of
 
 ANSWER_STOPS = ("\n", "Question:")
@@ -63,11 +63,30 @@ class MemoryAgent:
         self.policy = make_policy(adaptive["policy"], generator=self.lm, **kwargs)
 
     def _reranker(self, name: str) -> Any:
+        """Built on first use, in a worker thread (it calls the generator synchronously). listwise_first reads
+        the generator's context length and start/pad ids, which a bare RemoteLM does not carry."""
         if name not in self._rerankers:
             cfg = self.settings["reranker"]
-            self._rerankers[name] = make_reranker(name, generator=self.lm, model_path=cfg["model_path"],
-                                                  window=cfg["window"], stride=cfg["stride"])
+            generator = self.lm
+            if name == "listwise_first":
+                generator = RemoteLM(self.lm.handle)
+                settings = self.lm.handle.lm_settings.remote().result()
+                for key in ("max_length", "start_id", "pad_id", "batch_size"):
+                    setattr(generator, key, settings[key])
+            try:
+                self._rerankers[name] = make_reranker(name, generator=generator, model_path=cfg["model_path"],
+                                                      window=cfg["window"], stride=cfg["stride"])
+            except ValueError as e:  # e.g. a tokenizer that cannot spell the labels: the request cannot be served
+                raise _Refused(Refusal(400, f"reranker '{name}' is not available here: {e}")) from None
         return self._rerankers[name]
+
+    def _rerank(self, name: str, query: str, records: list, top_k: int) -> list:
+        return self._reranker(name).rerank(query, records, top_k)
+
+    async def _check_agent(self, tenant: str, agent: str) -> None:
+        """When the policy decides not to retrieve, the Retriever is never asked, so ownership is checked here:
+        another tenant's agent is 404 whatever the policy says."""
+        _hits(await self.retriever.check_agent.remote(tenant, agent))
 
     @_refusals_returned
     async def search(self, tenant: str, agent: str, query: str, top_k: int, filters: Optional[dict] = None,
@@ -78,6 +97,7 @@ class MemoryAgent:
             decision = await self._decide(tenant, agent, query)
             timings["decide"] = _ms(t)
             if not decision.retrieve:
+                await self._check_agent(tenant, agent)
                 return {"results": [], "retrieved": False, "timings_ms": timings}
         hits, more = await self._retrieve(tenant, agent, query, top_k, filters, rerank, mode)
         timings.update(more)
@@ -94,7 +114,7 @@ class MemoryAgent:
         if rerank != "none" and hits:
             t = time.perf_counter()
             score = {r.id: s for r, s in hits}
-            ranked = await asyncio.to_thread(self._reranker(rerank).rerank, query, [r for r, _ in hits], top_k)
+            ranked = await asyncio.to_thread(self._rerank, rerank, query, [r for r, _ in hits], top_k)
             hits = [(r, score[r.id]) for r in ranked]
             timings["rerank"] = _ms(t)
         return hits[:top_k], timings
@@ -115,10 +135,15 @@ class MemoryAgent:
 
     @_refusals_returned
     async def chat(self, tenant: str, agent: str, messages: list[dict], max_tokens: Optional[int] = None) -> dict:
-        question = question_of(messages)
+        try:
+            question = question_of(messages)
+        except ValueError as e:  # the Ingress validates this (422); other callers get the same answer
+            return Refusal(422, str(e))
         decision = await self._decide(tenant, agent, question)
         records: list[MemoryRecord] = []
-        if decision.retrieve:
+        if not decision.retrieve:
+            await self._check_agent(tenant, agent)
+        else:
             hits, _ = await self._retrieve(tenant, agent, question, self.settings["retrieval"]["top_k"], None,
                                            None, None)
             records = [r for r, _ in hits]
@@ -127,7 +152,10 @@ class MemoryAgent:
         prompt, used = await asyncio.to_thread(answer_prompt, self.lm, records, question,
                                                self.generation["max_context_tokens"])
         params = GenerationParams(max_new_tokens=max_tokens or self.generation["max_new_tokens"], stop=ANSWER_STOPS)
-        answer = (await asyncio.to_thread(self.lm.generate, [prompt], params))[0]
+        try:
+            answer = (await asyncio.to_thread(self.lm.generate, [prompt], params))[0]
+        except ValueError as e:  # the generator refused: prompt + max_tokens over its context
+            return Refusal(400, f"max_tokens: {remote_message(e)}")
         return {"answer": clean_answer(answer), "used_memories": [r.id for r in used],
                 "retrieved": decision.retrieve, "decision": decision_dict(decision)}
 

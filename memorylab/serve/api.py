@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from memorylab.memory.records import HistoryEntry, MemoryRecord
 
@@ -19,6 +19,25 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def valid_unicode(value: Any, where: str = "") -> Any:
+    """`value` unchanged, or a ValueError when a string in it (keys too) holds a lone surrogate ("\\ud800" in
+    JSON): pydantic refuses those in `str` fields, but free-form metadata and filters would carry one into the
+    store and into a reply that then cannot be encoded as UTF-8 (a 500)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where or 'value'}: not valid Unicode (a lone surrogate)") from None
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            valid_unicode(k, f"{where}[key]")
+            valid_unicode(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            valid_unicode(v, f"{where}[{i}]")
+    return value
+
+
 class Message(_Body):
     role: Literal["system", "user", "assistant", "tool"]
     content: str = Field(..., max_length=MAX_TEXT)
@@ -29,6 +48,11 @@ class AddMemoriesRequest(_Body):
     messages: list[Message] = Field(..., min_length=1, max_length=MAX_MESSAGES)
     infer: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict, max_length=64)
+
+    @field_validator("metadata")
+    @classmethod
+    def _unicode(cls, value: Any) -> Any:
+        return valid_unicode(value)
 
 
 class MemoryEvent(BaseModel):
@@ -65,6 +89,11 @@ class UpdateMemoryRequest(_Body):
     memory: str = Field(..., min_length=1, max_length=MAX_TEXT)
     metadata: Optional[dict[str, Any]] = Field(None, max_length=64)
 
+    @field_validator("metadata")
+    @classmethod
+    def _unicode(cls, value: Any) -> Any:
+        return valid_unicode(value)
+
 
 class HistoryItem(BaseModel):
     memory_id: str
@@ -98,6 +127,11 @@ class SearchRequest(_Body):
     mode: Optional[Literal["dense", "bm25", "hybrid"]] = Field(None, description="default: the scenario's mode")
     adaptive: bool = Field(False, description="let the agent's adaptive policy decide whether to retrieve at all")
 
+    @field_validator("filters")
+    @classmethod
+    def _unicode(cls, value: Any) -> Any:
+        return valid_unicode(value)
+
 
 class SearchHit(BaseModel):
     id: str
@@ -112,8 +146,21 @@ class SearchResponse(BaseModel):
 
 
 class ChatRequest(_Body):
-    messages: list[Message] = Field(..., min_length=1, max_length=MAX_MESSAGES)
+    messages: list[Message] = Field(..., min_length=1, max_length=MAX_MESSAGES,
+                                    description="the last `user` message is the question the agent answers")
     max_tokens: Optional[int] = Field(None, ge=1, le=1024)
+
+    @field_validator("messages")
+    @classmethod
+    def _has_question(cls, messages: list[Message]) -> list[Message]:
+        return needs_user_message(messages)
+
+
+def needs_user_message(messages: list[Message]) -> list[Message]:
+    """An agent answers the last user message; without one there is no question (422, not a 500 later)."""
+    if not any(m.role == "user" for m in messages):
+        raise ValueError("no message with role 'user': the agent answers the last user message")
+    return messages
 
 
 class ChatResponse(BaseModel):

@@ -37,21 +37,31 @@ class BodyLimit:
 
         seen = 0
         started = False
+        too_large = False
 
         async def counting_receive() -> dict:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    too_large = True
                     raise BodyTooLarge()
             return message
 
+        replaced = False
+
         async def tracking_send(message: dict) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
+            nonlocal started, replaced
+            if message["type"] == "http.response.start" and not started:
                 started = True
-            await send(message)
+                if too_large:
+                    # The app caught BodyTooLarge and answered on its own (FastAPI turns any error while
+                    # reading a body into "400 There was an error parsing the body"): answer 413 instead.
+                    replaced = True
+                    return await _reply_413(send, limit)
+            if not replaced:
+                await send(message)
 
         try:
             await self.app(scope, counting_receive, tracking_send)

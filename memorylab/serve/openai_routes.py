@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Optional, Union
+from typing import Annotated, Any, Optional, Union
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from memorylab.models.protocol import GenerationParams
-from memorylab.serve.api import AGENT_ID, MAX_TEXT, Message
+from memorylab.serve.api import AGENT_ID, MAX_TEXT, Message, needs_user_message
+from memorylab.serve.retriever import remote_message
 
 openai_router = APIRouter(prefix="/v1", tags=["openai"])
+SAMPLING_EPS = 1e-5
 
 
 def _ingress(request: Request) -> Any:
@@ -33,22 +36,38 @@ class _OpenAIBody(BaseModel):
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     stop: Union[str, list[str], None] = None
-    seed: Optional[int] = None
+    seed: Optional[int] = Field(None, ge=-(2**63), le=2**64 - 1, description="what torch.manual_seed accepts")
     n: int = Field(1, ge=1, le=1, description="one choice per request")
 
     def params(self, default_tokens: int) -> GenerationParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        return GenerationParams(max_new_tokens=self.max_tokens or default_tokens, temperature=self.temperature,
-                                top_p=self.top_p, seed=self.seed, stop=tuple(s for s in stop if s))
+        # The decoding loop samples in float32: logits / a temperature near 0 overflow to inf (NaN
+        # probabilities), and a top_p below float32's resolution keeps no token at all; both were 500s.
+        # Near-zero temperatures are greedy (vLLM's convention, < 1e-5); top_p is floored at 1e-6, which
+        # keeps the top token only, as any smaller top_p would.
+        temperature = self.temperature if self.temperature >= SAMPLING_EPS else 0.0
+        return GenerationParams(max_new_tokens=self.max_tokens or default_tokens, temperature=temperature,
+                                top_p=max(self.top_p, 1e-6), seed=self.seed, stop=tuple(s for s in stop if s))
+
+
+Prompt = Annotated[str, Field(max_length=MAX_TEXT)]
 
 
 class CompletionRequest(_OpenAIBody):
-    prompt: Union[str, list[str]] = Field(..., max_length=64)
+    # The bounds sit on each member: a `max_length` on the Union itself would also cap a single string
+    # prompt at 64 characters.
+    prompt: Union[Prompt, Annotated[list[Prompt], Field(min_length=1, max_length=64)]]
 
 
 class ChatCompletionRequest(_OpenAIBody):
     messages: list[Message] = Field(..., min_length=1, max_length=200)
     agent_id: Optional[str] = Field(None, pattern=AGENT_ID, description="answer as this agent, with its memory")
+
+    @model_validator(mode="after")
+    def _agent_has_question(self) -> "ChatCompletionRequest":
+        if self.agent_id is not None:
+            needs_user_message(self.messages)
+        return self
 
 
 def _check_model(request: Request, model: str) -> Optional[dict]:
@@ -57,6 +76,23 @@ def _check_model(request: Request, model: str) -> Optional[dict]:
         return {"error": {"message": f"model '{model}' does not exist; this server has '{ingress.model_name}'",
                           "type": "invalid_request_error", "param": "model", "code": "model_not_found"}}
     return None
+
+
+def _invalid(message: str, param: Optional[str] = None, code: Optional[str] = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "param": param,
+                                   "code": code}}, status_code=400)
+
+
+async def _generate(ingress: Any, prompts: list[str], params: GenerationParams) -> Union[list[str], JSONResponse]:
+    """The generator's texts, or OpenAI's 400 when it refuses the request (a prompt plus max_tokens longer
+    than the model's context is a ValueError there; it used to surface as a 500)."""
+    try:
+        return await ingress.generator.generate.remote(prompts, params)
+    except ValueError as e:  # a RayTaskError(ValueError) is a ValueError too
+        message = remote_message(e)
+        too_long = "context" in message
+        return _invalid(message, param="max_tokens" if too_long else None,
+                        code="context_length_exceeded" if too_long else None)
 
 
 def chat_prompt(messages: list[dict]) -> str:
@@ -72,8 +108,6 @@ async def list_models(request: Request) -> dict:
 
 @openai_router.post("/completions")
 async def completions(body: CompletionRequest, request: Request) -> Any:
-    from fastapi.responses import JSONResponse
-
     ingress = _ingress(request)
     if (error := _check_model(request, body.model)) is not None:
         return JSONResponse(error, status_code=404)
@@ -81,7 +115,9 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     if not prompts or any(len(p) > MAX_TEXT for p in prompts):
         return JSONResponse({"detail": f"prompt: give 1 to 64 prompts of at most {MAX_TEXT} characters"},
                             status_code=422)
-    texts = await ingress.generator.generate.remote(prompts, body.params(ingress.generation["max_new_tokens"]))
+    texts = await _generate(ingress, prompts, body.params(ingress.generation["max_new_tokens"]))
+    if isinstance(texts, JSONResponse):
+        return texts
     return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": body.model,
             "choices": [{"text": t, "index": i, "logprobs": None, "finish_reason": "length"} for i, t in enumerate(texts)],
@@ -90,8 +126,6 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
 
 @openai_router.post("/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
-    from fastapi.responses import JSONResponse
-
     from memorylab.serve.ingress import accepted, tenant_of
 
     ingress = _ingress(request)
@@ -107,7 +141,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         extra = {"memorylab": {"used_memories": reply["used_memories"], "retrieved": reply["retrieved"]}}
     else:
         params = body.params(ingress.generation["max_new_tokens"])
-        text = (await ingress.generator.generate.remote([prompt], params))[0]
+        texts = await _generate(ingress, [prompt], params)
+        if isinstance(texts, JSONResponse):
+            return texts
+        text = texts[0]
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": body.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],

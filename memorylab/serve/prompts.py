@@ -19,13 +19,18 @@ def question_of(messages: Sequence[dict]) -> str:
     raise ValueError("messages: no message with role 'user' to answer")
 
 
+def answer_text(memories: Sequence[str], question: str) -> str:
+    """Memories one per line, a blank line, then the question (no memories: the plain QA prompt)."""
+    return "".join(f"{m}\n" for m in memories) + ("\n" if memories else "") + QUESTION.format(question=question)
+
+
 def answer_prompt(lm: Any, records: Sequence[MemoryRecord], question: str, budget: int) -> tuple[str, list]:
     """Memories one per line before the question; memories are dropped (least relevant first: the caller's
     order puts the best at both ends, so the middle goes first) until the prompt fits `budget` tokens."""
     kept = list(records)
     tail = QUESTION.format(question=question)
     while True:
-        prompt = "".join(f"{r.text}\n" for r in kept) + ("\n" if kept else "") + tail
+        prompt = answer_text([r.text for r in kept], question)
         if not kept or len(lm.encode([prompt])[0]) <= budget:
             break
         kept.pop(len(kept) // 2)

@@ -1,0 +1,97 @@
+"""The agent-eval scenario end to end at reduced size: a served agent is told about new people over HTTP,
+then probed; and the in-process retriever comparison on a small LoCoMo-format file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+
+from memorylab.runners import run_scenario
+from memorylab.scenario_loader import load_scenario
+
+pytestmark = pytest.mark.e2e
+
+AGENT = {
+    "name": "agent_e2e", "kind": "memory_agent", "seed": 0,
+    "world": {"num_people": 12, "forget": 2, "holdout": 4, "canaries": 0},
+    "model": {"tiny": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64,
+                       "vocab_size": 400}},
+    "train": {"steps": 20, "batch_size": 8, "seq_len": 64, "warmup_steps": 2, "checkpoint_every": 1000},
+    "generator": {"max_new_tokens": 6},
+    "memory": {"adaptive": {"policy": "always"}},
+    "deployments": {k: {"num_cpus": 0} for k in ("ingress", "retriever", "agent", "generator")},
+    "ray": {"num_cpus": 2},
+}
+
+
+def write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_served_agent_eval(tmp_path):
+    write(tmp_path / "agent.yaml", AGENT)
+    path = write(tmp_path / "eval.yaml", {
+        "name": "agent_eval_e2e", "kind": "memory_agent_eval", "agent": "agent.yaml",
+        "synthetic": {"new_people": 3, "known_people": 2, "facts_per_person": 4, "conflicts": 2, "filler_turns": 2},
+        "top_k": 10, "answer": True})
+    report = run_scenario(load_scenario(path), tmp_path / "run", scenario_path=path)
+    assert not ray.is_initialized()
+    groups = report["competencies"]
+    assert set(groups) >= {"accurate_retrieval", "test_time_learning", "long_range_understanding",
+                           "conflict_resolution", "overall"}
+    # A handful of memories per agent: hybrid retrieval at k=10 finds every stated fact.
+    assert groups["accurate_retrieval"]["recall@10"] == 1.0
+    assert groups["overall"]["answer_in_context"] >= 0.9
+    # Each changed fact was UPDATEd in place: the new value is found, the replaced one is gone.
+    assert groups["conflict_resolution"]["answer_in_context"] == 1.0
+    assert groups["conflict_resolution"]["stale_in_context"] == 0.0
+    # Small talk is not stored; every fact is.
+    assert 0 < report["store"]["memories"] < report["store"]["turns"]
+    assert {"add", "search", "chat"} <= set(report["latency_ms"])
+    assert report["adaptive"]["retrieve_rate_new"] == 1.0  # policy always
+    saved = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert saved["competencies"] == groups
+    assert (tmp_path / "run" / "competencies.png").stat().st_size > 0
+    assert "per competency" in (tmp_path / "run" / "report.md").read_text()
+
+
+def _tiny_locomo(path: Path) -> Path:
+    """Two sessions in LoCoMo's layout; the evidence of each question is one turn."""
+    session_1 = [{"speaker": "Ann", "dia_id": "D1:1", "text": "I adopted a grey cat named Pixel last week."},
+                 {"speaker": "Bob", "dia_id": "D1:2", "text": "Nice! I started learning the cello."},
+                 {"speaker": "Ann", "dia_id": "D1:3", "text": "My sister moved to Lisbon for a new job."}]
+    session_2 = [{"speaker": "Bob", "dia_id": "D2:1", "text": "My cello teacher is called Mrs. Odell."},
+                 {"speaker": "Ann", "dia_id": "D2:2", "text": "Pixel knocked a vase off the shelf today."},
+                 {"speaker": "Bob", "dia_id": "D2:3", "text": "I will run a marathon in Porto in October."}]
+    qa = [{"question": "What is the name of Ann's cat?", "answer": "Pixel", "evidence": ["D1:1"], "category": 4},
+          {"question": "Where did Ann's sister move?", "answer": "Lisbon", "evidence": ["D1:3"], "category": 4},
+          {"question": "Who teaches Bob the cello?", "answer": "Mrs. Odell", "evidence": ["D2:1"], "category": 1},
+          {"question": "Where is Bob's marathon?", "answer": "Porto", "evidence": ["D2:3"], "category": 2}]
+    data = [{"sample_id": "tiny-1", "qa": qa, "conversation": {
+        "speaker_a": "Ann", "speaker_b": "Bob", "session_1": session_1, "session_1_date_time": "1:56 pm on 8 May, 2023",
+        "session_2": session_2, "session_2_date_time": "2:10 pm on 9 May, 2023"}}]
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_retriever_comparison_on_locomo_format(tmp_path):
+    write(tmp_path / "agent.yaml", AGENT)
+    _tiny_locomo(tmp_path / "tiny_locomo.json")
+    path = write(tmp_path / "compare.yaml", {
+        "name": "compare_e2e", "kind": "memory_agent_eval", "agent": "agent.yaml", "serve_eval": False,
+        "dataset": {"source": "locomo", "path": "tiny_locomo.json"},
+        "compare": {"retrievers": ["dense", "bm25", "hybrid"], "rerankers": ["listwise_first", "cross_encoder"],
+                    "candidates": 6}})
+    report = run_scenario(load_scenario(path), tmp_path / "run", scenario_path=path)
+    retrievers = report["retrievers"]
+    assert set(retrievers) == {"dense", "bm25", "hybrid", "hybrid+listwise_first"}
+    assert retrievers["hybrid"]["recall@5"] == 1.0  # six memories, one distinct evidence turn each
+    assert retrievers["hybrid"]["by_category"]["single-hop"]["questions"] == 2
+    assert "cross_encoder" in report["skipped_rerankers"]
+    text = (tmp_path / "run" / "report.md").read_text()
+    assert "Reranker listwise_first" in text and "Not run here: cross_encoder" in text
