@@ -9,35 +9,6 @@ from pathlib import Path
 from memorylab.schema.memory_agent import MemoryAgentScenario
 
 KNOWN_SPLITS = ("forget", "retain")
-READING_DISTRACTORS = 4  # other facts around the one that answers, in each reading document
-
-
-def reading_documents(world, seed: int, people: int) -> list[str]:
-    """Documents that teach the generator to answer from memories placed before a question, in exactly the
-    layout the agent's prompts use (serve/prompts.py): a few fact sentences, one of them answering, then the
-    question and its answer.
-
-    They are about extra people who appear nowhere else in training, so the answer can only be read from the
-    context: with the world's own people the model can answer from its weights and never learns to look.
-    Without such documents a model trained on biographies and QA pairs ignores the memories it is shown and
-    guesses about the people it is told about at serving time (measured: exact match 0 on the agent eval)."""
-    from memorylab.data.people import generate_people
-    from memorylab.data.seeding import derive_seed, rng_for
-    from memorylab.data.templates import render_fact, render_question
-    from memorylab.serve.prompts import answer_text
-
-    rng = rng_for(seed, "reading-documents")
-    taken = {p.name for p in world.people}
-    strangers = [p for p in generate_people(derive_seed(seed, "reading-people"), people) if p.name not in taken]
-    facts = [(p, a, render_fact(a, rng.randrange(world.config.paraphrases), p.name, v))
-             for p in strangers for a, v in p.attributes.items()]
-    documents = []
-    for person, attribute, text in facts:
-        context = [text] + [rng.choice(facts)[2] for _ in range(READING_DISTRACTORS)]
-        rng.shuffle(context)
-        documents.append(answer_text(context, render_question(attribute, person.name)) + " "
-                         + person.attributes[attribute])
-    return documents
 
 
 def prepare_generator(scenario: MemoryAgentScenario, folder: Path) -> str:
@@ -55,8 +26,6 @@ def prepare_generator(scenario: MemoryAgentScenario, folder: Path) -> str:
         prepare_tokenizer(scenario.model, tokenizer_texts(world), tokenizer_dir)
     if not ray.is_initialized():
         ray.init(ignore_reinit_error=True)
-    known = sum(len(world.people_in(split)) for split in KNOWN_SPLITS)
-    documents = corpus(world, list(KNOWN_SPLITS)) + reading_documents(world, scenario.seed, people=2 * known)
-    trained = train_models({"generator": documents}, scenario.model, scenario.train,
+    trained = train_models({"generator": corpus(world, list(KNOWN_SPLITS))}, scenario.model, scenario.train,
                            scenario.resources.trainer, tokenizer_dir, folder, scenario.seed)
     return trained["generator"]["path"]
