@@ -1,19 +1,18 @@
 """A lean next-token forward over a transformers LlamaForCausalLM's weights, for step-by-step decoding.
 
 Why it exists: ULD runs a 1-layer assistant beside its target for every generated token, and through
-transformers that assistant cost a third of its 4-layer target per token on CPU: per-forward Python (mask
-construction, cache objects, hooks, output dataclasses) and many tiny ops per layer. `LeanLlama` computes the
-same function in a few ops per layer:
+transformers that assistant cost a third of its 4-layer target per token on CPU (mask construction, cache
+objects, hooks, output dataclasses, and a dozen small ops per layer). `LeanLlama` computes the same function:
 
     h = embed(ids)
     per layer:  h += o(attend(rope(q(n)), rope(k(n)), v(n)))   with n = rms_norm(h)
                 h += down(silu(gate(n)) * up(n))              with n = rms_norm(h)
     logits = head(rms_norm(h[:, -1]))
 
-Op count is what it optimises, more than arithmetic: stepping right after the other model, whose forward has
-evicted this one's code and data from the CPU's caches, even a trivial op costs 5-30 us, several times its
-cost in a tight loop. Only the last position's logits are computed, the only ones a decoding loop reads;
-full-sequence scoring stays on transformers. The step contract is the decoding loop's
+with few ops, and laid out for a model that steps beside another: the other model's forward evicts this
+one's weights and cache from the CPU caches every step, so how memory is read matters as much as the
+arithmetic (see `_transposed` and `LeanCache`). Only the last position's logits are computed, the only ones a
+decoding loop reads; full-sequence scoring stays on transformers. The step contract is the decoding loop's
 (memorylab.decoding.loop): left-padded ids, a mask over cached + new tokens, positions counting real tokens.
 """
 

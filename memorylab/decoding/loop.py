@@ -30,6 +30,7 @@ def _choose(logits: torch.Tensor, params: GenerationParams, generator: Optional[
         sorted_p, order = probs.sort(dim=-1, descending=True)
         # Keep the smallest prefix whose mass reaches top_p (the first token is always kept).
         keep = sorted_p.cumsum(-1) - sorted_p < params.top_p
+        keep[..., 0] = True  # a top_p that rounds to 0 in float32 would otherwise keep nothing
         sorted_p = sorted_p * keep
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

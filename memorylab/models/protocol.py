@@ -41,7 +41,9 @@ class GenerationParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        # Below 1e-5 the softmax of logits / temperature overflows to NaN; such a temperature means greedy
+        # anyway (vLLM draws the same line).
+        return self.temperature < 1e-5
 
 
 @runtime_checkable

@@ -127,3 +127,12 @@ class MemoryAgentScenario(ScenarioBase):
     memory: MemorySettings = MemorySettings()
     serve: ServeSettings = ServeSettings()
     deployments: AgentResources = AgentResources()
+
+    @model_validator(mode="after")
+    def _sessions_stay_on_one_replica(self) -> "MemoryAgentScenario":
+        # The listwise reranker steps the generator in a session (a KV cache held by one replica); Serve
+        # routes each call on its own, so with several replicas a session's calls could land on different ones.
+        if self.memory.reranker.name == "listwise_first" and self.serve.generator_replicas > 1:
+            raise ValueError("memory.reranker listwise_first needs serve.generator_replicas: 1 (its calls keep a "
+                             "per-replica session)")
+        return self

@@ -145,3 +145,18 @@ def test_stop_token_ids():
     assert stop_token_ids(vocab, ["\n", "."]) == [1, 2, 3]
     assert stop_token_ids(vocab, ["zz"]) == []
     assert stop_token_ids(vocab, []) == []
+
+
+def test_near_zero_temperature_is_greedy_and_tiny_top_p_keeps_the_best_token():
+    import torch
+
+    from memorylab.decoding.loop import _choose
+    from memorylab.models.protocol import GenerationParams
+
+    logits = torch.tensor([[0.1, 3.0, -1.0, 2.9]])
+    assert GenerationParams(temperature=1e-7).greedy
+    assert _choose(logits, GenerationParams(temperature=1e-7), None).tolist() == [1]
+    gen = torch.Generator().manual_seed(0)
+    # top_p below float32's smallest value rounds to 0: the most likely token must still be kept.
+    picks = {_choose(logits, GenerationParams(temperature=1.0, top_p=1e-50), gen).item() for _ in range(20)}
+    assert picks == {1}
