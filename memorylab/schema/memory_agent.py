@@ -85,7 +85,6 @@ class ServeSettings(Strict):
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
     retriever_batch_size: int = Field(16, ge=1, le=256, description="queries embedded together (@serve.batch)")
     batch_wait_ms: float = Field(2.0, ge=0, le=1000)
-    ingress_replicas: int = Field(1, ge=1)
     generator_replicas: int = Field(1, ge=1)
     api_keys: list[TenantKeys] = Field(default_factory=list,
                                        description="overridden by MEMORYLAB_API_KEYS=tenant:key,tenant:key")
@@ -110,12 +109,12 @@ class MemorySettings(Strict):
 
 
 class AgentResources(Strict):
-    """Ray resources per deployment replica. The defaults add up to 2 CPUs, so the app fits a 2-core laptop;
-    the retriever gets a whole core because embedding queries is most of a search's work."""
+    """Ray resources per deployment replica. The defaults add up to 2 CPUs, so the app fits a 2-core laptop.
+    The ingress holds the retriever (embedder + store) and gets a whole core: embedding queries is most of a
+    search's work."""
 
-    ingress: ActorResources = ActorResources(num_cpus=0.25)
-    retriever: ActorResources = ActorResources(num_cpus=1)
-    agent: ActorResources = ActorResources(num_cpus=0.25)
+    ingress: ActorResources = ActorResources(num_cpus=1)
+    agent: ActorResources = ActorResources(num_cpus=0.5)
     generator: ActorResources = ActorResources(num_cpus=0.5)
 
 

@@ -3,8 +3,8 @@
 
 args (validated): `scenario` — a memory_agent scenario file path or the scenario inline; optional `folder`
 (where the store and the generator live; default: the scenario's serve.folder, else runs/<name>) and
-`overrides` (`a.b=value` strings, as `--set`). Deployments: Ingress (FastAPI) -> Retriever (embedder +
-LanceDB, the one writer) and MemoryAgent (adaptive retrieval, reranking, answers) -> Generator.
+`overrides` (`a.b=value` strings, as `--set`). Deployments: Ingress (FastAPI + the retriever: embedder and
+LanceDB store, the one writer) -> MemoryAgent (adaptive decision, reranking, answers) -> Generator.
 """
 
 from __future__ import annotations
@@ -62,7 +62,6 @@ def build_app(args: Union[dict, BuildArgs]) -> Any:
     from memorylab.serve.generator import Generator
     from memorylab.serve.generator_model import prepare_generator
     from memorylab.serve.ingress import Ingress
-    from memorylab.serve.retriever import Retriever
 
     args = args if isinstance(args, BuildArgs) else BuildArgs.model_validate(args)
     scenario = load_agent_scenario(args.scenario, args.overrides)
@@ -81,12 +80,10 @@ def build_app(args: Union[dict, BuildArgs]) -> Any:
         model_path, backend=scenario.model.backend, dtype=scenario.model.dtype,
         device=device_for(res.generator, scenario.model.device), num_threads=torch_threads(res.generator),
         seed=scenario.seed)
-    # One Retriever replica: it is the only writer and owns the store's in-memory mirror (see retriever.py).
-    retriever = Retriever.options(ray_actor_options=actor_options(res.retriever), num_replicas=1).bind(
-        str(folder), memory, batch_size=scenario.serve.retriever_batch_size, batch_wait_ms=scenario.serve.batch_wait_ms,
-        generator=generator, device=device_for(res.retriever, "auto"))
-    agent = MemoryAgent.options(ray_actor_options=actor_options(res.agent)).bind(retriever, generator, memory, generation)
-    return Ingress.options(ray_actor_options=actor_options(res.ingress),
-                           num_replicas=scenario.serve.ingress_replicas).bind(
-        retriever, agent, generator, keys, scenario.name, scenario.serve.max_body_bytes,
-        scenario.memory.reranker.name, generation)
+    agent = MemoryAgent.options(ray_actor_options=actor_options(res.agent)).bind(generator, memory, generation)
+    # One Ingress replica: it holds the store (see retriever.py), and the store has exactly one writer.
+    return Ingress.options(ray_actor_options=actor_options(res.ingress), num_replicas=1).bind(
+        str(folder), memory, agent, generator, keys, scenario.name, scenario.serve.max_body_bytes, generation,
+        batch_size=scenario.serve.retriever_batch_size, batch_wait_ms=scenario.serve.batch_wait_ms,
+        device=device_for(res.ingress, "auto"), policy=scenario.memory.adaptive.policy,
+        num_threads=torch_threads(res.ingress))

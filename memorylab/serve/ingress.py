@@ -1,6 +1,6 @@
-"""The Ingress deployment: the FastAPI app (routes, auth, limits, error mapping) in front of the Retriever,
-the MemoryAgent and the Generator. Plain searches go straight to the Retriever (one hop fewer); searches
-that rerank or decide adaptively go through the MemoryAgent."""
+"""The Ingress deployment: the FastAPI app (routes, auth, limits, error mapping) and the retriever (embedder
++ LanceDB store, serve/retriever.py) in one replica, the only writer; the MemoryAgent (decisions, reranking,
+answers) and the Generator are deployments it calls. A plain search never leaves this replica."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from memorylab.serve.api import (
 from memorylab.serve.auth import KeyRing
 from memorylab.serve import limits
 from memorylab.serve.limits import BodyLimit
-from memorylab.serve.retriever import Refusal
+from memorylab.serve import orchestration
+from memorylab.serve.retriever import Refusal, Retriever
 from memorylab.serve.openai_routes import openai_router
 
 fastapi_app = FastAPI(
@@ -82,46 +83,42 @@ def accepted(result: Any) -> Any:
 
 @fastapi_app.get("/healthz", tags=["ops"])
 async def healthz(request: Request) -> Any:
-    try:
-        count = await _ingress(request).retriever.count.remote()
-    except Exception as e:  # noqa: BLE001 - e.g. the Retriever replica died and is being replaced
-        return JSONResponse({"status": "unavailable", "detail": f"retriever: {type(e).__name__}"}, status_code=503)
-    return {"status": "ok", "memories": count}
+    return {"status": "ok", "memories": _ingress(request).retriever.count()}
 
 
 @fastapi_app.post("/v1/agents/{agent_id}/memories", response_model=AddMemoriesResponse, tags=["memories"])
 async def add_memories(body: AddMemoriesRequest, request: Request, agent_id: str = AgentId,
                        tenant: str = Depends(tenant_of)) -> Any:
     messages = [m.model_dump(mode="json") for m in body.messages]
-    results = accepted(await _ingress(request).retriever.add_messages.remote(tenant, agent_id, messages, body.infer,
-                                                                      body.metadata or None))
+    results = accepted(await _ingress(request).retriever.add_messages(tenant, agent_id, messages, body.infer,
+                                                                body.metadata or None))
     return {"results": results}
 
 
 @fastapi_app.get("/v1/agents/{agent_id}/memories", response_model=MemoryList, tags=["memories"])
 async def list_memories(request: Request, agent_id: str = AgentId, limit: int = Query(100, ge=1, le=1000),
                         cursor: Optional[str] = Query(None, max_length=256), tenant: str = Depends(tenant_of)) -> Any:
-    records, next_cursor = accepted(await _ingress(request).retriever.list.remote(tenant, agent_id, limit, cursor))
+    records, next_cursor = accepted(_ingress(request).retriever.list(tenant, agent_id, limit, cursor))
     return {"results": [Memory.of(r) for r in records], "next_cursor": next_cursor}
 
 
 @fastapi_app.get("/v1/agents/{agent_id}/memories/{memory_id}", response_model=Memory, tags=["memories"])
 async def get_memory(request: Request, agent_id: str = AgentId, memory_id: str = MemoryId,
                      tenant: str = Depends(tenant_of)) -> Any:
-    return Memory.of(accepted(await _ingress(request).retriever.get.remote(tenant, agent_id, memory_id)))
+    return Memory.of(accepted(_ingress(request).retriever.get(tenant, agent_id, memory_id)))
 
 
 @fastapi_app.put("/v1/agents/{agent_id}/memories/{memory_id}", response_model=Memory, tags=["memories"])
 async def update_memory(body: UpdateMemoryRequest, request: Request, agent_id: str = AgentId,
                         memory_id: str = MemoryId, tenant: str = Depends(tenant_of)) -> Any:
-    record = accepted(await _ingress(request).retriever.update.remote(tenant, agent_id, memory_id, body.memory, body.metadata))
+    record = accepted(await _ingress(request).retriever.update(tenant, agent_id, memory_id, body.memory, body.metadata))
     return Memory.of(record)
 
 
 @fastapi_app.delete("/v1/agents/{agent_id}/memories/{memory_id}", response_model=DeletedResponse, tags=["memories"])
 async def delete_memory(request: Request, agent_id: str = AgentId, memory_id: str = MemoryId,
                         tenant: str = Depends(tenant_of)) -> Any:
-    record = accepted(await _ingress(request).retriever.delete.remote(tenant, agent_id, memory_id))
+    record = accepted(await _ingress(request).retriever.delete(tenant, agent_id, memory_id))
     return {"id": record.id, "deleted": True}
 
 
@@ -129,31 +126,21 @@ async def delete_memory(request: Request, agent_id: str = AgentId, memory_id: st
                  tags=["memories"])
 async def memory_history(request: Request, agent_id: str = AgentId, memory_id: str = MemoryId,
                          tenant: str = Depends(tenant_of)) -> Any:
-    entries = accepted(await _ingress(request).retriever.history.remote(tenant, agent_id, memory_id))
+    entries = accepted(_ingress(request).retriever.history(tenant, agent_id, memory_id))
     return {"results": [HistoryItem.of(e) for e in entries]}
 
 
 @fastapi_app.post("/v1/agents/{agent_id}/search", response_model=SearchResponse, tags=["retrieval"])
 async def search(body: SearchRequest, request: Request, agent_id: str = AgentId,
                  tenant: str = Depends(tenant_of)) -> Any:
-    ingress = _ingress(request)
-    rerank = body.rerank or ingress.default_reranker
-    if rerank == "none" and not body.adaptive:
-        import time
-
-        start = time.perf_counter()
-        hits = accepted(await ingress.retriever.search.remote(tenant, agent_id, body.query, body.top_k, body.mode,
-                                                     body.filters or None))
-        return {"results": [{"id": r.id, "memory": r.text, "score": s} for r, s in hits], "retrieved": True,
-                "timings_ms": {"retrieve": round((time.perf_counter() - start) * 1000, 3)}}
-    return accepted(await ingress.agent.search.remote(tenant, agent_id, body.query, body.top_k, body.filters or None,
-                                             rerank, body.mode, body.adaptive))
+    return accepted(await orchestration.search(_ingress(request), tenant, agent_id, body.query, body.top_k,
+                                               body.filters or None, body.rerank, body.mode, body.adaptive))
 
 
 @fastapi_app.post("/v1/agents/{agent_id}/chat", response_model=ChatResponse, tags=["agents"])
 async def chat(body: ChatRequest, request: Request, agent_id: str = AgentId, tenant: str = Depends(tenant_of)) -> Any:
     messages = [m.model_dump(mode="json") for m in body.messages]
-    return accepted(await _ingress(request).agent.chat.remote(tenant, agent_id, messages, body.max_tokens))
+    return accepted(await orchestration.chat(_ingress(request), tenant, agent_id, messages, body.max_tokens))
 
 
 fastapi_app.include_router(openai_router, dependencies=[Depends(tenant_of)])
@@ -163,14 +150,22 @@ fastapi_app.add_middleware(BodyLimit)
 @serve.deployment(name="Ingress", max_ongoing_requests=256)
 @serve.ingress(fastapi_app)
 class Ingress:
-    def __init__(self, retriever: Any, agent: Any, generator: Any, keys: dict[str, str], model_name: str,
-                 max_body_bytes: int, default_reranker: str, generation: dict[str, Any]) -> None:
-        # The retriever over gRPC instead of Ray object references: the search path is a small request and a
-        # small reply, where skipping the object store saves a few ms of CPU per call on 2 cores.
-        self.retriever, self.agent, self.generator = retriever.options(_by_reference=False), agent, generator
+    """One replica (build_app pins it): it holds the store, and the store has one writer."""
+
+    def __init__(self, folder: str, memory: dict[str, Any], agent: Any, generator: Any, keys: dict[str, str],
+                 model_name: str, max_body_bytes: int, generation: dict[str, Any], batch_size: int = 16,
+                 batch_wait_ms: float = 2.0, device: str = "cpu", policy: str = "always",
+                 num_threads: int = 1) -> None:
+        import torch
+
+        torch.set_num_threads(num_threads)  # the embedder's threads follow the replica's num_cpus
+        self.retriever = Retriever(folder, memory, batch_size=batch_size, batch_wait_ms=batch_wait_ms,
+                                   generator=generator, device=device)
+        self.agent, self.generator = agent, generator
+        self.settings = memory
+        self.policy = policy
         self.keys = KeyRing(keys)
         self.model_name = model_name
-        self.default_reranker = default_reranker
         self.generation = generation
         # Through the imported module: Serve ships this class by value (cloudpickle), so a bare `_REPLICA`
         # here would be a copy of the module's globals, not the dict the route functions read.

@@ -126,6 +126,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
 
 @openai_router.post("/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+    from memorylab.serve import orchestration
     from memorylab.serve.ingress import accepted, tenant_of
 
     ingress = _ingress(request)
@@ -136,7 +137,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     extra: dict[str, Any] = {}
     if body.agent_id is not None:
         tenant = await tenant_of(request, request.headers.get("authorization"))
-        reply = accepted(await ingress.agent.chat.remote(tenant, body.agent_id, messages, body.max_tokens))
+        reply = accepted(await orchestration.chat(ingress, tenant, body.agent_id, messages, body.max_tokens))
         text = reply["answer"]
         extra = {"memorylab": {"used_memories": reply["used_memories"], "retrieved": reply["retrieved"]}}
     else:

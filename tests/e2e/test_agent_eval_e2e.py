@@ -23,7 +23,7 @@ AGENT = {
     "train": {"steps": 20, "batch_size": 8, "seq_len": 64, "warmup_steps": 2, "checkpoint_every": 1000},
     "generator": {"max_new_tokens": 6},
     "memory": {"adaptive": {"policy": "always"}},
-    "deployments": {k: {"num_cpus": 0} for k in ("ingress", "retriever", "agent", "generator")},
+    "deployments": {k: {"num_cpus": 0} for k in ("ingress", "agent", "generator")},
     "ray": {"num_cpus": 2},
 }
 

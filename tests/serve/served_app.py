@@ -30,7 +30,7 @@ def scenario(port: int) -> dict[str, Any]:
         "serve": {"host": "127.0.0.1", "port": port, "max_body_bytes": MAX_BODY_BYTES,
                   "api_keys": [{"tenant": t, "key": k} for t, k in KEYS.items()]},
         # num_cpus 0: four replicas on a 2-CPU Ray; they share the cores as threads would.
-        "deployments": {name: {"num_cpus": 0} for name in ("ingress", "retriever", "agent", "generator")},
+        "deployments": {name: {"num_cpus": 0} for name in ("ingress", "agent", "generator")},
     }
 
 

@@ -1,4 +1,4 @@
-"""A write is durable before its HTTP reply: the Retriever replica (the only writer) is killed while a client
+"""A write is durable before its HTTP reply: the Ingress replica (it holds the store: the only writer) is killed while a client
 keeps adding memories; once Serve has replaced it, every memory whose add returned 200 is there.
 
 It shares the session's app: it writes under its own agent and waits for the replacement replica to serve
@@ -19,10 +19,10 @@ from served_app import Served, agent_id
 APP = "memorylab"
 
 
-def retriever_replicas() -> list[str]:
-    """Names of the live Retriever replica actors (Serve names them SERVE_REPLICA::<app>#<deployment>#<id>)."""
+def writer_replicas() -> list[str]:
+    """Names of the live Ingress replica actors (the writer) (Serve names them SERVE_REPLICA::<app>#<deployment>#<id>)."""
     return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                  if a["namespace"] == "serve" and a["name"].startswith(f"SERVE_REPLICA::{APP}#Retriever#"))
+                  if a["namespace"] == "serve" and a["name"].startswith(f"SERVE_REPLICA::{APP}#Ingress#"))
 
 
 def wait_for(what: str, condition, timeout_s: float) -> None:
@@ -70,10 +70,10 @@ class Writer(threading.Thread):
                 self.acked_at.append(time.monotonic())
 
 
-def test_acknowledged_adds_survive_a_retriever_crash(served: Served):
+def test_acknowledged_adds_survive_a_writer_crash(served: Served):
     agent = agent_id("durable")
-    before = retriever_replicas()
-    assert len(before) == 1, f"expected one Retriever replica, found {before}"
+    before = writer_replicas()
+    assert len(before) == 1, f"expected one Ingress replica, found {before}"
 
     writer = Writer(served, agent)
     writer.start()
@@ -83,7 +83,7 @@ def test_acknowledged_adds_survive_a_retriever_crash(served: Served):
         killed_at = time.monotonic()
         acked_before_kill = len(writer.acked)
         # Serve notices the dead replica and starts another, which reopens the store from LanceDB.
-        wait_for("a new Retriever replica", lambda: retriever_replicas() not in ([], before), 90)
+        wait_for("a new Ingress replica", lambda: writer_replicas() not in ([], before), 90)
         wait_for("5 adds acknowledged by the new replica",
                  lambda: sum(t > killed_at for t in writer.acked_at) >= 5, 90)
     finally:
@@ -91,8 +91,8 @@ def test_acknowledged_adds_survive_a_retriever_crash(served: Served):
         writer.join(timeout=30)
     assert not writer.is_alive(), "the writer thread did not stop"
     assert not writer.unexpected, f"each add of a new fact must be one ADD: {writer.unexpected[:3]}"
-    after = retriever_replicas()
-    assert after and after != before, f"the Retriever replica was not replaced: {before} -> {after}"
+    after = writer_replicas()
+    assert after and after != before, f"the Ingress replica was not replaced: {before} -> {after}"
 
     with served.client("acme", timeout=30) as client:
         wait_for("/healthz", lambda: client.get("/healthz").status_code == 200, 60)

@@ -8,9 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from memorylab.decoding.loop import decode
 from memorylab.decoding.uld import ULDLM, relative_top_mask, uld_logits
 from memorylab.models.backends.hf import HFLM
 from memorylab.models.protocol import LM, GenerationParams
+from memorylab.models.tiny import build_tiny_model
+from memorylab.unlearn.uld import build_assistant, merge_assistant
+
+from tests.uld.conftest import tiny_cfg
 
 PROBS = [0.5, 0.3, 0.15, 0.05]
 
@@ -154,4 +159,104 @@ def test_next_token_logits_carries_both_caches(target_lm, assistant_lm):
     assert isinstance(past, tuple) and len(past) == 2
     t_logits, _ = target_lm.next_token_logits(ids, torch.ones_like(ids))
     a_logits, _ = assistant_lm.next_token_logits(ids, torch.ones_like(ids))
-    assert torch.allclose(logits, uld_logits(t_logits, a_logits, 1.0, 0.5))
+    # Through transformers for both models, exactly the combination; with the (default) lean assistant, up to
+    # float32 rounding of the assistant's logits (see test_lean_llama).
+    plain = ULDLM(target_lm, assistant_lm, alpha=1.0, r=0.5, lean_assistant=False)
+    assert torch.equal(plain.next_token_logits(ids, torch.ones_like(ids))[0], uld_logits(t_logits, a_logits, 1.0, 0.5))
+    torch.testing.assert_close(logits, uld_logits(t_logits, a_logits, 1.0, 0.5), atol=2e-5, rtol=2e-5)
+
+
+# -- the fast paths give what the straightforward implementation gives -------------------------------------
+def reference_uld_logits(target, assistant, alpha, r):
+    """ULD's combination written plainly: rank threshold by topk, mask by where (the implementation before the
+    float mask, the flat-row shortcut and the lean assistant)."""
+    vocab = target.shape[-1]
+    k = min(vocab, max(1, math.ceil(round(r * vocab, 9))))
+    threshold = torch.minimum(target.amax(-1) + math.log(r), target.topk(k, dim=-1).values[..., -1])
+    keep = target >= threshold.unsqueeze(-1)
+    return target - alpha * torch.where(keep, assistant, torch.zeros_like(assistant))
+
+
+def mixed_rows(seed: int) -> torch.Tensor:
+    """Logit rows of every kind the mask distinguishes: flat (all kept), peaked (rank threshold), a few near
+    the top (near-top threshold), ties at the rank boundary."""
+    gen = torch.Generator().manual_seed(seed)
+    flat = torch.randn(3, 300, generator=gen) * 0.1
+    peaked = torch.randn(3, 300, generator=gen) * 4.0
+    few_near_top = torch.randn(3, 300, generator=gen)
+    few_near_top[:, :5] += 30.0
+    ties = torch.randint(0, 4, (3, 300), generator=gen).float()
+    return torch.cat([flat, peaked, few_near_top, ties])
+
+
+@pytest.mark.parametrize("alpha, r", [(1.0, 0.1), (1.5, 0.3), (0.7, 0.01), (2.0, 1.0)])
+def test_uld_logits_equal_the_plain_implementation(alpha, r):
+    for seed in range(3):
+        target, assistant = mixed_rows(seed), mixed_rows(seed + 10) * 3
+        assert torch.equal(uld_logits(target, assistant, alpha, r), reference_uld_logits(target, assistant, alpha, r))
+        # Sequence logits (B, T, V), as scoring passes them, row by row the same.
+        assert torch.equal(uld_logits(target.view(2, 6, -1), assistant.view(2, 6, -1), alpha, r),
+                           reference_uld_logits(target, assistant, alpha, r).view(2, 6, -1))
+        # All rows flat: the shortcut that builds no mask at all.
+        flat = target[:3]
+        assert torch.equal(uld_logits(flat, assistant[:3], alpha, r),
+                           reference_uld_logits(flat, assistant[:3], alpha, r))
+    # A NaN row keeps nothing (its combined logits stay the target's NaN), the others are unaffected.
+    target = mixed_rows(0)
+    target[4, 7] = float("nan")
+    got = uld_logits(target, torch.ones_like(target), 1.0, 0.3)
+    assert torch.equal(relative_top_mask(target, 0.3)[4], torch.zeros(300, dtype=torch.bool))
+    assert torch.equal(got[5:], reference_uld_logits(target[5:], torch.ones_like(target[5:]), 1.0, 0.3))
+
+
+def corpus_prompts(corpus, count: int = 36) -> list[str]:
+    """Prefixes of 1 to 6 words of the corpus sentences: many lengths, so batches are left-padded."""
+    return [" ".join(text.split()[: 1 + i % 6]) for i, text in enumerate(corpus[:count])]
+
+
+def merged_assistant(target):
+    """ULD's assistant for `target` with nonzero LoRA updates merged in (not just the truncated target)."""
+    assistant = build_assistant(target, 1)
+    with torch.no_grad():
+        for name, p in assistant.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1, generator=torch.Generator().manual_seed(len(name)))
+    return merge_assistant(assistant)
+
+
+@pytest.fixture(scope="module")
+def model_pairs(random_target, random_assistant, trained_target, tokenizer):
+    untrained = build_tiny_model(tiny_cfg(2), tokenizer, seed=5).eval()  # flat predictions: every token kept
+    return {"random": (random_target, random_assistant), "trained": (trained_target, merged_assistant(trained_target)),
+            "untrained": (untrained, merged_assistant(untrained))}
+
+
+@pytest.mark.parametrize("pair", ["random", "trained", "untrained"])
+@pytest.mark.parametrize("alpha, r", [(1.0, 0.1), (1.5, 0.3)])
+def test_greedy_tokens_equal_the_plain_implementation(model_pairs, tokenizer, corpus, pair, alpha, r):
+    """ULDLM (lean assistant, fast combination) against transformers for both models and the plain
+    combination, on 36 prompts decoded as one left-padded batch."""
+    target, assistant = (HFLM(m, tokenizer) for m in model_pairs[pair])
+    uld = ULDLM(target, assistant, alpha=alpha, r=r)
+
+    def reference_step(ids, mask, positions, past):
+        t_past, a_past = past or (None, None)
+        t, t_past = target.next_token_logits(ids, mask, t_past, positions)
+        a, a_past = assistant.next_token_logits(ids, mask, a_past, positions)
+        return reference_uld_logits(t, a, alpha, r), (t_past, a_past)
+
+    prompts = uld._with_start(corpus_prompts(corpus))
+    kw = dict(pad_id=uld.pad_id, eos_id=tokenizer.eos_token_id)
+    params = GenerationParams(max_new_tokens=16)
+    assert decode(uld._step, prompts, params, **kw) == decode(reference_step, prompts, params, **kw)
+
+
+def test_assistants_the_lean_path_cannot_run_go_through_transformers(trained_target, tokenizer, corpus):
+    """An unmerged (peft) assistant decodes through transformers, as lean_assistant=False does."""
+    assistant = build_assistant(trained_target, 1)
+    target = HFLM(trained_target, tokenizer)
+    unmerged = ULDLM(target, HFLM(assistant, tokenizer))
+    plain = ULDLM(target, HFLM(merge_assistant(assistant), tokenizer), lean_assistant=False)
+    params = GenerationParams(max_new_tokens=10)
+    prompts = corpus_prompts(corpus, 8)
+    assert unmerged.generate(prompts, params) == plain.generate(prompts, params)
