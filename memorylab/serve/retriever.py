@@ -48,7 +48,7 @@ class MemoryService:
                  device: str = "cpu") -> None:
         self.settings = memory
         self.store = MemoryStore(Path(folder) / "memory")
-        self.embedder = Embedder(device=device)
+        self.embedder = Embedder(device=device, quantize=memory["retrieval"].get("quantize_embedder", False))
         self.fulltext = FullTextIndex()
         self.store.add_listener(self.fulltext)
         self.retriever = HybridRetriever(self.store, self.embedder, self.fulltext, rrf_k=memory["retrieval"]["rrf_k"])
