@@ -22,12 +22,14 @@ def retriever_findings(retrievers: dict[str, dict[str, Any]]) -> list[str]:
         beats = r10["hybrid"] > max(r10["dense"], r10["bm25"])
         lines.append(f"Hybrid (RRF) recall@10 {fmt(r10['hybrid'])} vs dense {fmt(r10['dense'])} and BM25 "
                      f"{fmt(r10['bm25'])}: hybrid {'beats both' if beats else 'does NOT beat both'} single retrievers.")
-    for name, value in r10.items():
-        if name.startswith("hybrid+") and "hybrid" in r10:
-            delta = value - r10["hybrid"]
-            verdict = "helped" if delta > 0.005 else "hurt" if delta < -0.005 else "made no difference"
-            lines.append(f"Reranker {name.split('+', 1)[1]} {verdict}: recall@10 {fmt(value)} vs hybrid "
-                         f"{fmt(r10['hybrid'])} ({delta:+.3f}).")
+    for name, result in retrievers.items():
+        if name.startswith("hybrid+") and "hybrid" in retrievers:
+            base = retrievers["hybrid"]
+            deltas = {k: result[k] - base[k] for k in ("recall@5", "recall@10")}
+            total = sum(deltas.values())
+            verdict = "helped" if total > 0.005 else "hurt" if total < -0.005 else "made no difference"
+            lines.append(f"Reranker {name.split('+', 1)[1]} {verdict}: " + ", ".join(
+                f"{k} {fmt(result[k])} vs hybrid {fmt(base[k])} ({deltas[k]:+.3f})" for k in deltas) + ".")
     return lines
 
 
