@@ -108,7 +108,8 @@ def test_valid_and_invalid_files_together(cli):
     code, out, err = cli("validate", "good.yaml", "bad.yaml")
     assert code == 2
     assert out == ["ok good.yaml (memorization)"]
-    assert err == ["bad.yaml:2: kind: unknown kind 'x'; expected one of: memorization, unlearning"]
+    kinds = "memorization, unlearning, memory_agent, memory_agent_eval"
+    assert err == [f"bad.yaml:2: kind: unknown kind 'x'; expected one of: {kinds}"]
 
 
 def test_valid_files_and_folders_exit_0(cli):

@@ -27,6 +27,17 @@ AGENT = {
 }
 
 
+@pytest.fixture(autouse=True)
+def own_ray():
+    """Each test starts (through the runner) and stops its own Ray, as `memorylab run` does: Serve on a Ray
+    that earlier test modules shaped (their actors, their environment) is not what a user runs."""
+    import ray
+
+    ray.shutdown()
+    yield
+    ray.shutdown()
+
+
 def write(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data))
     return path
