@@ -149,6 +149,19 @@ class LeanLlama:
         """Logits (B, V, float32) after the last of `input_ids` (B, T). `attention_mask` (B, cached + T)
         marks real tokens with 1 (None: all real); `position_ids` (B, T) default to cached + 0..T-1, as in
         transformers."""
+        last, cache = self.step_hidden(input_ids, attention_mask, position_ids, cache)
+        return F.linear(last, self.head), cache
+
+    def head_columns(self, last: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """Logits (B, len(columns)) of only these vocabulary ids: the head is most of a 1-layer model's
+        arithmetic, and ULD reads the assistant's logits only where the target keeps tokens."""
+        return F.linear(last, self.head.index_select(0, columns))
+
+    @torch.inference_mode()
+    def step_hidden(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                    position_ids: Optional[torch.Tensor] = None,
+                    cache: Optional[LeanCache] = None) -> tuple[torch.Tensor, LeanCache]:
+        """`step` up to the final norm: the last position's hidden state (B, hidden), before the head."""
         batch, new = input_ids.shape
         cache = LeanCache(len(self.layers)) if cache is None else cache
         if cache.batch not in (None, batch):
@@ -174,8 +187,7 @@ class LeanLlama:
                                layer.gate_up_bias).chunk(2, dim=-1)
             h = _residual(h, F.silu(gate) * up, layer.down, layer.down_bias)
         cache.length = total
-        last = F.rms_norm(h.view(batch, new, -1)[:, -1], h.shape[-1:], self.norm, self.eps)
-        return F.linear(last, self.head), cache
+        return F.rms_norm(h.view(batch, new, -1)[:, -1], h.shape[-1:], self.norm, self.eps), cache
 
     def _here(self, t: torch.Tensor) -> torch.Tensor:
         return t if t.device == self.device else t.to(self.device)

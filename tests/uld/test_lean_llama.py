@@ -114,3 +114,20 @@ def test_bad_steps_are_refused(random_assistant, tokenizer):
     too_long = random_assistant.config.max_position_embeddings + 1
     with pytest.raises(ValueError, match="positions"):
         lean.step(torch.ones(1, too_long, dtype=torch.long))
+
+
+def test_uld_step_with_a_sparse_assistant_head_equals_the_full_combination(trained_target, tokenizer):
+    """A peaked (trained) target keeps few tokens a row: ULD then computes the assistant's head only for the
+    kept ids, and the step must equal target - alpha * mask * (full assistant logits)."""
+    from memorylab.decoding.uld import ULDLM, _kept, uld_logits
+
+    merged = merged_assistant(trained_target)
+    target, assistant = HFLM(trained_target, tokenizer), HFLM(merged, tokenizer)
+    uld = ULDLM(target, assistant, alpha=1.5, r=0.1)
+    ids, mask, positions = left_padded(target, TEXTS)
+    got, _ = uld.next_token_logits(ids, mask, None, positions)
+    t_logits, _ = target.next_token_logits(ids, mask, None, positions)
+    a_logits, _ = assistant.next_token_logits(ids, mask, None, positions)
+    kept = _kept(t_logits.float(), 0.1)
+    assert kept is not None and kept.amax(dim=0).sum() * 4 <= kept.shape[-1], "the sparse path must be taken"
+    torch.testing.assert_close(got, uld_logits(t_logits, a_logits, 1.5, 0.1), atol=ATOL, rtol=0)
