@@ -30,6 +30,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterable, Optional, Protocol, Sequence
 
@@ -281,6 +282,38 @@ class MemoryStore:
             self._after_write()
             self._notify("on_delete", [old])
         return old
+
+    def purge(self, tenant: str, agent: str, memory_id: str, *, source: str = "purge") -> Optional[MemoryRecord]:
+        """Erases a memory, live or already deleted: its text, vector and metadata, and every text in its
+        history, from the table and from disk (the table's older versions, which still hold them, are
+        compacted away). What remains is that the memory existed and when each event happened. Returns the
+        memory as it was when it was still live, else None. For deletion requests that must leave nothing."""
+        key = _key(tenant, agent, memory_id)
+        with self._write_lock:
+            history = self._history.get(key)
+            if history is None:
+                raise MemoryNotFound(f"no memory with id {memory_id!r} for agent {agent!r}")
+            live = self.get(tenant, agent, memory_id)
+            now = time.time()
+            erased = [replace(h, old_text=None, new_text=None) for h in history]
+            erased.append(HistoryEntry(memory_id, "DELETE", None, None, now, source))
+            blank = MemoryRecord(id=memory_id, tenant=tenant, agent=agent, text="",
+                                 created_at=live.created_at if live else now, updated_at=now)
+            self._merge(self._rows([blank], np.zeros((1, self.dim), np.float32), [erased], deleted=True))
+            self._history[key] = erased
+            self._tombstones.add(key)
+            if live is not None:
+                with self._mirror_lock:
+                    self._partitions[(tenant, agent)].remove(memory_id)
+                self._notify("on_delete", [live])
+            # Every earlier version of the table still holds the text: compact, then drop all but this one.
+            # LanceDB warns that readers of older versions would fail; this store is the table's only user.
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                self._table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+        return live
 
     def _merge(self, rows: pa.Table) -> None:
         (self._table.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(rows))

@@ -116,6 +116,7 @@ class HistoryResponse(BaseModel):
 class DeletedResponse(BaseModel):
     id: str
     deleted: bool = True
+    purged: bool = False
 
 
 class SearchRequest(_Body):

@@ -117,9 +117,11 @@ async def update_memory(body: UpdateMemoryRequest, request: Request, agent_id: s
 
 @fastapi_app.delete("/v1/agents/{agent_id}/memories/{memory_id}", response_model=DeletedResponse, tags=["memories"])
 async def delete_memory(request: Request, agent_id: str = AgentId, memory_id: str = MemoryId,
+                        purge: bool = Query(False, description="also erase its text and its history's texts, "
+                                            "from disk too; allowed on an already deleted memory"),
                         tenant: str = Depends(tenant_of)) -> Any:
-    record = accepted(await _ingress(request).retriever.delete(tenant, agent_id, memory_id))
-    return {"id": record.id, "deleted": True}
+    accepted(await _ingress(request).retriever.delete(tenant, agent_id, memory_id, purge))
+    return {"id": memory_id, "deleted": True, "purged": purge}
 
 
 @fastapi_app.get("/v1/agents/{agent_id}/memories/{memory_id}/history", response_model=HistoryResponse,

@@ -92,8 +92,11 @@ class MemoryService:
                                    subject=fact.subject or "", attribute=fact.attribute or "", metadata=metadata)
         return new
 
-    def delete(self, tenant: str, agent: str, memory_id: str) -> MemoryRecord:
+    def delete(self, tenant: str, agent: str, memory_id: str, purge: bool = False) -> Optional[MemoryRecord]:
+        """Tombstone (history kept), or with purge erase every text of the memory, also from disk."""
         self.check_agent(tenant, agent)
+        if purge:
+            return self.store.purge(tenant, agent, memory_id, source="api purge")
         return self.store.delete(tenant, agent, memory_id, source="api")
 
     def list(self, tenant: str, agent: str, limit: int, cursor: Optional[str]):
@@ -181,8 +184,8 @@ class Retriever:
     async def update(self, tenant: str, agent: str, memory_id: str, text: str, metadata: Optional[dict] = None) -> Any:
         return await self._write(self.service.update, tenant, agent, memory_id, text, metadata)
 
-    async def delete(self, tenant: str, agent: str, memory_id: str) -> Any:
-        return await self._write(self.service.delete, tenant, agent, memory_id)
+    async def delete(self, tenant: str, agent: str, memory_id: str, purge: bool = False) -> Any:
+        return await self._write(self.service.delete, tenant, agent, memory_id, purge)
 
     def get(self, tenant: str, agent: str, memory_id: str) -> Any:
         return refused(self.service.get, tenant, agent, memory_id)

@@ -111,7 +111,8 @@ def test_delete_route_and_history_after_delete(acme: httpx.Client):
     memory = only(add(acme, agent, "Bo Lind works for Initech."), "ADD")
     url = f"/v1/agents/{agent}/memories/{memory['id']}"
     reply = acme.delete(url)
-    assert reply.status_code == 200 and reply.json() == {"id": memory["id"], "deleted": True}, reply.text
+    assert reply.status_code == 200 and reply.json() == {"id": memory["id"], "deleted": True, "purged": False}, \
+        reply.text
     assert acme.get(url).status_code == 404
     assert acme.delete(url).status_code == 404, "deleting twice: the second time there is nothing to delete"
     assert acme.put(url, json={"memory": "Bo Lind works for Hooli."}).status_code == 404
@@ -120,6 +121,25 @@ def test_delete_route_and_history_after_delete(acme: httpx.Client):
     assert h[1]["old_memory"] == "Bo Lind works for Initech." and h[1]["new_memory"] is None, h
     # The fact can come back: a new ADD, not a NOOP against the tombstone.
     only(add(acme, agent, "Bo Lind works for Initech."), "ADD")
+
+
+def test_purge_erases_every_text_of_a_memory(acme: httpx.Client):
+    agent = agent_id()
+    memory = only(add(acme, agent, "Di Vance keeps a spare key in the blue mailbox."), "ADD")
+    url = f"/v1/agents/{agent}/memories/{memory['id']}"
+    acme.put(url, json={"memory": "Di Vance keeps a spare key in the red mailbox."})
+    reply = acme.delete(url, params={"purge": "true"})
+    assert reply.status_code == 200 and reply.json()["purged"] is True, reply.text
+    assert acme.get(url).status_code == 404
+    h = history(acme, agent, memory["id"])
+    assert [e["event"] for e in h] == ["ADD", "UPDATE", "DELETE"], h
+    assert all(e["old_memory"] is None and e["new_memory"] is None for e in h), f"texts survived a purge: {h}"
+    # A plain delete leaves texts in the history; purging it afterwards still erases them.
+    other = only(add(acme, agent, "Di Vance drives a green tram."), "ADD")
+    other_url = f"/v1/agents/{agent}/memories/{other['id']}"
+    assert acme.delete(other_url).status_code == 200
+    assert acme.delete(other_url, params={"purge": "true"}).status_code == 200
+    assert all(e["old_memory"] is None for e in history(acme, agent, other["id"]))
 
 
 def test_put_replaces_text_and_metadata(acme: httpx.Client):
