@@ -21,7 +21,6 @@ listeners, in that order); the mirror has its own short lock so a search never w
 
 from __future__ import annotations
 
-import base64
 import bisect
 import json
 import logging
@@ -39,23 +38,15 @@ import pyarrow as pa
 
 from memorylab.errors import MemorylabError
 from memorylab.memory.records import HistoryEntry, MemoryRecord
+from memorylab.memory.store_rows import (  # noqa: F401  (MemoryNotFound, MemoryQueryError: part of this API)
+    MemoryNotFound, MemoryQueryError, check_metadata, check_names, compile_filters, decode_cursor,
+    encode_cursor, row_key, table_schema,
+)
 
 log = logging.getLogger(__name__)
 
 TABLE = "memories"
-RECORD_FILTERS = ("source", "subject", "attribute")  # record fields a filter may name; other keys are metadata
 COMPACT_EVERY = 256  # writes between LanceDB compactions: each single-row write adds a small data file
-
-
-class MemoryNotFound(MemorylabError, KeyError):
-    """No live memory with that id for that (tenant, agent). A KeyError too, so `except KeyError` works."""
-
-    def __str__(self) -> str:  # KeyError would print the message quoted
-        return str(self.args[0]) if self.args else ""
-
-
-class MemoryQueryError(MemorylabError, ValueError):
-    """A bad argument of a read or write: an unknown filter key, a malformed cursor, a wrong vector shape."""
 
 
 class StoreListener(Protocol):
@@ -64,19 +55,6 @@ class StoreListener(Protocol):
     def on_delete(self, record: MemoryRecord) -> None: ...
 
 
-def _schema(dim: int) -> pa.Schema:
-    return pa.schema([
-        pa.field("key", pa.string(), nullable=False), pa.field("id", pa.string(), nullable=False),
-        pa.field("tenant", pa.string(), nullable=False), pa.field("agent", pa.string(), nullable=False),
-        pa.field("text", pa.string()), pa.field("vector", pa.list_(pa.float32(), dim)),
-        pa.field("created_at", pa.float64()), pa.field("updated_at", pa.float64()), pa.field("source", pa.string()),
-        pa.field("subject", pa.string()), pa.field("attribute", pa.string()), pa.field("metadata", pa.string()),
-        pa.field("deleted", pa.bool_()), pa.field("history", pa.string()),
-    ])
-
-
-def _key(tenant: str, agent: str, memory_id: str) -> str:
-    return json.dumps([tenant, agent, memory_id])
 
 
 class _Partition:
@@ -137,7 +115,7 @@ class MemoryStore:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.dim = dim
-        self._schema = _schema(dim)
+        self._schema = table_schema(dim)
         self._db = lancedb.connect(str(self.path))
         self._table = self._db.create_table(TABLE, schema=self._schema, exist_ok=True)
         if self._table.schema.field("vector").type != self._schema.field("vector").type:
@@ -205,15 +183,15 @@ class MemoryStore:
         now = time.time()
         ready = []
         for r in records:
-            _check_names(r.tenant, r.agent, r.id)
+            check_names(r.tenant, r.agent, r.id)
             if not isinstance(r.text, str) or not r.text.strip():
                 raise MemoryQueryError(f"memory {r.id!r} has an empty text")
-            _check_metadata(r.metadata)
+            check_metadata(r.metadata)
             created = r.created_at or now
             ready.append(replace(r, id=r.id or uuid.uuid4().hex, created_at=created, updated_at=r.updated_at or created,
                                  metadata=dict(r.metadata)))
         with self._write_lock:
-            keys = [_key(r.tenant, r.agent, r.id) for r in ready]
+            keys = [row_key(r.tenant, r.agent, r.id) for r in ready]
             if len(set(keys)) != len(keys):
                 raise MemoryQueryError("add_many got the same memory id twice for one agent")
             with self._mirror_lock:
@@ -248,7 +226,7 @@ class MemoryStore:
             raise MemoryQueryError(f"the new text of memory {memory_id!r} is empty")
         vector = self._unit_rows(vector, 1)
         if metadata is not None:
-            _check_metadata(metadata)
+            check_metadata(metadata)
         with self._write_lock:
             old = self._live(tenant, agent, memory_id)
             now = max(time.time(), old.updated_at)
@@ -256,7 +234,7 @@ class MemoryStore:
                           subject=old.subject if subject is None else subject,
                           attribute=old.attribute if attribute is None else attribute,
                           metadata=dict(old.metadata if metadata is None else metadata))
-            key = _key(tenant, agent, memory_id)
+            key = row_key(tenant, agent, memory_id)
             history = self._history[key] + [HistoryEntry(memory_id, "UPDATE", old.text, text, now, source)]
             self._merge(self._rows([new], vector, [history], deleted=False))
             self._history[key] = history
@@ -270,7 +248,7 @@ class MemoryStore:
         """Tombstones the memory and returns it as it was; its history ends with DELETE."""
         with self._write_lock:
             old = self._live(tenant, agent, memory_id)
-            key = _key(tenant, agent, memory_id)
+            key = row_key(tenant, agent, memory_id)
             with self._mirror_lock:
                 vector = self._partitions[(tenant, agent)].vector(memory_id)
             history = self._history[key] + [HistoryEntry(memory_id, "DELETE", old.text, None, time.time(), source)]
@@ -288,7 +266,7 @@ class MemoryStore:
         history, from the table and from disk (the table's older versions, which still hold them, are
         compacted away). What remains is that the memory existed and when each event happened. Returns the
         memory as it was when it was still live, else None. For deletion requests that must leave nothing."""
-        key = _key(tenant, agent, memory_id)
+        key = row_key(tenant, agent, memory_id)
         with self._write_lock:
             history = self._history.get(key)
             if history is None:
@@ -346,7 +324,7 @@ class MemoryStore:
         is a position, not an offset: memories added or deleted meanwhile neither repeat nor skip others."""
         if not isinstance(limit, int) or limit < 1:
             raise MemoryQueryError(f"limit must be a positive integer, got {limit!r}")
-        after = _decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor) if cursor else None
         with self._mirror_lock:
             p = self._partitions.get((tenant, agent))
             if p is None:
@@ -354,11 +332,11 @@ class MemoryStore:
             start = bisect.bisect_right(p.order, after) if after else 0
             page = [p.records[i] for _, i in p.order[start: start + limit]]
             more = start + limit < len(p.order)
-        return page, (_encode_cursor(page[-1]) if more else None)
+        return page, (encode_cursor(page[-1]) if more else None)
 
     def history(self, tenant: str, agent: str, memory_id: str) -> list[HistoryEntry]:
         """Oldest first, for live and deleted memories; MemoryNotFound if the agent never had that id."""
-        history = self._history.get(_key(tenant, agent, memory_id))
+        history = self._history.get(row_key(tenant, agent, memory_id))
         if history is None:
             raise MemoryNotFound(f"no memory with id {memory_id!r} for agent {agent!r}")
         return list(history)
@@ -373,9 +351,9 @@ class MemoryStore:
         with self._mirror_lock:
             p = self._partitions.get((tenant, agent))
             if p is None or not p.records:
-                self._check_filters(filters, Counter())
+                compile_filters(filters, Counter())
                 return []
-            keep = self._check_filters(filters, p.metadata_keys)
+            keep = compile_filters(filters, p.metadata_keys)
             n = len(p.ids)
             # einsum, not `@`: a matrix-vector product through multi-threaded OpenBLAS took 5-8 ms instead of
             # 0.6 ms on 2 busy cores (its threads contend with LanceDB's and the server's); einsum's own loop
@@ -434,7 +412,7 @@ class MemoryStore:
     def _rows(self, records: Sequence[MemoryRecord], vectors: np.ndarray, histories: Sequence[list[HistoryEntry]],
               deleted: bool) -> pa.Table:
         columns: dict[str, Any] = {
-            "key": [_key(r.tenant, r.agent, r.id) for r in records], "id": [r.id for r in records],
+            "key": [row_key(r.tenant, r.agent, r.id) for r in records], "id": [r.id for r in records],
             "tenant": [r.tenant for r in records], "agent": [r.agent for r in records],
             "text": [r.text for r in records],
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(vectors).ravel()), self.dim),
@@ -447,48 +425,5 @@ class MemoryStore:
         }
         return pa.table(columns, schema=self._schema)
 
-    @staticmethod
-    def _check_filters(filters: Optional[dict[str, Any]], metadata_keys: Counter):
-        if not filters:
-            return None
-        tests = []
-        for key, value in filters.items():
-            if key in RECORD_FILTERS:
-                tests.append(lambda r, k=key, v=value: getattr(r, k) == v)
-            elif key.startswith("metadata.") or metadata_keys.get(key, 0) > 0:
-                name = key.removeprefix("metadata.")
-                tests.append(lambda r, k=name, v=value: k in r.metadata and r.metadata[k] == v)
-            else:
-                raise MemoryQueryError(f"unknown filter key {key!r}: not one of {', '.join(RECORD_FILTERS)} "
-                                       f"nor a metadata key of this agent's memories (use 'metadata.{key}' to force)")
-        return lambda r: all(t(r) for t in tests)
 
 
-def _check_names(tenant: Any, agent: Any, memory_id: Any) -> None:
-    for field, value in (("tenant", tenant), ("agent", agent)):
-        if not isinstance(value, str) or not value:
-            raise MemoryQueryError(f"{field} must be a non-empty string, got {value!r}")
-    if not isinstance(memory_id, str):  # "" is fine: the store then makes one
-        raise MemoryQueryError(f"a memory id must be a string, got {memory_id!r}")
-
-
-def _check_metadata(metadata: Any) -> None:
-    if not isinstance(metadata, dict):
-        raise MemoryQueryError(f"metadata must be a dict, got {type(metadata).__name__}")
-    try:
-        json.dumps(metadata)
-    except (TypeError, ValueError) as e:
-        raise MemoryQueryError(f"metadata must be JSON-serializable: {e}") from None
-
-
-def _encode_cursor(record: MemoryRecord) -> str:
-    raw = json.dumps([record.created_at, record.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        created_at, memory_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return float(created_at), str(memory_id)
-    except Exception:
-        raise MemoryQueryError(f"cursor {cursor!r} is not one this store returned") from None
