@@ -21,11 +21,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from memorylab.data.shared import find_shared
 from memorylab.errors import MemorylabError
 
 PathLike = Union[str, os.PathLike]
 
-ENV_VAR = "MEMORYLAB_SHARED_DATA"
 DEV_FILE = "locomo5_dev.json"
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
 
@@ -82,17 +82,8 @@ def session_timestamp(date_time: str) -> Optional[float]:
 
 def default_locomo_path() -> Path:
     """$MEMORYLAB_SHARED_DATA/locomo/locomo5_dev.json if it exists, else <repo>/../shared/data/locomo/..."""
-    candidates = []
-    if os.environ.get(ENV_VAR):
-        candidates.append(Path(os.environ[ENV_VAR]) / "locomo" / DEV_FILE)
     repo_root = Path(__file__).resolve().parents[2]  # memorylab/data/locomo.py -> repository root
-    candidates.append((repo_root.parent / "shared" / "data" / "locomo" / DEV_FILE).resolve())
-    for path in candidates:
-        if path.is_file():
-            return path
-    looked = " and ".join(str(c) for c in candidates)
-    hint = "" if os.environ.get(ENV_VAR) else f" (set ${ENV_VAR} to the folder holding locomo/)"
-    raise MemorylabError(f"no LoCoMo file found; looked for {looked}{hint}.")
+    return find_shared(f"locomo/{DEV_FILE}", repo_root=repo_root, folder=False, what="LoCoMo file")
 
 
 def _need(obj: dict, key: str, kind: type, where: str) -> Any:

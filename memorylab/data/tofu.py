@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
+from memorylab.data.shared import find_shared
 from memorylab.errors import MemorylabError
 
 PathLike = Union[str, os.PathLike]
 
-ENV_VAR = "MEMORYLAB_SHARED_DATA"
 BASIC_SPLITS = ("full", "retain90", "holdout10")  # question, answer
 PERTURBED_SPLITS = ("forget10", "retain_perturbed")  # + paraphrased_question/answer, perturbed_answer
 SPLITS = ("full", "forget10", "retain90", "holdout10", "retain_perturbed")
@@ -48,17 +48,8 @@ class TofuData:
 
 def default_tofu_dir() -> Path:
     """$MEMORYLAB_SHARED_DATA/tofu if that folder exists, else <repo root>/../shared/data/tofu."""
-    candidates = []
-    if os.environ.get(ENV_VAR):
-        candidates.append(Path(os.environ[ENV_VAR]) / "tofu")
     repo_root = Path(__file__).resolve().parents[2]  # memorylab/data/tofu.py -> repository root
-    candidates.append((repo_root.parent / "shared" / "data" / "tofu").resolve())
-    for folder in candidates:
-        if folder.is_dir():
-            return folder
-    looked = " and ".join(str(c) for c in candidates)
-    hint = "" if os.environ.get(ENV_VAR) else f" (set ${ENV_VAR} to the folder holding tofu/)"
-    raise MemorylabError(f"no TOFU data folder found; looked in {looked}{hint}.")
+    return find_shared("tofu", repo_root=repo_root, folder=True, what="TOFU data folder")
 
 
 def _field(row: dict, key: str, where: str, split: str) -> str:

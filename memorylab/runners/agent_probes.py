@@ -21,6 +21,7 @@ from memorylab.progress import progress_bar
 from memorylab.serve.client import AgentClient
 
 KS = (5, 10)
+_NO_PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
 def feed(client: AgentClient, agent: str, dataset: AgentDataset, progress: bool = True) -> dict[str, set[str]]:
@@ -38,7 +39,7 @@ def feed(client: AgentClient, agent: str, dataset: AgentDataset, progress: bool 
 
 def normalize_answer(text: str) -> str:
     """SQuAD's normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    text = text.lower().translate(_NO_PUNCTUATION)
     text = re.sub(r"\b(a|an|the)\b", " ", text)
     return " ".join(text.split())
 

@@ -88,7 +88,10 @@ def serve_eval(scenario: MemoryAgentEvalScenario, agent: MemoryAgentScenario, se
         try:
             url = start_agent(agent, port=free_port(), folder=str(out_dir / "agent"))
         finally:
-            os.environ.pop(ENV_VAR) if previous is None else os.environ.__setitem__(ENV_VAR, previous)
+            if previous is None:
+                del os.environ[ENV_VAR]
+            else:
+                os.environ[ENV_VAR] = previous
         suffix = ""
     else:
         url, key = scenario.url.rstrip("/"), os.environ.get(CLIENT_KEY_VAR, "")

@@ -14,7 +14,8 @@ from memorylab.memory.adaptive import make_policy
 from memorylab.memory.records import MemoryRecord
 from memorylab.memory.rerank import make_reranker
 from memorylab.models.protocol import GenerationParams
-from memorylab.serve.prompts import answer_prompt, clean_answer
+from memorylab.metrics.knowmem import clean_answer
+from memorylab.serve.prompts import answer_prompt
 from memorylab.serve.retriever import Refusal, remote_message
 
 ANSWER_STOPS = ("\n", "Question:")

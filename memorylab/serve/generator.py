@@ -4,8 +4,6 @@ answer path sees the LM protocol."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from ray import serve
 
 from memorylab.actors.model_actor import ModelActor
@@ -20,6 +18,3 @@ class Generator(ModelActor):
                  num_threads: int = 1, seed: int = 0) -> None:
         super().__init__("generator", source, backend=backend, dtype=dtype, device=device,
                          num_threads=num_threads, seed=seed)
-
-    def healthy(self) -> dict[str, Any]:
-        return self.info()

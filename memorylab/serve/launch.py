@@ -40,8 +40,7 @@ def start_agent(scenario: Union[str, dict, Any], *, host: str = "127.0.0.1", por
     # replica a request passes, which on 2 cores cost more CPU than the search itself. Errors still log.
     quiet = {"enable_access_log": False, "log_level": "WARNING"}
     serve.start(http_options={"host": host, "port": port}, logging_config=quiet)
-    app = build_app(BuildArgs(scenario=str(scenario) if not isinstance(scenario, dict) else scenario,
-                              folder=folder, overrides=list(overrides)))
+    app = build_app(BuildArgs(scenario=scenario, folder=folder, overrides=list(overrides)))
     serve.run(app, name=APP_NAME, route_prefix="/", blocking=False, logging_config=quiet)
     url = f"http://{host}:{port}"
     wait_healthy(url, timeout_s)

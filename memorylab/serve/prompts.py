@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from memorylab.evaluation import QA_PROMPT
 from memorylab.memory.records import MemoryRecord
-from memorylab.metrics.knowmem import clean_answer  # noqa: F401  (re-exported: answers are cleaned alike)
-
-QUESTION = "Question: {question}\nAnswer:"
 
 
 def question_of(messages: Sequence[dict]) -> str:
@@ -21,20 +19,25 @@ def question_of(messages: Sequence[dict]) -> str:
 
 def answer_text(memories: Sequence[str], question: str) -> str:
     """Memories one per line, a blank line, then the question (no memories: the plain QA prompt)."""
-    return "".join(f"{m}\n" for m in memories) + ("\n" if memories else "") + QUESTION.format(question=question)
+    return "".join(f"{m}\n" for m in memories) + ("\n" if memories else "") + QA_PROMPT.format(question=question)
 
 
 def answer_prompt(lm: Any, records: Sequence[MemoryRecord], question: str, budget: int) -> tuple[str, list]:
     """Memories one per line before the question; memories are dropped (least relevant first: the caller's
-    order puts the best at both ends, so the middle goes first) until the prompt fits `budget` tokens."""
-    kept = list(records)
-    tail = QUESTION.format(question=question)
-    while True:
-        prompt = answer_text([r.text for r in kept], question)
-        if not kept or len(lm.encode([prompt])[0]) <= budget:
-            break
-        kept.pop(len(kept) // 2)
-    if len(lm.encode([tail])[0]) > budget:  # the question alone is too long: keep its end, the part asked
-        ids = lm.encode([tail])[0][-budget:]
-        prompt = lm.decode([ids])[0]
-    return prompt, kept
+    order puts the best at both ends, so the middle goes first) until the prompt fits `budget` tokens.
+
+    Every candidate prompt is tokenized in one call: the generator may be a remote deployment, and one call
+    per dropped memory was one round trip each."""
+    candidates = [list(records)]
+    while candidates[-1]:
+        fewer = list(candidates[-1])
+        fewer.pop(len(fewer) // 2)
+        candidates.append(fewer)
+    prompts = [answer_text([r.text for r in kept], question) for kept in candidates]
+    lengths = [len(ids) for ids in lm.encode(prompts)]
+    for prompt, kept, length in zip(prompts, candidates, lengths):
+        if length <= budget:
+            return prompt, kept
+    # Even the question alone is too long: keep its end, the part asked.
+    ids = lm.encode([prompts[-1]])[0][-budget:]
+    return lm.decode([ids])[0], []
