@@ -100,15 +100,9 @@ def run(
     if scenario.kind == "memory_agent":
         _fail([f"{file}: a memory_agent scenario is served, not run: memorylab serve {file} "
                "(evaluate it with a memory_agent_eval scenario)"])
-    out_dir = out if out is not None else Path("runs") / scenario.name
-    # Refuse before importing the runners (Ray, torch): a clash of folders should cost nothing.
-    if out_dir.exists() and not out_dir.is_dir():
-        _fail([f"error: {out_dir} exists and is not a folder"])
-    if overwrite and resume:
-        _fail(["error: --overwrite and --resume contradict each other; pass one"])
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (overwrite or resume):
-        _fail([f"error: run folder {out_dir} already exists and is not empty; "
-               "pass --overwrite (start afresh), --resume (continue it) or choose --out"])
+    if scenario.kind == "sweep":
+        _fail([f"{file}: a sweep runs with Ray Tune: memorylab tune {file}"])
+    out_dir = _experiment_folder(out, Path("runs") / scenario.name, overwrite, resume)
 
     # --address wins over the file; $RAY_ADDRESS only when neither names one (ray.init would read it anyway,
     # but passing it makes the address that was used visible to the runner and its report).
@@ -149,14 +143,30 @@ def serve(
     folder: Optional[Path] = typer.Option(None, "--folder", help="Where the store and generator live "
                                           "(default: serve.folder, else runs/<name>)."),
     overrides: List[str] = typer.Option([], "--set", help="Override a setting (repeatable)."),
+    config_out: Optional[Path] = typer.Option(None, "--config-out", help="Write the Serve config (for `serve "
+                                              "deploy` and a RayService's serveConfigV2) to this file and exit "
+                                              "without serving; it listens on --host, default 0.0.0.0."),
 ) -> None:
     """Serve a memory agent over HTTP (Ray Serve) until interrupted; OpenAPI docs at /docs."""
     try:
-        scenario = load_scenario(file, overrides)
+        scenario, raw_config = load_scenario_and_dict(file, overrides)
     except ScenarioError as e:
         _fail(e.problems)
     if scenario.kind != "memory_agent":
         _fail([f"{file}: kind is '{scenario.kind}'; `memorylab serve` needs kind: memory_agent"])
+    if config_out is not None:
+        from memorylab.serve.config_out import serve_config, write_serve_config
+
+        try:
+            config = serve_config(scenario, raw_config, host=host, port=port, folder=folder)
+            write_serve_config(config, config_out, file)
+        except OSError as e:
+            _fail([f"error: cannot write {config_out}: {e.strerror or e}"])
+        except MemorylabError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"wrote {config_out}; deploy it: serve deploy {config_out} --address http://HEAD:8265")
+        return
     address = address or scenario.ray.address or os.environ.get("RAY_ADDRESS") or None
 
     import time
@@ -178,6 +188,90 @@ def serve(
     except KeyboardInterrupt:
         stop_agent()
         typer.echo("stopped")
+
+
+def _experiment_folder(out: Optional[Path], default: Path, overwrite: bool, resume: bool) -> Path:
+    """The run or experiment folder, refused (exit 2) when it is in the way: a file, or a previous run that
+    neither --overwrite nor --resume names. Checked before Ray and torch load, so a clash costs nothing."""
+    folder = out if out is not None else default
+    if folder.exists() and not folder.is_dir():
+        _fail([f"error: {folder} exists and is not a folder"])
+    if overwrite and resume:
+        _fail(["error: --overwrite and --resume contradict each other; pass one"])
+    if folder.is_dir() and any(folder.iterdir()) and not (overwrite or resume):
+        _fail([f"error: {folder} already exists and is not empty; "
+               "pass --overwrite (start afresh), --resume (continue it) or choose --out"])
+    return folder
+
+
+@app.command()
+def tune(
+    file: Path = typer.Argument(..., help="A sweep scenario file."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Experiment folder (default: storage_path/<name>, "
+                                       "else runs/<name>)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray address to join (default: $RAY_ADDRESS, "
+                                          "else a local Ray)."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a setting: --set num_samples=32 (repeatable)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete a previous experiment in the folder."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted experiment: finished trials "
+                                "are kept, unfinished ones run again."),
+) -> None:
+    """Run a sweep with Ray Tune, then write its analysis (analysis.md, pareto.png) into the folder."""
+    try:
+        sweep, raw_config = load_scenario_and_dict(file, overrides)
+    except ScenarioError as e:
+        _fail(e.problems)
+    if sweep.kind != "sweep":
+        _fail([f"{file}: kind is '{sweep.kind}'; `memorylab tune` needs kind: sweep (run it: memorylab run {file})"])
+    default = Path(sweep.storage_path or "runs") / sweep.name
+    folder = _experiment_folder(out, default, overwrite, resume)
+    address = address or sweep.ray.address or os.environ.get("RAY_ADDRESS") or None
+
+    from memorylab.runners import clear_run_folder
+    from memorylab.tune.analysis import analyze_experiment
+    from memorylab.tune.checks import wrapped_scenario
+    from memorylab.tune.experiment import run_sweep
+
+    try:
+        wrapped, wrapped_raw, wrapped_path = wrapped_scenario(sweep, file)
+        if overwrite and folder.exists():
+            clear_run_folder(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        from memorylab.runners import MARKER
+
+        (folder / MARKER).write_text("sweep\n")
+        record = run_sweep(sweep, wrapped, wrapped_raw, folder, scenario_path=wrapped_path, address=address,
+                           resume=resume, raw_config=raw_config)
+        table = analyze_experiment(folder)
+    except ScenarioError as e:
+        _fail(e.problems)
+    except MemorylabError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; continue with: memorylab tune {file} --out {folder} --resume", err=True)
+        raise typer.Exit(130)
+    typer.echo(table)
+    typer.echo(f"{record['trials']} trials ({record['errored']} failed) in {record['wall_s']:.0f} s; "
+               f"analysis: {folder / 'analysis.md'}")
+    if record["errored"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def analyze(
+    folder: Path = typer.Argument(..., help="An experiment folder written by `memorylab tune`."),
+    top: int = typer.Option(10, "--top", min=1, help="Rows to print."),
+) -> None:
+    """Write analysis.csv, analysis.md (best trial per objective, Pareto front) and pareto.png; print the top."""
+    from memorylab.tune.analysis import analyze_experiment
+
+    try:
+        typer.echo(analyze_experiment(folder, top=top))
+    except MemorylabError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"analysis: {folder / 'analysis.md'}")
 
 
 def main() -> None:

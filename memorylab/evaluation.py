@@ -170,9 +170,15 @@ def verbmem_pairs(lm: LM, pairs: Sequence[tuple[str, str]], cfg: EvalConfig,
                   stop: tuple[str, ...] = ()) -> tuple[float, list[dict[str, str]]]:
     """MUSE VerbMem: ROUGE-L F1 of each prompt's greedy continuation vs its true continuation."""
     prompts, truths = [p for p, _ in pairs], [t for _, t in pairs]
-    outputs = lm.generate(prompts, GenerationParams(max_new_tokens=cfg.verbmem_max_new_tokens, stop=stop))
+    outputs = lm.generate(prompts, GenerationParams(max_new_tokens=cfg.verbmem_max_new_tokens, stop=stop,
+                                                    speculative=_speculative(cfg)))
     samples = [{"prompt": p, "truth": t, "output": o} for p, t, o in zip(prompts, truths, outputs)]
     return verbmem(outputs, truths), samples
+
+
+def _speculative(cfg: EvalConfig) -> Any:
+    """eval.speculative as generation parameters (None: plain decoding); greedy outputs are the same either way."""
+    return None if cfg.speculative is None else cfg.speculative.params()
 
 
 def fewshot_shots(pool: Sequence[QA], question: QA, k: int) -> list[tuple[str, str]]:
@@ -193,7 +199,8 @@ def knowmem_questions(lm: LM, questions: Sequence[QA], pool: Sequence[QA],
     """MUSE KnowMem: ROUGE-L F1 of greedy answers to few-shot prompted questions."""
     prompts = [fewshot_prompt(fewshot_shots(pool, q, cfg.knowmem_shots), q.question) for q in questions]
     # " " after "Answer:" belongs to the answer's first token in training, so the prompt ends at the colon.
-    outputs = lm.generate(prompts, GenerationParams(max_new_tokens=cfg.knowmem_max_new_tokens, stop=("\n",)))
+    outputs = lm.generate(prompts, GenerationParams(max_new_tokens=cfg.knowmem_max_new_tokens, stop=("\n",),
+                                                    speculative=_speculative(cfg)))
     answers = [q.answer for q in questions]
     samples = [{"question": q.question, "answer": q.answer, "output": o.strip()} for q, o in zip(questions, outputs)]
     return knowmem(outputs, answers), samples

@@ -22,9 +22,11 @@ from memorylab.schema.common import (  # noqa: F401  (re-exported)
     TrainConfig,
     WorldConfig,
 )
+from memorylab.schema.continual import ContinualScenario
 from memorylab.schema.memorization import MemorizationScenario
 from memorylab.schema.memory_agent import MemoryAgentScenario
 from memorylab.schema.memory_agent_eval import MemoryAgentEvalScenario
+from memorylab.schema.sweep import SweepScenario
 from memorylab.schema.unlearning import (  # noqa: F401  (re-exported)
     DataConfig,
     MethodConfig,
@@ -37,8 +39,11 @@ KINDS: dict[str, type[BaseModel]] = {
     "unlearning": UnlearningScenario,
     "memory_agent": MemoryAgentScenario,
     "memory_agent_eval": MemoryAgentEvalScenario,
+    "sweep": SweepScenario,
+    "continual": ContinualScenario,
 }
 
 # For type hints (and pydantic fields that hold any scenario); grows with KINDS.
-Scenario = Annotated[Union[MemorizationScenario, UnlearningScenario, MemoryAgentScenario, MemoryAgentEvalScenario],
+Scenario = Annotated[Union[MemorizationScenario, UnlearningScenario, MemoryAgentScenario, MemoryAgentEvalScenario,
+                           ContinualScenario],
                      Field(discriminator="kind")]

@@ -211,6 +211,10 @@ def _validate(data: dict, lines: dict[Loc, int], set_paths: set[Loc], out: _Prob
         return None
     for loc, message in _check_paths(model, base):
         out.add(where(loc), ".".join(loc), message)
+    if kind == "sweep":  # a sweep is checked against the scenario it wraps (its fields and its report)
+        from memorylab.tune.checks import check_sweep
+
+        check_sweep(model, data, lines, set_paths, out, base)
     return model
 
 

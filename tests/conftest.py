@@ -1,7 +1,18 @@
-"""Shared by every test folder."""
+"""Shared by every test folder: one torch thread, and a real local Ray for the tests that ask for it.
+
+Consecutive modules that ask for `ray_cluster` share one local Ray (a start costs seconds on 2 cores); it is
+shut down as soon as the next test does not want it, so nothing that runs later (another folder's tests)
+silently joins it, and at the end of the session whatever happens. A test that must see Ray *down* asks for
+`ray_down`.
+"""
+
+from typing import Iterator
 
 import pytest
+import ray
 import torch
+
+from memorylab.cluster import connect
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -13,3 +24,65 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class _LocalRay:
+    """Starts and stops the tests' local Ray; never touches a Ray that something else started."""
+
+    def __init__(self) -> None:
+        self.owned = False
+
+    def up(self) -> None:
+        if ray.is_initialized():
+            return
+        try:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.delenv("RAY_ADDRESS", raising=False)  # a set RAY_ADDRESS would make connect() join it
+                assert connect(num_cpus=2) is True  # connect() says it started (and so owns) this Ray
+        except BaseException:
+            ray.shutdown()
+            raise
+        self.owned = True
+
+    def down(self) -> None:
+        if self.owned:
+            ray.shutdown()
+            self.owned = False
+
+
+LOCAL_RAY = _LocalRay()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield  # fixtures (actor handles included) are finalized first
+    # Only at a module boundary: a module's fixtures hold actors for all of its tests.
+    leaving = nextitem is None or nextitem.module is not item.module
+    if leaving and "ray_cluster" not in getattr(nextitem, "fixturenames", ()):
+        LOCAL_RAY.down()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ray_stopped_at_exit() -> Iterator[None]:
+    try:
+        yield
+    finally:
+        LOCAL_RAY.down()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> None:
+    """A real local Ray on 2 CPUs, no dashboard (see connect())."""
+    LOCAL_RAY.up()
+
+
+@pytest.fixture
+def ray_down() -> Iterator[None]:
+    """No Ray running during the test, and none left behind by it."""
+    LOCAL_RAY.down()
+    if ray.is_initialized():
+        pytest.skip("a Ray started outside these tests is running")
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from memorylab import __version__
 from memorylab.cli import app
 from memorylab.errors import MemorylabError
+from memorylab.scenario import KINDS
 
 MINIMAL = "name: s\nkind: memorization\n"
 
@@ -108,7 +109,7 @@ def test_valid_and_invalid_files_together(cli):
     code, out, err = cli("validate", "good.yaml", "bad.yaml")
     assert code == 2
     assert out == ["ok good.yaml (memorization)"]
-    kinds = "memorization, unlearning, memory_agent, memory_agent_eval"
+    kinds = ", ".join(KINDS)
     assert err == [f"bad.yaml:2: kind: unknown kind 'x'; expected one of: {kinds}"]
 
 

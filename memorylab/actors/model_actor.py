@@ -9,17 +9,26 @@ ULD can live in ONE actor: given `assistant_source`, the actor loads target and 
 hosts their combination (`ULDLM`) as its LM, so each decoding step is two local forwards and no remote call.
 That is the default placement (bench/uld_decode.py measures it against two actors in lockstep); the
 two-actor variant (`memorylab.decoding.lockstep.LockstepULD`) is for pairs that do not fit one device.
+
+A drafter (speculative decoding) is co-placed the same way: `speculative` names it, the actor loads it beside
+its model (target or ULD) and every generate call without its own speculative setting drafts with it, gamma
+drafter steps and one verification a round, all local. A drafter steps gamma times per verification, so a
+drafter in another actor would pay a remote call per drafted token or per round; on one device there is
+nothing to gain from that. An actor with role "drafter" hosts a drafter model as an ordinary LM (to score it
+or measure its agreement with a target).
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
+import dataclasses
+
 import numpy as np
 import ray
 
 from memorylab.cluster.resources import actor_options, device_for, torch_threads
-from memorylab.models.protocol import GenerationParams
+from memorylab.models.protocol import GenerationParams, SpeculativeParams
 from memorylab.scenario import ActorResources, ModelSpec
 
 ROLES = ("target", "assistant", "drafter", "generator")  # generator: the model a served agent answers with
@@ -39,7 +48,8 @@ def _tensor(a: Any) -> Any:
 class ModelActor:
     def __init__(self, role: str, source: str, *, backend: str = "hf", dtype: str = "float32",
                  device: str = "cpu", batch_size: int = 32, num_threads: int = 1, seed: int = 0,
-                 assistant_source: Optional[str] = None, uld_alpha: float = 1.0, uld_r: float = 0.1) -> None:
+                 assistant_source: Optional[str] = None, uld_alpha: float = 1.0, uld_r: float = 0.1,
+                 speculative: Optional[SpeculativeParams] = None) -> None:
         import torch
 
         from memorylab.models.registry import load_lm
@@ -49,8 +59,11 @@ class ModelActor:
         torch.set_num_threads(num_threads)
         torch.manual_seed(seed)
         self.role, self.source, self.assistant_source = role, source, assistant_source
+        self.speculative = speculative
         if assistant_source is None:
-            self.lm = load_lm(source, backend=backend, dtype=dtype, device=device, batch_size=batch_size)
+            # The drafter is loaded now (a vLLM engine takes it at construction), not at the first generation.
+            self.lm = load_lm(source, backend=backend, dtype=dtype, device=device, batch_size=batch_size,
+                              speculative=speculative)
         else:
             # ULD in one actor: the logit subtraction needs both models' logits every token, so hosting both
             # here turns a per-token remote exchange into two local forwards. ULD works on transformers
@@ -63,6 +76,8 @@ class ModelActor:
             target = HFLM.load(source, dtype=dtype, device=device, batch_size=batch_size)
             assistant = HFLM.load(assistant_source, dtype=dtype, device=device, batch_size=batch_size)
             self.lm = ULDLM(target, assistant, alpha=uld_alpha, r=uld_r)
+            if speculative is not None:
+                self.lm.drafter_for(speculative)
         self._sessions: dict[str, Any] = {}
 
     def info(self) -> dict[str, Any]:
@@ -75,7 +90,14 @@ class ModelActor:
                 "parameters": params, "threads": torch.get_num_threads()}
         if self.assistant_source:
             info.update(assistant_source=self.assistant_source, uld_alpha=self.lm.alpha, uld_r=self.lm.r)
+        if self.speculative is not None:
+            info["speculative"] = dataclasses.asdict(self.speculative)
         return info
+
+    def speculative_stats(self) -> Optional[dict[str, float]]:
+        """Acceptance rate and counts of the last generate call, when it decoded speculatively."""
+        stats = getattr(self.lm, "speculative_stats", None)
+        return None if stats is None else stats.as_dict()
 
     def lm_settings(self) -> dict[str, Any]:
         """What a driver-side LogitsLM over this actor needs: the tokenizer (fast tokenizers pickle) and the
@@ -99,6 +121,8 @@ class ModelActor:
         return self.lm.loglikelihood(pairs)
 
     def generate(self, prompts: Sequence[str], params: GenerationParams) -> list[str]:
+        if params.speculative is None and self.speculative is not None:
+            params = dataclasses.replace(params, speculative=self.speculative)
         return self.lm.generate(prompts, params)
 
     def sequence_logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -132,12 +156,13 @@ class ModelActor:
 def create_model_actor(role: str, source: str, spec: ModelSpec, resources: ActorResources, *, seed: int = 0,
                        batch_size: int = 32, name: Optional[str] = None, assistant_source: Optional[str] = None,
                        uld_alpha: float = 1.0, uld_r: float = 0.1, placement_group: Any = None,
-                       bundle_index: int = 0) -> Any:
+                       bundle_index: int = 0, speculative: Optional[SpeculativeParams] = None) -> Any:
     """Start a ModelActor with the scenario's resources (fractional GPUs allowed).
 
     `assistant_source` makes the actor host ULD (target minus alpha * assistant) on its own; with
     `placement_group` the actor is scheduled into that group's bundle `bundle_index` (see
-    memorylab.cluster.placement: ULD's two actors share one STRICT_PACK group)."""
+    memorylab.cluster.placement: ULD's two actors share one STRICT_PACK group). `speculative` co-places a
+    drafter in the actor and makes speculative decoding its default."""
     # Checked here too: inside the actor a bad role only surfaces, as an ActorDiedError, at the first call.
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
@@ -151,4 +176,4 @@ def create_model_actor(role: str, source: str, spec: ModelSpec, resources: Actor
     return ray.remote(ModelActor).options(**options).remote(
         role, source, backend=spec.backend, dtype=spec.dtype, device=device_for(resources, spec.device),
         batch_size=batch_size, num_threads=torch_threads(resources), seed=seed,
-        assistant_source=assistant_source, uld_alpha=uld_alpha, uld_r=uld_r)
+        assistant_source=assistant_source, uld_alpha=uld_alpha, uld_r=uld_r, speculative=speculative)

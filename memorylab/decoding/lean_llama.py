@@ -107,6 +107,13 @@ class LeanCache:
         self.kv[index] = kv.contiguous() if old is None else torch.cat([old, kv], dim=3)
         return self.kv[index]
 
+    def drop_last(self, count: int) -> None:
+        """Forget the last `count` tokens of every row (speculative decoding's rollback of rejected drafts). A
+        view: the next `append` concatenates into a fresh contiguous tensor anyway."""
+        if count > 0:
+            self.kv = [None if kv is None else kv[:, :, :, : self.length - count] for kv in self.kv]
+            self.length -= count
+
 
 class LeanLlama:
     """Next-token logits of a LlamaForCausalLM: `step(ids, mask, positions, cache) -> (logits (B, V), cache)`,
@@ -160,15 +167,17 @@ class LeanLlama:
     @torch.inference_mode()
     def step_hidden(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
                     position_ids: Optional[torch.Tensor] = None,
-                    cache: Optional[LeanCache] = None) -> tuple[torch.Tensor, LeanCache]:
-        """`step` up to the final norm: the last position's hidden state (B, hidden), before the head."""
+                    cache: Optional[LeanCache] = None, every_position: bool = False) -> tuple[torch.Tensor, LeanCache]:
+        """`step` up to the final norm: the last position's hidden state (B, hidden), before the head; with
+        `every_position`, every new position's (B, T, hidden) (speculative decoding verifies them all)."""
         batch, new = input_ids.shape
         cache = LeanCache(len(self.layers)) if cache is None else cache
         if cache.batch not in (None, batch):
             raise ValueError(f"the cache holds {cache.batch} rows, the step has {batch}")
         cache.batch, total = batch, cache.length + new
-        # Positions never exceed the absolute index, so this bounds them without reading the tensor.
-        if total > len(self._rope):
+        # Positions never exceed the absolute index, so this bounds them without reading the tensor; only a cache
+        # with holes (speculative decoding masks rejected drafts) can be longer than the positions it uses.
+        if total > len(self._rope) and (position_ids is None or int(position_ids.max()) >= len(self._rope)):
             raise ValueError(f"{total} tokens are more than the model's {len(self._rope)} positions")
         if attention_mask is None:
             attention_mask = torch.ones(batch, total, dtype=torch.long)
@@ -187,7 +196,8 @@ class LeanLlama:
                                layer.gate_up_bias).chunk(2, dim=-1)
             h = _residual(h, F.silu(gate) * up, layer.down, layer.down_bias)
         cache.length = total
-        return F.rms_norm(h.view(batch, new, -1)[:, -1], h.shape[-1:], self.norm, self.eps), cache
+        h = h.view(batch, new, -1)
+        return F.rms_norm(h if every_position else h[:, -1], h.shape[-1:], self.norm, self.eps), cache
 
     def _here(self, t: torch.Tensor) -> torch.Tensor:
         return t if t.device == self.device else t.to(self.device)

@@ -25,6 +25,12 @@ def stop_token_ids(vocab_texts: Sequence[str], stop: Sequence[str]) -> list[int]
 def _choose(logits: torch.Tensor, params: GenerationParams, generator: Optional[torch.Generator]) -> torch.Tensor:
     if params.greedy:
         return logits.argmax(dim=-1)
+    return torch.multinomial(sampling_probs(logits, params), 1, generator=generator).squeeze(-1)
+
+
+def sampling_probs(logits: torch.Tensor, params: GenerationParams) -> torch.Tensor:
+    """The distribution a sampled token is drawn from (temperature, then top_p), over the last dimension; after
+    top_p the kept mass is not renormalised (multinomial does not need it; speculative decoding divides)."""
     probs = torch.softmax(logits.float() / params.temperature, dim=-1)
     if params.top_p < 1.0:
         sorted_p, order = probs.sort(dim=-1, descending=True)
@@ -33,7 +39,39 @@ def _choose(logits: torch.Tensor, params: GenerationParams, generator: Optional[
         keep[..., 0] = True  # a top_p that rounds to 0 in float32 would otherwise keep nothing
         sorted_p = sorted_p * keep
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return probs
+
+
+def left_padded(prompts: Sequence[Sequence[int]], pad_id: int,
+                device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids, mask, positions) of prompts left-padded to one width: every row's next token is the last column."""
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token (prepend BOS)")
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
+        mask[row, width - len(p):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    # Positions count real tokens only, so a left-padded row sees the same positions as it would alone.
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def enders(eos_id: Optional[int], stop_ids: Sequence[int], device: torch.device | str) -> torch.Tensor:
+    """Ids that end a row: EOS and the stop tokens."""
+    ids = set(stop_ids) | ({eos_id} if eos_id is not None else set())
+    return torch.tensor(sorted(ids), dtype=torch.long, device=device)
+
+
+def sampling_generator(params: GenerationParams, device: torch.device | str) -> Optional[torch.Generator]:
+    """The seeded generator of a sampled generation (seed None means 0, so sampling is reproducible); None
+    when greedy."""
+    if params.greedy:
+        return None
+    generator = torch.Generator(device=device)
+    generator.manual_seed(params.seed if params.seed is not None else 0)
+    return generator
 
 
 @torch.inference_mode()
@@ -51,24 +89,9 @@ def decode(
     (the stop token itself is kept so the caller can cut its text precisely)."""
     if not prompts:
         return []
-    if any(len(p) == 0 for p in prompts):
-        raise ValueError("every prompt needs at least one token (prepend BOS)")
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, p in enumerate(prompts):
-        ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
-        mask[row, width - len(p):] = 1
-    ids, mask = ids.to(device), mask.to(device)
-    # Positions count real tokens only, so a left-padded row sees the same positions as it would alone.
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-
-    enders = set(stop_ids) | ({eos_id} if eos_id is not None else set())
-    ender_tensor = torch.tensor(sorted(enders), dtype=torch.long, device=device)
-    generator = None
-    if not params.greedy:
-        generator = torch.Generator(device=device)
-        generator.manual_seed(params.seed if params.seed is not None else 0)
+    ids, mask, positions = left_padded(prompts, pad_id, device)
+    ender_tensor = enders(eos_id, stop_ids, device)
+    generator = sampling_generator(params, device)
 
     out: list[list[int]] = [[] for _ in prompts]
     done = torch.zeros(len(prompts), dtype=torch.bool, device=device)

@@ -188,3 +188,18 @@ class ULDLM(LogitsLM):
         else:
             a_logits, a_past = self.assistant.next_token_logits(input_ids, attention_mask, a_past, position_ids)
         return self.combine(t_logits, a_logits), (t_past, a_past)
+
+    @torch.no_grad()
+    def verify_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      past: Any = None, position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        """Combined logits at every new position (B, T, V), target and assistant one forward each over the
+        drafted tokens (speculative decoding); the relative-top filter is applied per position."""
+        t_past, a_past = (None, None) if past is None else past
+        t_logits, t_past = self.target.verify_logits(input_ids, attention_mask, t_past, position_ids)
+        if self._lean is not None:
+            hidden, a_past = self._lean.step_hidden(input_ids, attention_mask, position_ids, a_past,
+                                                    every_position=True)
+            a_logits = F.linear(hidden, self._lean.head)
+        else:
+            a_logits, a_past = self.assistant.verify_logits(input_ids, attention_mask, a_past, position_ids)
+        return self.combine(t_logits, a_logits), (t_past, a_past)

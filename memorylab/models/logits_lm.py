@@ -37,6 +37,21 @@ class LogitsLM:
         """Logits (B, V) of the next token and the updated cache."""
         raise NotImplementedError
 
+    # Speculative decoding (memorylab.decoding.speculative) needs a third primitive and a drafter.
+    drafter: Any = None  # a memorylab.models.drafter.Drafter; what SpeculativeParams(drafter=None) uses
+    speculative_stats: Any = None  # SpeculativeStats of the last generate() call (None when it was plain)
+
+    def verify_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      past: Any = None, position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        """Logits (B, T, V) at every new position and the updated cache: drafted tokens verified in one step."""
+        raise NotImplementedError(f"{type(self).__name__} has no verify_logits: it cannot decode speculatively")
+
+    def drafter_for(self, spec: Any) -> Any:
+        """The drafter `spec` (SpeculativeParams) names, loaded once into this process, on this model's device."""
+        from memorylab.models.drafter import drafter_for
+
+        return drafter_for(self, spec)
+
     # -- tokens -------------------------------------------------------------------------------------------
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return [list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]] if texts else []
@@ -120,12 +135,21 @@ class LogitsLM:
         stops = stop_token_ids(self._vocab_texts, params.stop) if params.stop else []
         seqs = self._check_length(self._with_start(prompts), room=params.max_new_tokens)
         outputs: list[str] = [""] * len(prompts)
+        self.speculative_stats = None
         for batch in self._batches(seqs):
-            new = decode(self._step, [seqs[i] for i in batch], params, pad_id=self.pad_id,
-                         eos_id=self.tokenizer.eos_token_id, stop_ids=stops, device=self.device)
+            new = self._decode([seqs[i] for i in batch], params, stops)
             for i, text in zip(batch, self.decode(new)):
                 outputs[i] = _cut_at_stop(text, params.stop)
         return outputs
+
+    def _decode(self, rows: list[list[int]], params: GenerationParams, stops: list[int]) -> list[list[int]]:
+        if params.speculative is not None:
+            from memorylab.decoding.speculative import generate_speculative
+
+            return generate_speculative(self, rows, params, stops)
+        return decode(self._step, rows, params, pad_id=self.pad_id, eos_id=self.tokenizer.eos_token_id,
+                      stop_ids=stops, device=self.device)
+
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
     cut = min((text.find(s) for s in stop if s in text), default=-1)

@@ -13,6 +13,28 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class SpeculativeParams:
+    """Speculative decoding (memorylab.decoding.speculative): a small drafter proposes `gamma` tokens and the
+    model verifies them in one forward. Greedy output is the model's own greedy output; sampled output has the
+    model's own distribution. Data only (hashable, picklable): the LM that generates loads the drafter."""
+
+    # A drafter folder or HF id sharing the model's tokenizer; None: the drafter attached to the LM (lm.drafter).
+    drafter: Optional[str] = None
+    gamma: int = 4
+    # Choose gamma each round from the measured acceptance rate and drafter/verifier costs (1..max_gamma).
+    adaptive: bool = False
+    max_gamma: int = 8
+    # VocabTrim: the drafter's head over only its `vocab` most frequent tokens (counts saved beside it).
+    vocab: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.gamma <= self.max_gamma:
+            raise ValueError(f"gamma must be in 1..max_gamma ({self.max_gamma}), got {self.gamma}")
+        if self.vocab is not None and self.vocab < 1:
+            raise ValueError(f"vocab must be >= 1, got {self.vocab}")
+
+
+@dataclass(frozen=True)
 class GenerationParams:
     """How to continue a prompt. temperature 0 means greedy, which is what every metric uses."""
 
@@ -22,6 +44,8 @@ class GenerationParams:
     seed: Optional[int] = None
     # A generation stops at the first token whose text contains one of these (and is cut there).
     stop: tuple[str, ...] = field(default_factory=tuple)
+    # None: plain decoding. Set: the same output (greedy) or distribution (sampling), drafted and verified.
+    speculative: Optional[SpeculativeParams] = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:

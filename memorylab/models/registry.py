@@ -12,6 +12,7 @@ from typing import Any
 
 BACKENDS: dict[str, str] = {
     "hf": "memorylab.models.backends.hf:HFLM",
+    "vllm": "memorylab.models.backends.vllm:VLLMLM",  # extra `vllm`, GPU only
 }
 
 
@@ -43,6 +44,9 @@ def backend_class(name: str) -> Any:
 
 
 def load_lm(source: str, *, backend: str = "hf", dtype: str = "float32", device: str = "auto",
-            batch_size: int = 32) -> Any:
-    """An LM-protocol object for a hub id or a local model folder."""
-    return backend_class(backend).load(source, dtype=dtype, device=device, batch_size=batch_size)
+            batch_size: int = 32, speculative: Any = None) -> Any:
+    """An LM-protocol object for a hub id or a local model folder. `speculative` (SpeculativeParams naming a
+    drafter) has the backend load the drafter with the model; only passed when set, so a backend without
+    speculative decoding still loads."""
+    extra = {} if speculative is None else {"speculative": speculative}
+    return backend_class(backend).load(source, dtype=dtype, device=device, batch_size=batch_size, **extra)

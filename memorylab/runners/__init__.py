@@ -12,6 +12,7 @@ RUNNERS: dict[str, str] = {
     "memorization": "memorylab.runners.memorization",
     "unlearning": "memorylab.runners.unlearning",
     "memory_agent_eval": "memorylab.runners.memory_agent_eval",
+    "continual": "memorylab.runners.continual",
 }
 
 
@@ -30,12 +31,17 @@ def clear_run_folder(folder: Path) -> None:
 
 def run_scenario(scenario: Any, out_dir: Path, *, address: Optional[str] = None,
                  raw_config: Optional[dict] = None, scenario_path: Optional[Path] = None,
-                 overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
-    """Run a validated scenario into out_dir and return its report (also written there as report.json)."""
+                 overwrite: bool = False, resume: bool = False, on_progress: Optional[Any] = None) -> dict[str, Any]:
+    """Run a validated scenario into out_dir and return its report (also written there as report.json).
+
+    `on_progress(partial_report, step)` receives intermediate results from runners that report them (a
+    sweep's early stopping reads them); it is passed only when given, as other runners do not take it."""
     module = importlib.import_module(RUNNERS[scenario.kind])
     out_dir = Path(out_dir)
     if overwrite and not resume and out_dir.exists():
         clear_run_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MARKER).write_text(f"{scenario.kind}\n")
-    return module.run(scenario, out_dir, address=address, raw_config=raw_config, scenario_path=scenario_path)
+    extra = {"on_progress": on_progress} if on_progress is not None else {}
+    return module.run(scenario, out_dir, address=address, raw_config=raw_config, scenario_path=scenario_path,
+                      **extra)

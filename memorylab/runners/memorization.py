@@ -20,11 +20,10 @@ from memorylab.cluster import ray_session
 from memorylab.data import build_world
 from memorylab.evaluation import Evaluation, add_privleak, evaluate_memorization
 from memorylab.report import bar_chart, loss_chart, markdown_table, metrics_table, versions, write_json
+from memorylab.runners.memorization_fields import METRICS
 from memorylab.runners.world_models import corpus, prepare_tokenizer, tokenizer_texts, train_models
 from memorylab.scenario import MemorizationScenario
 
-METRICS = ("verbmem_forget", "knowmem_forget", "knowmem_retain", "mia_auc_forget_holdout", "privleak",
-           "canary_exposure_mean", "ppl_holdout", "mia_auc_min_k_pp", "mia_auc_loss", "mia_auc_zlib")
 CORPORA = {"target": ("forget", "retain"), "retrain": ("retain",)}
 
 

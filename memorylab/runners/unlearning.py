@@ -29,6 +29,7 @@ from memorylab.decoding.lockstep import LockstepULD
 from memorylab.evaluation import Evaluation, add_forget_quality, add_privleak, evaluate
 from memorylab.progress import progress_bar
 from memorylab.report import versions, write_json
+from memorylab.runners.eval_cache import cached, model_fingerprint
 from memorylab.runners.unlearn_task import unlearn_job
 from memorylab.runners.unlearning_data import UnlearningData, unlearning_data
 from memorylab.runners.unlearning_report import UNLEARNING_METRICS, render_unlearning_markdown, unlearning_plots
@@ -45,6 +46,32 @@ class Job:
     phase: str  # main | scalability | sustainability
     step: int  # forget size (scalability) or request number (sustainability); 0 for main
     eval_units: Optional[tuple[str, ...]]  # the forget units this job's model is measured on (None = all)
+
+
+def _reference_models(scenario: UnlearningScenario, data: UnlearningData, tokenizer_dir: Path,
+                      out_dir: Path) -> dict[str, str]:
+    """Paths of the target and the retrain reference: those `reference` names, the others trained now."""
+    refs = {"target": scenario.reference.target, "retrain": scenario.reference.retrain}
+    corpora = {"target": data.target_corpus, "retrain": data.retrain_corpus}
+    todo = {n: c for n, c in corpora.items() if refs[n] is None}
+    trained = train_models(todo, scenario.model, scenario.train, scenario.resources.trainer, tokenizer_dir,
+                           out_dir, scenario.seed) if todo else {}
+    return {n: refs[n] or trained[n]["path"] for n in corpora}
+
+
+# For sweeps (memorylab/tune): fields that change the target and retrain models. A sweep that varies none of
+# them trains both once (prepare_shared) and every trial unlearns from those, as `reference` overrides.
+SHARED_PREFIXES = ("seed", "world", "model", "train", "data", "reference", "resources.trainer")
+
+
+def prepare_shared(scenario: UnlearningScenario, folder: Path,
+                   scenario_path: Optional[Path] = None) -> dict[str, str]:
+    """Train (or reuse, when `folder` already holds them) the models every trial of a sweep starts from."""
+    data = unlearning_data(scenario, scenario_path.parent if scenario_path else None)
+    tokenizer_dir = prepare_tokenizer(scenario.model, data.tokenizer_texts, folder / "tokenizer")
+    paths = _reference_models(scenario, data, tokenizer_dir, folder)
+    return {**{f"reference.{name}": str(Path(path).absolute()) for name, path in paths.items()},
+            "reference.evaluations": str((folder / "evaluations").absolute())}
 
 
 def _plan_and_submit(scenario: UnlearningScenario, data: UnlearningData, target: str, tokenizer_dir: Path,
@@ -139,11 +166,21 @@ def _evaluate_model(scenario: UnlearningScenario, data: UnlearningData, model: d
             remove_group(pg)
 
 
+def _evaluate_reusing(scenario: UnlearningScenario, data: UnlearningData, model: dict[str, Any], name: str,
+                      unit_sets: list[Optional[tuple[str, ...]]]) -> dict[Optional[tuple[str, ...]], Evaluation]:
+    """_evaluate_model, served from `reference.evaluations` for a reference model measured before in the same
+    way (the trials of a sweep all compare against the same target and retrain)."""
+    folder = scenario.reference.evaluations if name in ("target", "retrain") and not model.get("assistant") else None
+    key = {"settings": scenario.model_dump(mode="json", include={"seed", "world", "data", "eval", "model"}),
+           "weights": model_fingerprint(model["path"]), "units": unit_sets}
+    return cached(folder, key, lambda: _evaluate_model(scenario, data, model, name, unit_sets))
+
+
 def _evaluate_all(scenario, data, models: dict[str, dict], unit_sets: dict[str, list]) -> dict[str, dict]:
     cpus = ray.cluster_resources().get("CPU", 1)
     workers = max(1, min(len(models), int(cpus // max(scenario.resources.model.num_cpus, 0.5))))
     with progress_bar(total=len(models), desc="evaluate") as bar, ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {name: pool.submit(_evaluate_model, scenario, data, m, name, unit_sets[name])
+        futures = {name: pool.submit(_evaluate_reusing, scenario, data, m, name, unit_sets[name])
                    for name, m in models.items()}
         results = {}
         for name, future in futures.items():
@@ -175,12 +212,7 @@ def run(scenario: UnlearningScenario, out_dir: Path, *, address: Optional[str] =
     with ray_session(address or scenario.ray.address, scenario.ray.num_cpus):
         t = time.perf_counter()
         tokenizer_dir = prepare_tokenizer(scenario.model, data.tokenizer_texts, out_dir / "tokenizer")
-        refs = {"target": scenario.reference.target, "retrain": scenario.reference.retrain}
-        corpora = {"target": data.target_corpus, "retrain": data.retrain_corpus}
-        todo = {n: c for n, c in corpora.items() if refs[n] is None}
-        trained = train_models(todo, scenario.model, scenario.train, scenario.resources.trainer, tokenizer_dir,
-                               out_dir, scenario.seed) if todo else {}
-        paths = {n: refs[n] or trained[n]["path"] for n in corpora}
+        paths = _reference_models(scenario, data, tokenizer_dir, out_dir)
         timings["train"] = round(time.perf_counter() - t, 3)
 
         t = time.perf_counter()

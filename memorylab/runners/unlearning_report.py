@@ -59,6 +59,16 @@ def metric_keys(report: Mapping[str, Any]) -> tuple[str, ...]:
                  if k in BASE_METRICS or any(k in m for m in models.values()))
 
 
+def report_fields(scenario: Any) -> set[str]:
+    """Dotted paths of the numbers an unlearning report holds for `scenario` (what a sweep may optimise):
+    every metric of every model, each method's time and last loss, and the run's total time."""
+    metrics = BASE_METRICS + (TOFU_METRICS if scenario.data.source == "tofu" else ())
+    labels = [m.name for m in scenario.methods]
+    return ({f"models.{name}.{k}" for name in (*REFERENCES, *labels) for k in metrics}
+            | {f"methods.{label}.{k}" for label in labels for k in ("seconds", "final_loss")}
+            | {"timings_s.total"})
+
+
 def method_labels(report: Mapping[str, Any]) -> list[str]:
     """Method labels in the runner's order: those of report["methods"], then any other non-reference model."""
     models = report.get("models", {})

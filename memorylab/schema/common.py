@@ -6,9 +6,10 @@ silently ignored deep in a run.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 def _names_a_folder(v: str) -> str:
@@ -98,6 +99,32 @@ class TrainConfig(Strict):
     checkpoint_every: int = Field(200, ge=1)
 
 
+class SpeculativeConfig(Strict):
+    """Speculative decoding of generations (memorylab.decoding.speculative): a small drafter sharing the model's
+    tokenizer proposes `gamma` tokens, the model verifies them in one forward. Greedy outputs are the model's
+    own, token for token; only the speed changes."""
+
+    drafter: str = Field(..., description="a drafter folder or HF id; for a memory_agent generator trained on the "
+                                          "world, 'train': a 1-layer tiny drafter trained beside it")
+    gamma: int = Field(4, ge=1, le=16, description="drafted tokens per verification")
+    adaptive: bool = Field(False, description="choose gamma each round from the measured acceptance rate")
+    vocab: Optional[int] = Field(None, ge=1, description="VocabTrim: the drafter's head over its N most frequent "
+                                                         "tokens (needs token_counts.json beside the drafter)")
+
+    @field_validator("drafter")
+    @classmethod
+    def _absolute_when_a_folder(cls, v: str) -> str:
+        # The drafter is loaded inside a Ray actor, whose working directory need not be this one.
+        return str(Path(v).resolve()) if v != "train" and Path(v).exists() else v
+
+    def params(self, drafter: Optional[str] = None):
+        """The SpeculativeParams of this block (`drafter` replaces 'train' by the trained drafter's folder)."""
+        from memorylab.models.protocol import SpeculativeParams
+
+        return SpeculativeParams(drafter=drafter or self.drafter, gamma=self.gamma, adaptive=self.adaptive,
+                                 max_gamma=max(8, self.gamma), vocab=self.vocab)
+
+
 class EvalConfig(Strict):
     batch_size: int = Field(32, ge=1)
     verbmem_prefix_tokens: int = Field(12, ge=1)
@@ -105,6 +132,16 @@ class EvalConfig(Strict):
     knowmem_shots: int = Field(3, ge=0)
     knowmem_max_new_tokens: int = Field(16, ge=1)
     mia_min_k: float = Field(0.2, gt=0, le=1, description="fraction of lowest-prob tokens for Min-K%")
+    speculative: Optional[SpeculativeConfig] = Field(
+        None, description="VerbMem and KnowMem generations drafted and verified (same greedy outputs, faster)")
+
+    @field_validator("speculative")
+    @classmethod
+    def _named_drafter(cls, v: Optional[SpeculativeConfig]) -> Optional[SpeculativeConfig]:
+        if v is not None and v.drafter == "train":
+            raise ValueError("drafter 'train' is for a memory_agent generator; name a drafter folder or HF id "
+                             "(memorylab.models.drafter.train_drafter builds one for the tiny world)")
+        return v
 
 
 class ActorResources(Strict):

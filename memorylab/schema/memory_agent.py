@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from memorylab.schema.common import ActorResources, ScenarioBase, Strict
+from memorylab.schema.common import ActorResources, ScenarioBase, SpeculativeConfig, Strict
 
 RerankerName = Literal["none", "cross_encoder", "listwise_first"]
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
@@ -26,11 +26,16 @@ class GeneratorConfig(Strict):
     path: Optional[str] = None
     max_new_tokens: int = Field(24, ge=1, le=1024)
     max_context_tokens: int = Field(224, ge=16, description="prompt budget: memories are cut to fit it")
+    speculative: Optional[SpeculativeConfig] = Field(
+        None, description="every generation drafted by a small drafter and verified (same greedy answers, faster)")
 
     @model_validator(mode="after")
     def _path_when_named(self) -> "GeneratorConfig":
         if self.source == "path" and not self.path:
             raise ValueError("source 'path' needs `path` (a checkpoint folder or an HF id)")
+        if self.speculative is not None and self.speculative.drafter == "train" and self.source != "train":
+            raise ValueError("speculative.drafter 'train' trains a drafter beside a generator trained on the world "
+                             "(source: train); with source 'path' name a drafter folder or HF id")
         return self
 
 
@@ -137,4 +142,12 @@ class MemoryAgentScenario(ScenarioBase):
         if self.memory.reranker.name == "listwise_first" and self.serve.generator_replicas > 1:
             raise ValueError("memory.reranker listwise_first needs serve.generator_replicas: 1 (its calls keep a "
                              "per-replica session)")
+        return self
+
+    @model_validator(mode="after")
+    def _trained_drafter_is_tiny(self) -> "MemoryAgentScenario":
+        spec = self.generator.speculative
+        if spec is not None and spec.drafter == "train" and not self.model.is_tiny:
+            raise ValueError("generator.speculative.drafter 'train' builds a tiny drafter for a tiny generator "
+                             f"(model.name: tiny), not for {self.model.name!r}: name a drafter folder or HF id")
         return self

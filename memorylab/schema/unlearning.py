@@ -99,6 +99,8 @@ class ReferenceModels(Strict):
 
     target: Optional[str] = None
     retrain: Optional[str] = None
+    evaluations: Optional[str] = Field(None, description="a folder caching the evaluations of target and "
+                                       "retrain, for runs that measure them alike (a sweep's trials set it)")
 
 
 class ScalabilityConfig(Strict):

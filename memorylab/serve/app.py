@@ -60,7 +60,7 @@ def build_app(args: Union[dict, BuildArgs]) -> Any:
     """The Serve application of a memory_agent scenario (trains the generator first when it is missing)."""
     from memorylab.serve.agent import MemoryAgent
     from memorylab.serve.generator import Generator
-    from memorylab.serve.generator_model import prepare_generator
+    from memorylab.serve.generator_model import generator_speculative, prepare_generator
     from memorylab.serve.ingress import Ingress
 
     args = args if isinstance(args, BuildArgs) else BuildArgs.model_validate(args)
@@ -79,7 +79,7 @@ def build_app(args: Union[dict, BuildArgs]) -> Any:
                                   num_replicas=scenario.serve.generator_replicas).bind(
         model_path, backend=scenario.model.backend, dtype=scenario.model.dtype,
         device=device_for(res.generator, scenario.model.device), num_threads=torch_threads(res.generator),
-        seed=scenario.seed)
+        seed=scenario.seed, speculative=generator_speculative(scenario, folder))
     agent = MemoryAgent.options(ray_actor_options=actor_options(res.agent)).bind(generator, memory, generation)
     # One Ingress replica: it holds the store (see retriever.py), and the store has exactly one writer.
     return Ingress.options(ray_actor_options=actor_options(res.ingress), num_replicas=1).bind(

@@ -4,9 +4,12 @@ answer path sees the LM protocol."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ray import serve
 
 from memorylab.actors.model_actor import ModelActor
+from memorylab.models.protocol import SpeculativeParams
 
 
 @serve.deployment(name="Generator", max_ongoing_requests=32)
@@ -15,6 +18,7 @@ class Generator(ModelActor):
     end them (RemoteLM.end_session) and keep the generator at one replica or use stateless calls."""
 
     def __init__(self, source: str, backend: str = "hf", dtype: str = "float32", device: str = "auto",
-                 num_threads: int = 1, seed: int = 0) -> None:
+                 num_threads: int = 1, seed: int = 0, speculative: Optional[SpeculativeParams] = None) -> None:
+        # `speculative` (generator.speculative): the drafter lives in this replica, beside the model.
         super().__init__("generator", source, backend=backend, dtype=dtype, device=device,
-                         num_threads=num_threads, seed=seed)
+                         num_threads=num_threads, seed=seed, speculative=speculative)

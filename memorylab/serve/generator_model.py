@@ -5,6 +5,7 @@ sessions will introduce). A finished training in the serve folder is reused, so 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Optional
 
 from memorylab.schema.memory_agent import MemoryAgentScenario
 
@@ -29,3 +30,25 @@ def prepare_generator(scenario: MemoryAgentScenario, folder: Path) -> str:
     trained = train_models({"generator": corpus(world, list(KNOWN_SPLITS))}, scenario.model, scenario.train,
                            scenario.resources.trainer, tokenizer_dir, folder, scenario.seed)
     return trained["generator"]["path"]
+
+
+def generator_speculative(scenario: MemoryAgentScenario, folder: Path) -> Optional[Any]:
+    """The SpeculativeParams of `generator.speculative` (None when unset). Drafter 'train': a 1-layer tiny
+    drafter trained on the generator's corpus with the generator's tokenizer and training settings, kept in the
+    serve folder (reused on restart) with its token counts for VocabTrim; call after prepare_generator."""
+    spec = scenario.generator.speculative
+    if spec is None or spec.drafter != "train":
+        return None if spec is None else spec.params()
+    from memorylab.data import build_world
+    from memorylab.decoding.vocabtrim import corpus_counts, save_counts
+    from memorylab.models.drafter import drafter_config
+    from memorylab.runners.world_models import corpus, train_models
+    from transformers import AutoTokenizer
+
+    documents = corpus(build_world(scenario.world, seed=scenario.seed), list(KNOWN_SPLITS))
+    model = scenario.model.model_copy(update={"tiny": drafter_config(scenario.model.tiny, num_layers=1)})
+    trained = train_models({"drafter": documents}, model, scenario.train, scenario.resources.trainer,
+                           folder / "tokenizer", folder, scenario.seed)
+    path = Path(trained["drafter"]["path"])
+    save_counts(path, corpus_counts(AutoTokenizer.from_pretrained(folder / "tokenizer"), documents), "corpus")
+    return spec.params(str(path))

@@ -48,8 +48,13 @@ def start_agent(scenario: Union[str, dict, Any], *, host: str = "127.0.0.1", por
 
 
 def stop_agent() -> None:
+    import ray
     from ray import serve
 
+    # Without a connection there is nothing to stop, and serve.shutdown() would call ray.init() to look: a
+    # local Ray after a failed join, or minutes of retries against the unreachable address itself.
+    if not ray.is_initialized():
+        return
     try:
         serve.shutdown()
     except Exception:  # noqa: BLE001 - stopping must not mask the error that made us stop

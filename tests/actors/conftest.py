@@ -1,19 +1,10 @@
-"""Fixtures for the actor, cluster and evaluation tests: a real local Ray, a tiny world and a tiny model.
-
-Consecutive modules that ask for `ray_cluster` share one local Ray (a start costs seconds on 2 cores); it is
-shut down as soon as the next test does not want it, so nothing that runs later (another folder's tests)
-silently joins it, and at the end of the session whatever happens. A test that must see Ray *down* asks for
-`ray_down`.
-"""
+"""Fixtures for the actor, cluster and evaluation tests: a tiny world and a tiny model (the local Ray,
+`ray_cluster`, lives in tests/conftest.py)."""
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import pytest
-import ray
 
-from memorylab.cluster import connect
 from memorylab.data import build_world
 from memorylab.models.tiny import build_tiny_model
 from memorylab.models.tokenizer import train_bpe_tokenizer
@@ -23,68 +14,6 @@ from memorylab.scenario import TinyModelConfig, WorldConfig
 TINY = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, vocab_size=300,
                        max_position_embeddings=512)
 WORLD = WorldConfig(num_people=8, forget=2, holdout=2, canaries=1, canary_candidates=20)
-
-
-class _LocalRay:
-    """Starts and stops the tests' local Ray; never touches a Ray that something else started."""
-
-    def __init__(self) -> None:
-        self.owned = False
-
-    def up(self) -> None:
-        if ray.is_initialized():
-            return
-        try:
-            with pytest.MonkeyPatch.context() as mp:
-                mp.delenv("RAY_ADDRESS", raising=False)  # a set RAY_ADDRESS would make connect() join it
-                assert connect(num_cpus=2) is True  # connect() says it started (and so owns) this Ray
-        except BaseException:
-            ray.shutdown()
-            raise
-        self.owned = True
-
-    def down(self) -> None:
-        if self.owned:
-            ray.shutdown()
-            self.owned = False
-
-
-LOCAL_RAY = _LocalRay()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_teardown(item, nextitem):
-    yield  # fixtures (actor handles included) are finalized first
-    # Only at a module boundary: a module's fixtures hold actors for all of its tests.
-    leaving = nextitem is None or nextitem.module is not item.module
-    if leaving and "ray_cluster" not in getattr(nextitem, "fixturenames", ()):
-        LOCAL_RAY.down()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _ray_stopped_at_exit() -> Iterator[None]:
-    try:
-        yield
-    finally:
-        LOCAL_RAY.down()
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> None:
-    """A real local Ray on 2 CPUs, no dashboard (see connect())."""
-    LOCAL_RAY.up()
-
-
-@pytest.fixture
-def ray_down() -> Iterator[None]:
-    """No Ray running during the test, and none left behind by it."""
-    LOCAL_RAY.down()
-    if ray.is_initialized():
-        pytest.skip("a Ray started outside these tests is running")
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ def test_hf_is_registered_and_resolves():
 
 def test_unknown_backend_lists_the_known_ones(scratch_backends):
     register_backend("dummy", "somewhere.else:Dummy")
-    with pytest.raises(KeyError, match=r"unknown backend 'nope'; known backends: dummy, hf"):
+    with pytest.raises(KeyError, match=r"unknown backend 'nope'; known backends: dummy, hf, vllm"):
         backend_class("nope")
 
 

@@ -42,12 +42,17 @@ class HFLM(LogitsLM):
         self.max_length = int(getattr(model.config, "max_position_embeddings", 2048))
 
     @classmethod
-    def load(cls, source: str, *, dtype: str = "float32", device: str = "auto", batch_size: int = 32) -> "HFLM":
-        """Load from a hub id or a local folder written by save_pretrained."""
+    def load(cls, source: str, *, dtype: str = "float32", device: str = "auto", batch_size: int = 32,
+             speculative: Any = None) -> "HFLM":
+        """Load from a hub id or a local folder written by save_pretrained. `speculative` (SpeculativeParams
+        naming a drafter) loads that drafter now, beside the model, instead of at the first generation."""
         dev = resolve_device(device)
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
-        return cls(model, tokenizer, batch_size=batch_size, device=dev)
+        lm = cls(model, tokenizer, batch_size=batch_size, device=dev)
+        if speculative is not None:
+            lm.drafter_for(speculative)
+        return lm
 
     # -- the two primitives -------------------------------------------------------------------------------
     def sequence_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -56,13 +61,24 @@ class HFLM(LogitsLM):
     @torch.no_grad()
     def next_token_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                           past: Any = None, position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        logits, past = self._cached_forward(input_ids, attention_mask, past, position_ids)
+        return logits[:, -1, :].float(), past
+
+    @torch.no_grad()
+    def verify_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      past: Any = None, position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        """`next_token_logits` at every new position (B, T, V): speculative decoding's verification step."""
+        logits, past = self._cached_forward(input_ids, attention_mask, past, position_ids)
+        return logits.float(), past
+
+    def _cached_forward(self, input_ids, attention_mask, past, position_ids) -> tuple[torch.Tensor, Any]:
         # transformers 5 renamed past_key_values to cache; speak whichever this model's forward knows.
         cache_kw = "cache" if self._forward_takes_cache else "past_key_values"
         out = self.model(input_ids=input_ids.to(self.device),
                          attention_mask=None if attention_mask is None else attention_mask.to(self.device),
                          position_ids=None if position_ids is None else position_ids.to(self.device),
                          use_cache=True, **{cache_kw: past})
-        return out.logits[:, -1, :].float(), getattr(out, cache_kw)
+        return out.logits, getattr(out, cache_kw)
 
     @cached_property
     def _forward_takes_cache(self) -> bool:

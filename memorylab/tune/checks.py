@@ -1,0 +1,132 @@
+"""Checks of a sweep against the scenario it wraps, run when the sweep file is loaded.
+
+Each swept path must name a field of the wrapped scenario and every value of its domain must validate there;
+each objective may only read figures the wrapped kind's report holds; early stopping needs a runner that
+reports intermediate results. Problems are reported like any other scenario problem, on the sweep file's line.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import BaseModel, ValidationError
+
+from memorylab.scenario import KINDS
+from memorylab.tune.fields import SWEEPABLE, report_fields, reports_progress
+from memorylab.tune.objectives import Expression, ExpressionError, dotted
+from memorylab.tune.paths import field_problem, with_values
+
+Loc = tuple[str, ...]
+
+
+def load_wrapped(sweep: Any, data: dict, lines: dict, set_paths: set, out: Any,
+                 base: Path) -> Optional[tuple[BaseModel, dict]]:
+    """The wrapped scenario's model and raw mapping, or None after adding its problems to `out`."""
+    from memorylab import scenario_loader as loader
+
+    here = ("scenario",)
+    if isinstance(sweep.scenario, str):
+        path = Path(sweep.scenario).expanduser()
+        path = path if path.is_absolute() else base / path
+        try:
+            model, raw = loader.load_scenario_and_dict(path)
+        except loader.ScenarioError as e:
+            for problem in e.problems:
+                out.add(loader._line_of(here, lines, set_paths), "scenario", f"the wrapped scenario: {problem}")
+            return None
+    else:
+        raw = data["scenario"]
+        inner = loader._Problems(out.file)
+        inner_lines = {loc[1:]: line for loc, line in lines.items() if loc[:1] == here}
+        inner_lines.setdefault((), lines.get(here, lines[()]))
+        inner_set = {loc[1:] for loc in set_paths if loc[:1] == here and len(loc) > 1}
+        model = loader._validate(raw, inner_lines, inner_set, inner, base)
+        for line, field, message in inner.found:
+            out.add(line, f"scenario.{field}" if field != "file" else "scenario", message)
+        if model is None or inner.found:
+            return None
+    if model.kind not in SWEEPABLE:
+        out.add(loader._line_of(here, lines, set_paths), "scenario",
+                f"a {model.kind} scenario cannot be swept; sweepable kinds: {', '.join(SWEEPABLE)}")
+        return None
+    return model, raw
+
+
+def check_sweep(sweep: Any, data: dict, lines: dict, set_paths: set, out: Any, base: Path) -> None:
+    from memorylab import scenario_loader as loader
+
+    def add(loc: Loc, message: str) -> None:
+        out.add(loader._line_of(loc, lines, set_paths), ".".join(loc), message)
+
+    wrapped = load_wrapped(sweep, data, lines, set_paths, out, base)
+    if wrapped is None:
+        return
+    model, raw = wrapped
+    fields = report_fields(model)
+    lost: dict[str, str] = {}  # figure -> the swept value whose report lacks it
+    for path, domain in sweep.space.items():
+        problem = field_problem(model, path)
+        if problem is None:
+            problem = _value_problem(model.kind, raw, path, domain.probe_values())
+        if problem is not None:
+            add(("space", path), problem)
+            continue
+        # A swept value can rename figures (a method's default label is its name): objectives may read
+        # only figures that every trial's report holds.
+        for value in domain.probe_values():
+            kept = report_fields(KINDS[model.kind].model_validate(with_values(raw, {path: value})))
+            lost.update({f: f"{path}={value!r}" for f in fields - kept if f not in lost})
+            fields &= kept
+
+    for i, objective in enumerate(sweep.objectives):
+        loc = ("objectives", str(i), "maximize" if objective.mode == "max" else "minimize")
+        try:
+            expression = Expression(objective.expr)
+        except ExpressionError as e:
+            add(loc, str(e))
+            continue
+        for path in expression.paths:
+            if dotted(path) in lost:
+                add(loc, f"{dotted(path)} is missing from the report of trials with {lost[dotted(path)]}; "
+                         "objectives must read figures every trial has (give a swept method a fixed `label`)")
+            elif dotted(path) not in fields:
+                close = difflib.get_close_matches(dotted(path), sorted(fields), n=3, cutoff=0.6)
+                hint = f"; close: {', '.join(close)}" if close else f"; figures look like {min(fields)}"
+                add(loc, f"{dotted(path)} is not a figure of the {model.kind} report{hint}")
+    if sweep.scheduler.name == "asha" and not reports_progress(model.kind):
+        add(("scheduler", "name"), f"asha stops trials early on intermediate results, and the {model.kind} "
+                                   "runner reports only at the end; use fifo")
+
+
+def _value_problem(kind: str, raw: dict, path: str, values: list[Any]) -> Optional[str]:
+    """A sentence for the first domain value that makes the wrapped scenario invalid, else None."""
+    for value in values:
+        try:
+            KINDS[kind].model_validate(with_values(raw, {path: value}))
+        except ValidationError as e:
+            from memorylab.scenario_loader import _strip_union_tags
+
+            err = e.errors(include_url=False)[0]
+            where = ".".join(_strip_union_tags(tuple(str(p) for p in err["loc"]), raw))
+            return f"value {value!r} does not fit the wrapped scenario: {where}: {err['msg']}"
+        except (IndexError, ValueError, TypeError, AttributeError) as e:
+            return f"value {value!r} cannot be set at {path}: {e}"
+    return None
+
+
+def wrapped_scenario(sweep: Any, sweep_path: Path) -> tuple[BaseModel, dict, Path]:
+    """The wrapped scenario of a sweep that loaded cleanly: its model, raw mapping, and the file whose folder
+    resolves its relative paths (its own file, or the sweep's for an inline one)."""
+    import copy
+
+    from memorylab.scenario_loader import load_scenario_and_dict
+
+    if isinstance(sweep.scenario, str):
+        path = Path(sweep.scenario).expanduser()
+        path = path if path.is_absolute() else sweep_path.absolute().parent / path
+        model, raw = load_scenario_and_dict(path)
+        return model, raw, path
+    raw = copy.deepcopy(sweep.scenario)
+    return KINDS[raw["kind"]].model_validate(raw), raw, sweep_path

@@ -1,0 +1,75 @@
+"""The trial: one run of the wrapped scenario, with the trial's values set, through the same runner code as
+`memorylab run`; its objectives are read from the report the runner returns.
+
+A runner that reports intermediate results (on_progress) lets a scheduler such as ASHA stop a weak trial
+early: each intermediate report is scored with the same objectives, whatever figures it already holds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from memorylab.report import write_json
+from memorylab.tune.objectives import Expression
+
+RUN_FOLDER = "run"  # the wrapped run's folder inside each trial's folder
+RESULT_FILE = "trial_result.json"  # a finished trial's final result, next to its run folder
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything a trial needs besides its config; plain data, so Ray can ship it to the trial's worker."""
+
+    kind: str
+    raw: dict[str, Any]  # the wrapped scenario's mapping
+    fixed: dict[str, Any] = field(default_factory=dict)  # dotted path -> value for every trial (shared setup)
+    objectives: tuple[tuple[str, str], ...] = ()  # (name, expression)
+    scenario_path: Optional[str] = None  # resolves relative paths the wrapped scenario holds
+    reports_progress: bool = False
+
+
+def score(objectives: dict[str, Expression], report: dict[str, Any]) -> dict[str, float]:
+    """Objective values of a report; NaN for one the report cannot give (a missing figure, a zero divisor)."""
+    values = {name: expr.value(report) for name, expr in objectives.items()}
+    return {name: (math.nan if v is None else v) for name, v in values.items()}
+
+
+def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
+    """Ray Tune function trainable."""
+    from ray import tune
+
+    from memorylab.runners import run_scenario
+    from memorylab.scenario import KINDS
+    from memorylab.tune.paths import with_values
+
+    trial_dir = Path(tune.get_context().get_trial_dir())
+    finished = trial_dir / RESULT_FILE
+    if finished.exists():
+        # The trial ran to the end before the experiment was interrupted, but Tune's last saved state
+        # predates that: report the stored result rather than running the same configuration twice.
+        tune.report(json.loads(finished.read_text()))
+        return
+    raw = with_values(spec.raw, {**spec.fixed, **config})
+    scenario = KINDS[spec.kind].model_validate(raw)
+    objectives = {name: Expression(text) for name, text in spec.objectives}
+    out_dir = trial_dir / RUN_FOLDER
+    began = time.perf_counter()
+
+    def on_progress(partial: dict[str, Any], step: int) -> None:
+        values = score(objectives, partial)
+        if not all(math.isnan(v) for v in values.values()):
+            tune.report({**values, "step": step, "final": False,
+                         "trial_work_s": round(time.perf_counter() - began, 3)})
+
+    extra = {"on_progress": on_progress} if spec.reports_progress else {}
+    report = run_scenario(scenario, out_dir, raw_config=raw, overwrite=True,
+                          scenario_path=Path(spec.scenario_path) if spec.scenario_path else None, **extra)
+    result = {**score(objectives, report), "final": True,
+              "trial_work_s": round(time.perf_counter() - began, 3), "run_dir": str(out_dir)}
+    write_json(finished, result)
+    tune.report(result)

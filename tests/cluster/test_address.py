@@ -1,0 +1,61 @@
+"""`memorylab run | serve | tune` on a cluster: an address from --address, RAY_ADDRESS or the scenario's
+ray.address is only ever joined. An unreachable one fails in seconds with one line and exit code 1, and no
+local Ray is started in its place (a mistyped address must not become a quiet one-machine run)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import ray
+from typer.testing import CliRunner
+
+from memorylab.cli import app
+
+SCENARIOS = Path(__file__).parents[2] / "scenarios"
+COMMANDS = {"run": "quickstart.yaml", "serve": "agent.yaml", "tune": "sweep_methods.yaml"}
+
+
+def closed_port() -> int:
+    """A loopback port that nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def invoke(command: str, tmp_path: Path, *options: str, env: dict | None = None):
+    folder = str(tmp_path / f"out{len(list(tmp_path.iterdir()))}")  # a fresh one per call
+    out = ["--out", folder] if command != "serve" else ["--folder", folder]
+    began = time.monotonic()
+    result = CliRunner().invoke(app, [command, str(SCENARIOS / COMMANDS[command]), *out, *options], env=env)
+    return result, time.monotonic() - began
+
+
+def assert_refused(result, seconds: float, address: str) -> None:
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: could not reach the Ray cluster at '{address}'"), lines
+    assert seconds < 30  # ray.init alone retries an unreachable GCS for minutes
+    assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_an_unreachable_address_option_is_refused_at_once(ray_down, monkeypatch, tmp_path, command):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    address = f"127.0.0.1:{closed_port()}"
+    assert_refused(*invoke(command, tmp_path, "--address", address), address)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_ray_address_from_the_environment_is_joined_not_replaced(ray_down, tmp_path, command):
+    address = f"127.0.0.1:{closed_port()}"
+    assert_refused(*invoke(command, tmp_path, env={"RAY_ADDRESS": address}), address)
+
+
+def test_the_scenario_address_counts_too_and_the_option_wins(ray_down, monkeypatch, tmp_path):
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # the lowest priority of the three
+    in_file, option = f"127.0.0.1:{closed_port()}", f"ray://127.0.0.1:{closed_port()}"
+    assert_refused(*invoke("run", tmp_path, "--set", f"ray.address={in_file}"), in_file)
+    assert_refused(*invoke("run", tmp_path, "--set", f"ray.address={in_file}", "--address", option), option)
