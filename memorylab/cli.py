@@ -15,6 +15,7 @@ import typer
 
 from memorylab import __version__
 from memorylab.errors import MemorylabError
+from memorylab.runners import holds_only_marker  # light: the runners themselves load only for a run
 from memorylab.scenario_loader import ScenarioError, load_scenario, load_scenario_and_dict
 
 # pretty_exceptions off: a bug's traceback should be the plain one, and user errors never get one.
@@ -198,7 +199,9 @@ def _experiment_folder(out: Optional[Path], default: Path, overwrite: bool, resu
         _fail([f"error: {folder} exists and is not a folder"])
     if overwrite and resume:
         _fail(["error: --overwrite and --resume contradict each other; pass one"])
-    if folder.is_dir() and any(folder.iterdir()) and not (overwrite or resume):
+    # A folder holding only the marker is a run that failed before it began (killed while connecting, say).
+    in_the_way = folder.is_dir() and any(folder.iterdir()) and not holds_only_marker(folder)
+    if in_the_way and not (overwrite or resume):
         _fail([f"error: {folder} already exists and is not empty; "
                "pass --overwrite (start afresh), --resume (continue it) or choose --out"])
     return folder
@@ -227,21 +230,16 @@ def tune(
     folder = _experiment_folder(out, default, overwrite, resume)
     address = address or sweep.ray.address or os.environ.get("RAY_ADDRESS") or None
 
-    from memorylab.runners import clear_run_folder
+    from memorylab.runners import marked_folder
     from memorylab.tune.analysis import analyze_experiment
     from memorylab.tune.checks import wrapped_scenario
     from memorylab.tune.experiment import run_sweep
 
     try:
         wrapped, wrapped_raw, wrapped_path = wrapped_scenario(sweep, file)
-        if overwrite and folder.exists():
-            clear_run_folder(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        from memorylab.runners import MARKER
-
-        (folder / MARKER).write_text("sweep\n")
-        record = run_sweep(sweep, wrapped, wrapped_raw, folder, scenario_path=wrapped_path, address=address,
-                           resume=resume, raw_config=raw_config)
+        with marked_folder(folder, "sweep", overwrite=overwrite):
+            record = run_sweep(sweep, wrapped, wrapped_raw, folder, scenario_path=wrapped_path, address=address,
+                               resume=resume, raw_config=raw_config)
         table = analyze_experiment(folder)
     except ScenarioError as e:
         _fail(e.problems)

@@ -36,6 +36,10 @@ CASES = [
      "  methods: [uld]\n", "bad.yaml:1: ", "unknown labels: uld"),
     ("npo-beta-zero", HEAD + "methods:\n  - method: npo\n    beta: 0\n", "bad.yaml:5: methods.0.beta",
      "greater than 0"),
+    ("uld-pair-bundle-empty", HEAD + "methods:\n  - method: uld\n    placement: two_actors\n"
+     "resources:\n  model: {num_cpus: 0}\n", "bad.yaml:1: ", "resources.model, which asks for nothing"),
+    ("uld-pair-strategy-unknown", HEAD + "methods:\n  - method: uld\nresources:\n  uld_pair_strategy: pack\n",
+     "bad.yaml:6: resources.uld_pair_strategy", "'STRICT_PACK', 'PACK', 'SPREAD' or 'STRICT_SPREAD'"),
 ]
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 import dataclasses
+import time
 
 import numpy as np
 import ray
@@ -79,6 +80,9 @@ class ModelActor:
             if speculative is not None:
                 self.lm.drafter_for(speculative)
         self._sessions: dict[str, Any] = {}
+        # Figures of every speculative generate call, for a report per model (the LM keeps only the last call's).
+        self._drafted: Any = None
+        self._drafted_seconds = 0.0
 
     def info(self) -> dict[str, Any]:
         import torch
@@ -94,10 +98,17 @@ class ModelActor:
             info["speculative"] = dataclasses.asdict(self.speculative)
         return info
 
-    def speculative_stats(self) -> Optional[dict[str, float]]:
-        """Acceptance rate and counts of the last generate call, when it decoded speculatively."""
-        stats = getattr(self.lm, "speculative_stats", None)
-        return None if stats is None else stats.as_dict()
+    def speculative_stats(self, total: bool = False) -> Optional[dict[str, float]]:
+        """Acceptance rate and counts of the last generate call, when it decoded speculatively; `total`: of every
+        speculative call since the actor started, with their wall time and tokens/s (prompt forwards included)."""
+        if not total:
+            stats = getattr(self.lm, "speculative_stats", None)
+            return None if stats is None else stats.as_dict()
+        if self._drafted is None:
+            return None
+        seconds = self._drafted_seconds
+        return {**self._drafted.as_dict(), "generate_seconds": seconds,
+                "tokens_per_s": self._drafted.emitted / seconds if seconds else float("nan")}
 
     def lm_settings(self) -> dict[str, Any]:
         """What a driver-side LogitsLM over this actor needs: the tokenizer (fast tokenizers pickle) and the
@@ -123,7 +134,13 @@ class ModelActor:
     def generate(self, prompts: Sequence[str], params: GenerationParams) -> list[str]:
         if params.speculative is None and self.speculative is not None:
             params = dataclasses.replace(params, speculative=self.speculative)
-        return self.lm.generate(prompts, params)
+        began = time.perf_counter()
+        out = self.lm.generate(prompts, params)
+        stats = getattr(self.lm, "speculative_stats", None)
+        if params.speculative is not None and stats is not None:
+            self._drafted = stats if self._drafted is None else self._drafted.merged(stats)
+            self._drafted_seconds += time.perf_counter() - began
+        return out
 
     def sequence_logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Logits (B, T, V) of right-padded ids, as float32: the full-sequence primitive, for callers that

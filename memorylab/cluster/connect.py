@@ -1,7 +1,10 @@
 """Connect to Ray: a local instance by default, or an existing cluster when an address is given.
 
 Given an address (the scenario's `ray.address`, `--address`, or RAY_ADDRESS), we only ever join: a cluster
-user who mistypes an address must get an error, not a silent single-machine run on the head node.
+user who mistypes an address must get an error, not a silent single-machine run on the head node. Without one
+we start a Ray of our own (address="local"): a bare ray.init() would join whatever `ray start` left running on
+this machine, unasked (and refuse our num_cpus there). Where joining is meant, Ray itself names the cluster:
+`ray job submit` and KubeRay's head pod set RAY_ADDRESS.
 """
 
 from __future__ import annotations
@@ -51,6 +54,11 @@ def _check_reachable(address: str) -> None:
         ) from exc
 
 
+def _one_line(exc: BaseException) -> str:
+    """Ray's message on one line: the CLI prints `error: <message>` and every problem line must stay greppable."""
+    return " ".join(str(exc).split())
+
+
 def connect(address: Optional[str] = None, num_cpus: Optional[int] = None,
             namespace: str = "memorylab") -> bool:
     """Initialise Ray unless it already is; returns True when this call started (and so owns) Ray."""
@@ -63,17 +71,19 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None,
     runtime_env = {"env_vars": dict(WORKER_ENV)}
     if address:
         _check_reachable(address)
-        try:
-            ray.init(address=address, namespace=namespace, runtime_env=runtime_env, log_to_driver=True)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            if ray.is_initialized():  # never leave a half-made connection (or a local Ray) behind
-                ray.shutdown()
-            raise MemorylabError(f"could not connect to the Ray cluster at {address!r}: {exc}") from exc
-        return True
-    for key, value in LOCAL_RAY_ENV.items():
-        os.environ.setdefault(key, value)  # inherited by the raylet and every process it starts
-    ray.init(num_cpus=num_cpus, namespace=namespace, runtime_env=runtime_env, include_dashboard=False,
-             log_to_driver=True, configure_logging=True, logging_level="warning")
+        where, options = f"could not connect to the Ray cluster at {address!r}", {"address": address}
+    else:
+        for key, value in LOCAL_RAY_ENV.items():
+            os.environ.setdefault(key, value)  # inherited by the raylet and every process it starts
+        where = "could not start a local Ray"
+        options = {"address": "local", "num_cpus": num_cpus, "include_dashboard": False, "configure_logging": True,
+                   "logging_level": "warning"}
+    try:
+        ray.init(namespace=namespace, runtime_env=runtime_env, log_to_driver=True, **options)
+    except (ConnectionError, RuntimeError, ValueError) as exc:  # Ray's word on the address or the arguments
+        if ray.is_initialized():  # never leave a half-made connection (or a half-started Ray) behind
+            ray.shutdown()
+        raise MemorylabError(f"{where}: {_one_line(exc)}") from exc
     return True
 
 

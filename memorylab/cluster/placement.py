@@ -1,10 +1,11 @@
 """Placement groups for actors that must sit together.
 
 ULD's target and assistant exchange logits every generated token (the assistant's are subtracted from the
-target's before the next token is chosen), so when they run as two actors they must share a node: across
+target's before the next token is chosen), so when they run as two actors they should share a node: across
 nodes each token would pay a network round trip, and a (B, V) float32 logits block per model. STRICT_PACK
-guarantees one node for all bundles, or no placement at all, which we turn into an error with a sentence
-rather than a silent wait (Ray keeps an unplaceable group pending forever).
+guarantees one node for all bundles, or no placement at all; it is the default, and the scenario may name
+another strategy (e.g. PACK, for two whole-GPU actors on nodes with one GPU each). Ray keeps an unplaceable
+group pending forever, which we turn into an error with a sentence rather than a silent wait.
 """
 
 from __future__ import annotations
@@ -17,15 +18,20 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from memorylab.errors import MemorylabError
 
+# What each strategy demands, for the error when it cannot be met.
+_DEMANDS = {"STRICT_PACK": "together on one node", "PACK": "on the cluster",
+            "SPREAD": "on the cluster", "STRICT_SPREAD": "each on a node of its own"}
 
-def strict_pack_group(bundles: list[dict[str, float]], timeout_s: float = 60) -> PlacementGroup:
-    """A STRICT_PACK placement group of `bundles` (all on one node), ready when returned.
+
+def ready_group(bundles: list[dict[str, float]], strategy: str = "STRICT_PACK",
+                timeout_s: float = 60) -> PlacementGroup:
+    """A placement group of `bundles` with Ray's `strategy` (passed as given), ready when returned.
 
     Raises MemorylabError naming the bundles when the cluster cannot place them within `timeout_s`; the
     pending group is removed then, so it does not hold a reservation (or wait for one) after the error."""
     if not bundles:
         raise ValueError("a placement group needs at least one bundle")
-    pg = placement_group([dict(b) for b in bundles], strategy="STRICT_PACK")
+    pg = placement_group([dict(b) for b in bundles], strategy=strategy)
     ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
     if not ready:
         remove_placement_group(pg)
@@ -34,10 +40,16 @@ def strict_pack_group(bundles: list[dict[str, float]], timeout_s: float = 60) ->
             for k, v in b.items():
                 total[k] = total.get(k, 0.0) + v
         raise MemorylabError(
-            f"could not place the bundles {bundles} together on one node (STRICT_PACK, {total} in all) within "
-            f"{timeout_s:g} s; the cluster offers {ray.cluster_resources()} - lower the actors' num_cpus/num_gpus "
-            f"or host target and assistant in one actor")
+            f"could not place the bundles {bundles} {_DEMANDS.get(strategy, 'on the cluster')} ({strategy}, "
+            f"{total} in all) within {timeout_s:g} s; the cluster offers {ray.cluster_resources()} - lower the "
+            f"actors' num_cpus/num_gpus, choose another resources.uld_pair_strategy or host target and "
+            f"assistant in one actor")
     return pg
+
+
+def strict_pack_group(bundles: list[dict[str, float]], timeout_s: float = 60) -> PlacementGroup:
+    """ready_group with STRICT_PACK: all bundles on one node."""
+    return ready_group(bundles, "STRICT_PACK", timeout_s)
 
 
 def in_group(options: dict[str, Any], pg: PlacementGroup, bundle_index: int) -> dict[str, Any]:

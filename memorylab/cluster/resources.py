@@ -15,6 +15,19 @@ def actor_options(res: ActorResources) -> dict[str, Any]:
     return options
 
 
+def bundle(res: ActorResources) -> dict[str, float]:
+    """The placement-group bundle that holds one actor with these resources, by Ray's names ("CPU", "GPU",
+    custom ones as written); amounts of 0 are left out, as Ray would ignore them.
+
+    The actor's own options (actor_options) ask for exactly this, so it fits its bundle. An actor asking for
+    nothing cannot have a bundle: Ray would refuse it with a ValueError, so we refuse it with a sentence."""
+    if res.is_empty:
+        raise MemorylabError(f"an actor with resources {res.model_dump()} asks for nothing, so it cannot be given "
+                             "a placement-group bundle; give it num_cpus, num_gpus or a custom resource")
+    amounts = {"CPU": res.num_cpus, "GPU": res.num_gpus, **res.resources}
+    return {name: float(amount) for name, amount in amounts.items() if amount}
+
+
 def torch_threads(res: ActorResources) -> int:
     """Intra-op threads for torch inside an actor: its CPU share, at least one.
 

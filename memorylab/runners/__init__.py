@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from memorylab.errors import MemorylabError
 
@@ -29,6 +30,32 @@ def clear_run_folder(folder: Path) -> None:
     shutil.rmtree(folder)
 
 
+def holds_only_marker(folder: Path) -> bool:
+    """True for a run folder that a run marked and then wrote nothing into (it failed before starting)."""
+    return folder.is_dir() and [p.name for p in folder.iterdir()] == [MARKER]
+
+
+@contextlib.contextmanager
+def marked_folder(folder: Path, kind: str, *, overwrite: bool = False) -> Iterator[Path]:
+    """The run folder for the length of a run: cleared first with `overwrite`, created, marked as memorylab's.
+
+    A run that fails before writing anything else (an unreachable cluster, say) takes its marker back, and the
+    folder too when it made it: the next run must not be told that the folder is in the way."""
+    if overwrite and folder.exists():
+        clear_run_folder(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text(f"{kind}\n")
+    try:
+        yield folder
+    except BaseException:
+        if holds_only_marker(folder):
+            (folder / MARKER).unlink()
+            if created:
+                folder.rmdir()
+        raise
+
+
 def run_scenario(scenario: Any, out_dir: Path, *, address: Optional[str] = None,
                  raw_config: Optional[dict] = None, scenario_path: Optional[Path] = None,
                  overwrite: bool = False, resume: bool = False, on_progress: Optional[Any] = None) -> dict[str, Any]:
@@ -37,11 +64,7 @@ def run_scenario(scenario: Any, out_dir: Path, *, address: Optional[str] = None,
     `on_progress(partial_report, step)` receives intermediate results from runners that report them (a
     sweep's early stopping reads them); it is passed only when given, as other runners do not take it."""
     module = importlib.import_module(RUNNERS[scenario.kind])
-    out_dir = Path(out_dir)
-    if overwrite and not resume and out_dir.exists():
-        clear_run_folder(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MARKER).write_text(f"{scenario.kind}\n")
     extra = {"on_progress": on_progress} if on_progress is not None else {}
-    return module.run(scenario, out_dir, address=address, raw_config=raw_config, scenario_path=scenario_path,
-                      **extra)
+    with marked_folder(Path(out_dir), scenario.kind, overwrite=overwrite and not resume) as folder:
+        return module.run(scenario, folder, address=address, raw_config=raw_config, scenario_path=scenario_path,
+                          **extra)

@@ -1,8 +1,9 @@
 """Runner for `kind: memorization` — the quickstart: what did a model memorize of its training data?
 
 setup: build the world and the shared tokenizer.
-run:   train a target on forget + retain and a retrain reference on retain only, in parallel on Ray; load each
-       into a ModelActor and measure both with the same metrics, in parallel.
+run:   train a target on forget + retain and a retrain reference on retain only, in parallel on Ray (with
+       eval.speculative.drafter 'train', a 1-layer drafter on the target's corpus too); load each into a
+       ModelActor (its drafter beside it) and measure both with the same metrics, in parallel.
 report: report.json, report.md and PNG charts in the run folder.
 """
 
@@ -19,6 +20,8 @@ from memorylab.actors import RemoteLM, create_model_actor
 from memorylab.cluster import ray_session
 from memorylab.data import build_world
 from memorylab.evaluation import Evaluation, add_privleak, evaluate_memorization
+from memorylab.runners.eval_drafter import (DRAFTER, actor_figures, actor_speculative, speculative_markdown,
+                                            speculative_section, trains_drafter, with_drafter)
 from memorylab.report import bar_chart, loss_chart, markdown_table, metrics_table, versions, write_json
 from memorylab.runners.memorization_fields import METRICS
 from memorylab.runners.world_models import corpus, prepare_tokenizer, tokenizer_texts, train_models
@@ -31,10 +34,12 @@ def evaluate_model(scenario: MemorizationScenario, world, path: str, name: str) 
     """Load one model into a ModelActor, measure it, and free the actor's resources at once: on a Ray with
     fewer CPUs than actors, the next model's actor then starts instead of waiting forever."""
     actor = create_model_actor("target", path, scenario.model, scenario.resources.model,
-                               seed=scenario.seed, batch_size=scenario.eval.batch_size)
+                               seed=scenario.seed, batch_size=scenario.eval.batch_size,
+                               speculative=actor_speculative(scenario))
     try:
         info = ray.get(actor.info.remote())
-        return evaluate_memorization(RemoteLM(actor), world, scenario.eval, f"eval {name}"), info
+        evaluation = evaluate_memorization(RemoteLM(actor), world, scenario.eval, f"eval {name}")
+        return evaluation, {**info, "speculative_figures": actor_figures(actor)}
     finally:
         ray.kill(actor)
 
@@ -64,10 +69,14 @@ def run(scenario: MemorizationScenario, out_dir: Path, *, address: Optional[str]
         tokenizer_dir = prepare_tokenizer(scenario.model, tokenizer_texts(world), out_dir / "tokenizer")
         t = lap("tokenizer", t)
         corpora = {name: corpus(world, splits) for name, splits in CORPORA.items()}
-        trained = train_models(corpora, scenario.model, scenario.train, scenario.resources.trainer,
-                               tokenizer_dir, out_dir, scenario.seed)
+        # The drafter learns what the target learned, so it trains on the target's corpus, at the same time.
+        extra = {DRAFTER: corpora["target"]} if trains_drafter(scenario) else {}
+        trained = train_models({**corpora, **extra}, scenario.model, scenario.train, scenario.resources.trainer,
+                               tokenizer_dir, out_dir, scenario.seed, drafters=list(extra))
+        drafter = trained.pop(DRAFTER, None)
+        evaluated = with_drafter(scenario, drafter["path"]) if drafter else scenario
         t = lap("train", t)
-        evaluations, infos = evaluate_models(scenario, world, {n: r["path"] for n, r in trained.items()})
+        evaluations, infos = evaluate_models(evaluated, world, {n: r["path"] for n, r in trained.items()})
         t = lap("evaluate", t)
     models = {name: dict(ev.metrics) for name, ev in evaluations.items()}
     add_privleak(models)
@@ -88,6 +97,8 @@ def run(scenario: MemorizationScenario, out_dir: Path, *, address: Optional[str]
                      | {"parameters": infos[name]["parameters"], "corpus_documents": len(corpora[name])}
                      for name, r in trained.items()},
         "samples": {name: ev.samples for name, ev in evaluations.items()},
+        "speculative": speculative_section(evaluated, drafter,
+                                           {n: info["speculative_figures"] for n, info in infos.items()}),
         "scenario_file": str(scenario_path) if scenario_path else None,
         "raw_config": raw_config,
     }
@@ -133,6 +144,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         markdown_table(["model", "documents", "parameters", "steps", "final loss"],
                        [[n, t["corpus_documents"], t["parameters"], t["steps"], t["final_loss"]]
                         for n, t in report["training"].items()]), "",
+        *speculative_markdown(report.get("speculative")),
         "## Sample verbatim continuations (forget biographies)", "",
     ]
     for name, samples in report["samples"].items():

@@ -1,7 +1,8 @@
 """Runner for `kind: unlearning` — several unlearning methods side by side, measured the MUSE six ways.
 
 setup:  the data (world or TOFU), the shared tokenizer, a target (forget + retain) and a retrain reference
-        (retain only), trained in parallel on Ray unless `reference` names them.
+        (retain only), trained in parallel on Ray unless `reference` names them; with eval.speculative.drafter
+        'train', a 1-layer drafter on the target's corpus beside them, which every measured model drafts with.
 run:    one Ray task per unlearning job, all at once as resources allow: every method on the whole forget
         set; for scalability every method again on nested forget sets; for sustainability a chain of tasks per
         method, each request continuing from the previous result (ULD updates its assistant).
@@ -23,13 +24,15 @@ import ray
 
 from memorylab.actors import RemoteLM, create_model_actor
 from memorylab.cluster import ray_session
-from memorylab.cluster.placement import remove_group, strict_pack_group
-from memorylab.cluster.resources import actor_options, device_for, torch_threads
+from memorylab.cluster.placement import ready_group, remove_group
+from memorylab.cluster.resources import actor_options, bundle, device_for, torch_threads
 from memorylab.decoding.lockstep import LockstepULD
 from memorylab.evaluation import Evaluation, add_forget_quality, add_privleak, evaluate
 from memorylab.progress import progress_bar
 from memorylab.report import versions, write_json
 from memorylab.runners.eval_cache import cached, model_fingerprint
+from memorylab.runners.eval_drafter import (DRAFTER, actor_figures, actor_speculative, speculative_section,
+                                            trains_drafter, with_drafter)
 from memorylab.runners.unlearn_task import unlearn_job
 from memorylab.runners.unlearning_data import UnlearningData, unlearning_data
 from memorylab.runners.unlearning_report import UNLEARNING_METRICS, render_unlearning_markdown, unlearning_plots
@@ -49,14 +52,18 @@ class Job:
 
 
 def _reference_models(scenario: UnlearningScenario, data: UnlearningData, tokenizer_dir: Path,
-                      out_dir: Path) -> dict[str, str]:
-    """Paths of the target and the retrain reference: those `reference` names, the others trained now."""
+                      out_dir: Path) -> dict[str, dict[str, Any]]:
+    """The target and the retrain reference, {"path": ...} each: those `reference` names, the others trained
+    now (with their training figures); and with eval.speculative.drafter 'train' the drafter, trained at the
+    same time on the target's corpus (it must predict what the target says)."""
     refs = {"target": scenario.reference.target, "retrain": scenario.reference.retrain}
     corpora = {"target": data.target_corpus, "retrain": data.retrain_corpus}
+    if trains_drafter(scenario):
+        refs[DRAFTER], corpora[DRAFTER] = None, data.target_corpus
     todo = {n: c for n, c in corpora.items() if refs[n] is None}
     trained = train_models(todo, scenario.model, scenario.train, scenario.resources.trainer, tokenizer_dir,
-                           out_dir, scenario.seed) if todo else {}
-    return {n: refs[n] or trained[n]["path"] for n in corpora}
+                           out_dir, scenario.seed, drafters=[DRAFTER]) if todo else {}
+    return {n: trained.get(n) or {"path": refs[n]} for n in corpora}
 
 
 # For sweeps (memorylab/tune): fields that change the target and retrain models. A sweep that varies none of
@@ -66,12 +73,19 @@ SHARED_PREFIXES = ("seed", "world", "model", "train", "data", "reference", "reso
 
 def prepare_shared(scenario: UnlearningScenario, folder: Path,
                    scenario_path: Optional[Path] = None) -> dict[str, str]:
-    """Train (or reuse, when `folder` already holds them) the models every trial of a sweep starts from."""
+    """Train (or reuse, when `folder` already holds them) the models every trial of a sweep starts from: target,
+    retrain and (eval.speculative.drafter 'train') the drafter, which trials then name instead of training."""
+    cache = {"reference.evaluations": str((folder / "evaluations").absolute())}
+    given = {"target": scenario.reference.target, "retrain": scenario.reference.retrain}
+    if all(given.values()) and not trains_drafter(scenario):
+        return cache  # nothing to train: the trials share the evaluations of the models they name
     data = unlearning_data(scenario, scenario_path.parent if scenario_path else None)
     tokenizer_dir = prepare_tokenizer(scenario.model, data.tokenizer_texts, folder / "tokenizer")
-    paths = _reference_models(scenario, data, tokenizer_dir, folder)
-    return {**{f"reference.{name}": str(Path(path).absolute()) for name, path in paths.items()},
-            "reference.evaluations": str((folder / "evaluations").absolute())}
+    # Only what was trained here gets an absolute path; a given reference (a hub id, say) stays as written.
+    paths = {name: given.get(name) or str(Path(m["path"]).absolute())
+             for name, m in _reference_models(scenario, data, tokenizer_dir, folder).items()}
+    drafter = {"eval.speculative.drafter": paths.pop(DRAFTER)} if DRAFTER in paths else {}
+    return {**{f"reference.{name}": path for name, path in paths.items()}, **drafter, **cache}
 
 
 def _plan_and_submit(scenario: UnlearningScenario, data: UnlearningData, target: str, tokenizer_dir: Path,
@@ -135,29 +149,35 @@ def _start_lm(scenario: UnlearningScenario, model: dict[str, Any]) -> tuple[Any,
 
     A ULD model is by default one actor hosting target and assistant (one forward each per token, no remote
     call per token; measured faster, see bench/uld_decode.py). With `placement: two_actors` they are two
-    actors in one STRICT_PACK group, so the logits they exchange every token never leave the node."""
+    actors in one placement group of `resources.uld_pair_strategy`: by default STRICT_PACK, so the logits they
+    exchange every token never leave the node."""
     common = dict(seed=scenario.seed, batch_size=scenario.eval.batch_size)
     res = scenario.resources.model
+    # (The scenario refuses eval.speculative with two actors: LockstepULD verifies no drafts.)
     if model.get("assistant") and model.get("placement") == "two_actors":
-        bundle = {"CPU": res.num_cpus, **({"GPU": res.num_gpus} if res.num_gpus else {}), **res.resources}
-        pg = strict_pack_group([bundle, bundle])
+        pg = ready_group([bundle(res), bundle(res)], scenario.resources.uld_pair_strategy)
         actors = [create_model_actor(role, path, scenario.model, res, placement_group=pg, bundle_index=i, **common)
                   for i, (role, path) in enumerate((("target", model["path"]), ("assistant", model["assistant"])))]
         return LockstepULD(*actors, alpha=model["alpha"], r=model["r"]), actors, pg
     actor = create_model_actor("target", model["path"], scenario.model, res, assistant_source=model.get("assistant"),
-                               uld_alpha=model.get("alpha", 1.0), uld_r=model.get("r", 0.1), **common)
+                               uld_alpha=model.get("alpha", 1.0), uld_r=model.get("r", 0.1),
+                               speculative=actor_speculative(scenario), **common)
     return RemoteLM(actor), [actor], None
 
 
 def _evaluate_model(scenario: UnlearningScenario, data: UnlearningData, model: dict[str, Any], name: str,
-                    unit_sets: list[Optional[tuple[str, ...]]]) -> dict[Optional[tuple[str, ...]], Evaluation]:
-    """Measure one model on each forget set, then free its actors (and placement group) at once."""
+                    unit_sets: list[Optional[tuple[str, ...]]],
+                    figures: Optional[dict] = None) -> dict[Optional[tuple[str, ...]], Evaluation]:
+    """Measure one model on each forget set, then free its actors (and placement group) at once; `figures`
+    gets the model's speculative decoding figures (acceptance, tokens/s) under its name."""
     lm, actors, pg = _start_lm(scenario, model)
     try:
         out = {}
         for units in unit_sets:
             eval_data = data.eval_data(lm, scenario.eval, units)
             out[units] = evaluate(lm, eval_data, scenario.eval, desc=f"eval {name}", show_progress=False)
+        if figures is not None and scenario.eval.speculative is not None:
+            figures[name] = actor_figures(actors[0])
         return out
     finally:
         for actor in actors:
@@ -167,20 +187,22 @@ def _evaluate_model(scenario: UnlearningScenario, data: UnlearningData, model: d
 
 
 def _evaluate_reusing(scenario: UnlearningScenario, data: UnlearningData, model: dict[str, Any], name: str,
-                      unit_sets: list[Optional[tuple[str, ...]]]) -> dict[Optional[tuple[str, ...]], Evaluation]:
+                      unit_sets: list[Optional[tuple[str, ...]]],
+                      figures: Optional[dict] = None) -> dict[Optional[tuple[str, ...]], Evaluation]:
     """_evaluate_model, served from `reference.evaluations` for a reference model measured before in the same
-    way (the trials of a sweep all compare against the same target and retrain)."""
+    way (the trials of a sweep all compare against the same target and retrain; a served one has no figures)."""
     folder = scenario.reference.evaluations if name in ("target", "retrain") and not model.get("assistant") else None
     key = {"settings": scenario.model_dump(mode="json", include={"seed", "world", "data", "eval", "model"}),
            "weights": model_fingerprint(model["path"]), "units": unit_sets}
-    return cached(folder, key, lambda: _evaluate_model(scenario, data, model, name, unit_sets))
+    return cached(folder, key, lambda: _evaluate_model(scenario, data, model, name, unit_sets, figures=figures))
 
 
-def _evaluate_all(scenario, data, models: dict[str, dict], unit_sets: dict[str, list]) -> dict[str, dict]:
+def _evaluate_all(scenario, data, models: dict[str, dict], unit_sets: dict[str, list],
+                  figures: Optional[dict] = None) -> dict[str, dict]:
     cpus = ray.cluster_resources().get("CPU", 1)
     workers = max(1, min(len(models), int(cpus // max(scenario.resources.model.num_cpus, 0.5))))
     with progress_bar(total=len(models), desc="evaluate") as bar, ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {name: pool.submit(_evaluate_reusing, scenario, data, m, name, unit_sets[name])
+        futures = {name: pool.submit(_evaluate_reusing, scenario, data, m, name, unit_sets[name], figures)
                    for name, m in models.items()}
         results = {}
         for name, future in futures.items():
@@ -212,7 +234,11 @@ def run(scenario: UnlearningScenario, out_dir: Path, *, address: Optional[str] =
     with ray_session(address or scenario.ray.address, scenario.ray.num_cpus):
         t = time.perf_counter()
         tokenizer_dir = prepare_tokenizer(scenario.model, data.tokenizer_texts, out_dir / "tokenizer")
-        paths = _reference_models(scenario, data, tokenizer_dir, out_dir)
+        trained = _reference_models(scenario, data, tokenizer_dir, out_dir)
+        paths = {name: m["path"] for name, m in trained.items()}
+        drafter = trained.get(DRAFTER)
+        # Every model is measured with the drafter trained here: the scenario from now on names its folder.
+        evaluated = with_drafter(scenario, drafter["path"]) if drafter else scenario
         timings["train"] = round(time.perf_counter() - t, 3)
 
         t = time.perf_counter()
@@ -231,7 +257,8 @@ def run(scenario: UnlearningScenario, out_dir: Path, *, address: Optional[str] =
             for ref in ("target", "retrain"):
                 if job.eval_units not in unit_sets[ref]:
                     unit_sets[ref].append(job.eval_units)
-        evals = _evaluate_all(scenario, data, models, unit_sets)
+        figures: dict[str, Any] = {}
+        evals = _evaluate_all(evaluated, data, models, unit_sets, figures)
         timings["evaluate"] = round(time.perf_counter() - t, 3)
 
     labels = [m.name for m in scenario.methods]
@@ -259,6 +286,7 @@ def run(scenario: UnlearningScenario, out_dir: Path, *, address: Optional[str] =
                              "final_loss": main_results[m.name]["final_loss"]} for m in scenario.methods},
         "scalability": scalability, "sustainability": sustainability,
         "samples": {name: evals[name][ALL].samples for name in main},
+        "speculative": speculative_section(evaluated, drafter, {name: figures.get(name) for name in models}),
         "scenario_file": str(scenario_path) if scenario_path else None, "raw_config": raw_config,
     }
     write_json(out_dir / "report.json", report)

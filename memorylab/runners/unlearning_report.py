@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from memorylab.report import _pyplot, bar_chart, fmt, markdown_table, write_json
+from memorylab.runners.eval_drafter import speculative_markdown
 
 BASE_METRICS = ("verbmem_forget", "knowmem_forget", "knowmem_retain", "mia_auc_forget_holdout", "privleak",
                 "canary_exposure_mean", "ppl_holdout", "mia_auc_min_k_pp", "mia_auc_loss", "mia_auc_zlib")
@@ -289,6 +290,7 @@ def render_unlearning_markdown(report: Mapping[str, Any]) -> str:
     if report.get("sustainability"):
         parts += ["## Sustainability (successive deletion requests)", "",
                   _trend_table(report, "sustainability", ("request", "forgotten")), ""]
+    parts += speculative_markdown(report.get("speculative"))
     parts += ["## Plots", ""]
     for name in plot_names(report):
         parts += [f"![{name[:-4]}]({name})", ""]

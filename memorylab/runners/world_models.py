@@ -49,9 +49,18 @@ def prepare_tokenizer(spec: ModelSpec, texts: Sequence[str], folder: Path) -> Pa
     return folder
 
 
+def drafter_spec(spec: ModelSpec) -> ModelSpec:
+    """The speculative-decoding drafter of a tiny model: its vocabulary, context and width, one layer (a drafter
+    steps gamma times a round, so it must cost a fraction of its target's several layers)."""
+    from memorylab.models.drafter import drafter_config
+
+    return spec.model_copy(update={"tiny": drafter_config(spec.tiny, num_layers=1)})
+
+
 def _train_task(spec_json: str, tokenizer_dir: str, documents: list[str], train_json: str, out_dir: str,
-                seed: int, threads: int, device: str, desc: str) -> dict[str, Any]:
-    """Runs in a Ray worker: build or load the base model, train it, return where it was saved."""
+                seed: int, threads: int, device: str, desc: str, count_tokens: bool = False) -> dict[str, Any]:
+    """Runs in a Ray worker: build or load the base model, train it, return where it was saved; with
+    `count_tokens`, save the corpus's token counts beside it (what VocabTrim trims a drafter's head by)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -69,18 +78,24 @@ def _train_task(spec_json: str, tokenizer_dir: str, documents: list[str], train_
         model = AutoModelForCausalLM.from_pretrained(spec.name, dtype=DTYPES[spec.dtype])
     model.to(device)
     result = train_causal_lm(model, tokenizer, documents, train, Path(out_dir), seed, desc=desc)
+    if count_tokens:
+        from memorylab.decoding.vocabtrim import corpus_counts, save_counts
+
+        save_counts(result.final_dir, corpus_counts(tokenizer, documents), "corpus")
     return {"path": str(result.final_dir), "seconds": result.seconds, "steps": result.steps,
             "final_loss": result.losses[-1],
             "resumed_from": result.resumed_from, "losses": result.losses}
 
 
 def train_models(corpora: dict[str, list[str]], spec: ModelSpec, train: TrainConfig, resources: ActorResources,
-                 tokenizer_dir: Path, out_dir: Path, seed: int) -> dict[str, dict[str, Any]]:
+                 tokenizer_dir: Path, out_dir: Path, seed: int, *,
+                 drafters: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """Train one model per corpus, all at once as Ray tasks (each with the trainer's resources).
 
     A model whose folder already holds a finished training (final/train_log.json) is reused, not retrained:
     that is what lets an interrupted run resume. Every model starts from the same seed, so the only
-    difference between a target and its retrain reference is the data."""
+    difference between a target and its retrain reference is the data. The corpora named in `drafters` train
+    speculative-decoding drafters of the tiny `spec` (drafter_spec), saved with their token counts."""
     task = ray.remote(_train_task).options(**actor_options(resources), max_retries=0)
     pending, results = {}, {}
     for name, documents in corpora.items():
@@ -92,8 +107,9 @@ def train_models(corpora: dict[str, list[str]], spec: ModelSpec, train: TrainCon
                              "final_loss": saved["losses"][-1], "resumed_from": "finished",
                              "losses": saved["losses"]}
             continue
-        pending[name] = task.remote(spec.model_dump_json(), str(tokenizer_dir), documents, train.model_dump_json(),
+        model = drafter_spec(spec) if name in drafters else spec
+        pending[name] = task.remote(model.model_dump_json(), str(tokenizer_dir), documents, train.model_dump_json(),
                                     str(folder), seed, torch_threads(resources),
-                                    device_for(resources, spec.device), f"train {name}")
+                                    device_for(resources, spec.device), f"train {name}", name in drafters)
     results.update(zip(pending, ray.get(list(pending.values()))))
     return {name: results[name] for name in corpora}

@@ -7,7 +7,7 @@ silently ignored deep in a run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, ClassVar, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -104,8 +104,9 @@ class SpeculativeConfig(Strict):
     tokenizer proposes `gamma` tokens, the model verifies them in one forward. Greedy outputs are the model's
     own, token for token; only the speed changes."""
 
-    drafter: str = Field(..., description="a drafter folder or HF id; for a memory_agent generator trained on the "
-                                          "world, 'train': a 1-layer tiny drafter trained beside it")
+    drafter: str = Field(..., description="a drafter folder or HF id; 'train' (tiny models): a 1-layer tiny drafter "
+                                          "trained beside the model (a memory_agent generator; the target and "
+                                          "retrain of memorization and unlearning runs)")
     gamma: int = Field(4, ge=1, le=16, description="drafted tokens per verification")
     adaptive: bool = Field(False, description="choose gamma each round from the measured acceptance rate")
     vocab: Optional[int] = Field(None, ge=1, description="VocabTrim: the drafter's head over its N most frequent "
@@ -135,14 +136,6 @@ class EvalConfig(Strict):
     speculative: Optional[SpeculativeConfig] = Field(
         None, description="VerbMem and KnowMem generations drafted and verified (same greedy outputs, faster)")
 
-    @field_validator("speculative")
-    @classmethod
-    def _named_drafter(cls, v: Optional[SpeculativeConfig]) -> Optional[SpeculativeConfig]:
-        if v is not None and v.drafter == "train":
-            raise ValueError("drafter 'train' is for a memory_agent generator; name a drafter folder or HF id "
-                             "(memorylab.models.drafter.train_drafter builds one for the tiny world)")
-        return v
-
 
 class ActorResources(Strict):
     """Ray resources for one actor; fractional GPUs let several roles share one device."""
@@ -150,6 +143,17 @@ class ActorResources(Strict):
     num_cpus: float = Field(1, ge=0)
     num_gpus: float = Field(0, ge=0)
     resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources")
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the actor asks Ray for nothing at all: it runs anywhere, but cannot hold a placement-group
+        bundle (Ray refuses a bundle without a non-zero amount)."""
+        return not (self.num_cpus or self.num_gpus or any(self.resources.values()))
+
+
+# Ray's placement-group strategies, passed to ray.util.placement_group(strategy=...) as written: PACK and
+# SPREAD are preferences (Ray falls back to any placement), the STRICT_ ones are requirements.
+PlacementStrategy = Literal["STRICT_PACK", "PACK", "SPREAD", "STRICT_SPREAD"]
 
 
 class Resources(Strict):
@@ -177,3 +181,20 @@ class ScenarioBase(Strict):
     eval: EvalConfig = EvalConfig()
     resources: Resources = Resources()
     ray: RayConfig = RayConfig()
+
+    # Kinds whose runner trains eval.speculative's drafter 'train' beside its models (memorization, unlearning).
+    trains_drafter: ClassVar[bool] = False
+
+    @model_validator(mode="after")
+    def _trainable_drafter(self) -> "ScenarioBase":
+        spec = self.eval.speculative
+        if spec is None or spec.drafter != "train":
+            return self
+        if not self.trains_drafter:
+            raise ValueError(f"eval.speculative.drafter 'train' is for memorization and unlearning runs, not "
+                             f"{self.kind}: name a drafter folder or HF id (memorylab.models.drafter.train_drafter "
+                             "builds one for the tiny world)")
+        if not self.model.is_tiny:
+            raise ValueError("eval.speculative.drafter 'train' builds a tiny drafter for a tiny target "
+                             f"(model.name: tiny), not for {self.model.name!r}: name a drafter folder or HF id")
+        return self

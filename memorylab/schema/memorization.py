@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from memorylab.schema.common import ScenarioBase
 
@@ -11,3 +11,4 @@ class MemorizationScenario(ScenarioBase):
     """Build the world, train a target (forget + retain) and a retrain (retain only), measure both."""
 
     kind: Literal["memorization"]
+    trains_drafter: ClassVar[bool] = True  # eval.speculative.drafter 'train': trained beside target and retrain

@@ -7,11 +7,11 @@ overlap.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, ClassVar, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
-from memorylab.schema.common import ScenarioBase, Strict
+from memorylab.schema.common import PlacementStrategy, Resources, ScenarioBase, Strict
 
 TOFU_FORGET_AUTHORS = 20  # forget10: 400 QA pairs, 20 per author
 
@@ -64,8 +64,9 @@ class ULDConfig(MethodBase):
     lora_alpha: int = Field(16, ge=1)
     retain_weight: float = Field(1.0, ge=0, description="weight of KL(uniform || p) on the retain set")
     placement: Literal["one_actor", "two_actors"] = Field(
-        "one_actor", description="one actor hosting target and assistant (measured faster), or two actors in a "
-                                 "STRICT_PACK placement group stepping in lockstep (for pairs too big for one device)")
+        "one_actor", description="one actor hosting target and assistant (measured faster), or two actors in one "
+                                 "placement group (resources.uld_pair_strategy) stepping in lockstep (for pairs too "
+                                 "big for one device)")
 
 
 MethodConfig = Annotated[Union[GradAscentConfig, GradDiffConfig, NPOConfig, SimNPOConfig, ULDConfig],
@@ -120,15 +121,27 @@ class SustainabilityConfig(Strict):
     methods: Optional[list[str]] = None
 
 
+class UnlearningResources(Resources):
+    """Resources, plus how the one group of actors this kind places together is spread over the cluster."""
+
+    uld_pair_strategy: PlacementStrategy = Field(
+        "STRICT_PACK", description="Ray placement strategy of the group holding a ULD model's target and assistant "
+        "actors (a uld method's placement: two_actors; each actor gets a bundle of resources.model). STRICT_PACK: "
+        "one node, as their per-token logits exchange wants; PACK: one node if possible, else several (e.g. two "
+        "whole-GPU actors on nodes with one GPU each); SPREAD / STRICT_SPREAD: different nodes preferred / required")
+
+
 class UnlearningScenario(ScenarioBase):
     """Train (or load) a target and a retrain reference, unlearn with every method, measure every model."""
 
     kind: Literal["unlearning"]
+    trains_drafter: ClassVar[bool] = True  # eval.speculative.drafter 'train': trained beside target and retrain
     data: DataConfig = DataConfig()
     reference: ReferenceModels = ReferenceModels()
     methods: list[MethodConfig] = Field(..., min_length=1)
     scalability: Optional[ScalabilityConfig] = None
     sustainability: Optional[SustainabilityConfig] = None
+    resources: UnlearningResources = UnlearningResources()
 
     @model_validator(mode="after")
     def _consistent(self) -> "UnlearningScenario":
@@ -158,4 +171,12 @@ class UnlearningScenario(ScenarioBase):
             if isinstance(m, ULDConfig) and layers is not None and m.layers >= layers:
                 raise ValueError(f"uld layers ({m.layers}) must be fewer than the target's {layers} layers: "
                                  "the assistant is the target's first K layers")
+            # LockstepULD combines two actors' logits one token at a time: it has no verification over drafts.
+            if isinstance(m, ULDConfig) and m.placement == "two_actors" and self.eval.speculative is not None:
+                raise ValueError(f"method {m.name}: uld placement two_actors cannot decode speculatively; use "
+                                 "placement one_actor or drop eval.speculative")
+            if isinstance(m, ULDConfig) and m.placement == "two_actors" and self.resources.model.is_empty:
+                raise ValueError(f"method {m.name}: uld placement two_actors gives each actor a placement-group "
+                                 "bundle of resources.model, which asks for nothing (num_cpus 0, no GPU, no custom "
+                                 "resources); give it num_cpus or num_gpus, or use placement one_actor")
         return self

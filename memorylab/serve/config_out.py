@@ -19,15 +19,12 @@ import yaml
 
 from memorylab.errors import MemorylabError
 from memorylab.schema.memory_agent import MemoryAgentScenario
-from memorylab.serve.launch import APP_NAME
+from memorylab.serve.launch import APP_NAME, QUIET_LOGGING
 
 IMPORT_PATH = "memorylab.serve:build_app"
 # A cluster's Service reaches Serve's proxy through the pod's address, never its loopback; a scenario's
 # serve.host (loopback by default, right for a laptop) would make the served agent unreachable there.
 CLUSTER_HOST = "0.0.0.0"
-# As `memorylab serve` runs it (serve/launch.py): no per-request access log, which on small nodes costs
-# more CPU than a search.
-LOGGING = {"enable_access_log": False, "log_level": "WARNING"}
 
 
 def serve_config(scenario: MemoryAgentScenario, raw: dict[str, Any], *, host: Optional[str] = None,
@@ -43,7 +40,7 @@ def serve_config(scenario: MemoryAgentScenario, raw: dict[str, Any], *, host: Op
         "proxy_location": "EveryNode",
         "http_options": {"host": host or CLUSTER_HOST, "port": port or scenario.serve.port},
         "applications": [{"name": APP_NAME, "route_prefix": "/", "import_path": IMPORT_PATH, "args": args,
-                          "logging_config": dict(LOGGING)}],
+                          "logging_config": dict(QUIET_LOGGING)}],
     }
     check_serve_config(config)
     return config

@@ -15,8 +15,7 @@ KNOWN_SPLITS = ("forget", "retain")
 def prepare_generator(scenario: MemoryAgentScenario, folder: Path) -> str:
     if scenario.generator.source == "path":
         return str(scenario.generator.path)
-    import ray
-
+    from memorylab.cluster.connect import connect
     from memorylab.data import build_world
     from memorylab.runners.world_models import corpus, prepare_tokenizer, tokenizer_texts, train_models
 
@@ -25,8 +24,9 @@ def prepare_generator(scenario: MemoryAgentScenario, folder: Path) -> str:
     tokenizer_dir = folder / "tokenizer"
     if not (final / "train_log.json").exists() or not tokenizer_dir.exists():
         prepare_tokenizer(scenario.model, tokenizer_texts(world), tokenizer_dir)
-    if not ray.is_initialized():
-        ray.init(ignore_reinit_error=True)
+    # Connect the way every command does (a Ray of its own unless an address is named), so a `ray start`
+    # cluster on this machine is never joined unasked.
+    connect(scenario.ray.address, scenario.ray.num_cpus)
     trained = train_models({"generator": corpus(world, list(KNOWN_SPLITS))}, scenario.model, scenario.train,
                            scenario.resources.trainer, tokenizer_dir, folder, scenario.seed)
     return trained["generator"]["path"]
@@ -40,15 +40,9 @@ def generator_speculative(scenario: MemoryAgentScenario, folder: Path) -> Option
     if spec is None or spec.drafter != "train":
         return None if spec is None else spec.params()
     from memorylab.data import build_world
-    from memorylab.decoding.vocabtrim import corpus_counts, save_counts
-    from memorylab.models.drafter import drafter_config
     from memorylab.runners.world_models import corpus, train_models
-    from transformers import AutoTokenizer
 
     documents = corpus(build_world(scenario.world, seed=scenario.seed), list(KNOWN_SPLITS))
-    model = scenario.model.model_copy(update={"tiny": drafter_config(scenario.model.tiny, num_layers=1)})
-    trained = train_models({"drafter": documents}, model, scenario.train, scenario.resources.trainer,
-                           folder / "tokenizer", folder, scenario.seed)
-    path = Path(trained["drafter"]["path"])
-    save_counts(path, corpus_counts(AutoTokenizer.from_pretrained(folder / "tokenizer"), documents), "corpus")
-    return spec.params(str(path))
+    trained = train_models({"drafter": documents}, scenario.model, scenario.train, scenario.resources.trainer,
+                           folder / "tokenizer", folder, scenario.seed, drafters=("drafter",))
+    return spec.params(trained["drafter"]["path"])

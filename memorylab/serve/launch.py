@@ -10,6 +10,10 @@ from memorylab.errors import MemorylabError
 from memorylab.serve.app import BuildArgs, build_app
 
 APP_NAME = "memorylab"
+# No per-request access log: Serve writes (and flushes) one line per request in the proxy and in every replica a
+# request passes, which on 2 cores cost more CPU than the search itself. Errors still log. The Serve config for
+# a cluster (config_out.py) carries the same.
+QUIET_LOGGING = {"enable_access_log": False, "log_level": "WARNING"}
 
 
 def wait_healthy(url: str, timeout_s: float = 120.0) -> None:
@@ -36,12 +40,9 @@ def start_agent(scenario: Union[str, dict, Any], *, host: str = "127.0.0.1", por
 
     if not isinstance(scenario, (str, dict)):
         scenario = scenario.model_dump(mode="json")
-    # No per-request access log: Serve writes (and flushes) one line per request in the proxy and in every
-    # replica a request passes, which on 2 cores cost more CPU than the search itself. Errors still log.
-    quiet = {"enable_access_log": False, "log_level": "WARNING"}
-    serve.start(http_options={"host": host, "port": port}, logging_config=quiet)
+    serve.start(http_options={"host": host, "port": port}, logging_config=dict(QUIET_LOGGING))
     app = build_app(BuildArgs(scenario=scenario, folder=folder, overrides=list(overrides)))
-    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False, logging_config=quiet)
+    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False, logging_config=dict(QUIET_LOGGING))
     url = f"http://{host}:{port}"
     wait_healthy(url, timeout_s)
     return url

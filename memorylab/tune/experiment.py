@@ -109,11 +109,13 @@ def run_sweep(sweep: SweepScenario, wrapped: Any, wrapped_raw: dict, folder: Pat
         "versions": versions(), "seed": sweep.seed, "searcher_seed": sweep.searcher_seed,
         "resumed": resume, "raw_config": raw_config, "finished": False,
     }
-    write_json(folder / SWEEP_FILE, record)  # written first, so an interrupted experiment can be analysed
     # Tune saves the experiment's state at most every 10 s by default; every 2 s keeps what an interruption
     # loses small (a trial that finished in between is not re-run anyway: see trainable.RESULT_FILE).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     with ray_session(address or sweep.ray.address, sweep.ray.num_cpus):
+        # Written before any trial, so an interrupted experiment can be analysed; but only once Ray is there,
+        # so a sweep that could not even connect leaves its folder empty (the CLI then removes it).
+        write_json(folder / SWEEP_FILE, record)
         fixed = shared_setup(sweep, wrapped, folder / SHARED_FOLDER, scenario_path)
         spec = TrialSpec(kind=wrapped.kind, raw=wrapped_raw, fixed=fixed,
                          objectives=tuple((o.name, o.expr) for o in sweep.objectives),

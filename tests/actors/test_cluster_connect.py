@@ -79,3 +79,29 @@ def test_ray_session_owns_only_what_it_started(ray_down, monkeypatch):
             assert ray.get(ray.remote(lambda: 41 + 1).options(num_cpus=0.5).remote()) == 42
             raise RuntimeError("body failed")
     assert not ray.is_initialized()
+
+
+def test_no_address_starts_a_ray_of_its_own(ray_down, monkeypatch):
+    """address="local": a bare ray.init() would join a cluster that `ray start` runs on this machine, unasked,
+    and refuse num_cpus there. Joining is for an address (RAY_ADDRESS, set by `ray job submit` and KubeRay)."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    calls = []
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    assert connect(num_cpus=3) is True
+    (kwargs,) = calls
+    assert kwargs["address"] == "local" and kwargs["num_cpus"] == 3
+
+
+def test_ray_refusing_the_local_arguments_is_one_sentence(ray_down, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+    def refuse(**kwargs):
+        raise ValueError("When connecting to an existing cluster, num_cpus and num_gpus must not be provided.\n"
+                         "  (a second line)")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(MemorylabError) as info:
+        connect(num_cpus=2)
+    assert str(info.value) == ("could not start a local Ray: When connecting to an existing cluster, num_cpus and "
+                               "num_gpus must not be provided. (a second line)")
+    assert not ray.is_initialized()

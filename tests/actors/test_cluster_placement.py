@@ -1,4 +1,4 @@
-"""STRICT_PACK placement groups on a real local Ray (2 CPUs)."""
+"""Placement groups on a real local Ray (2 CPUs): STRICT_PACK by default, the scenario's strategy when named."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import time
 import pytest
 import ray
 
-from memorylab.cluster.placement import in_group, remove_group, strict_pack_group
+from memorylab.cluster import placement
+from memorylab.cluster.placement import in_group, ready_group, remove_group, strict_pack_group
+from memorylab.cluster.resources import bundle
 from memorylab.errors import MemorylabError
+from memorylab.scenario import ActorResources, UnlearningScenario
 
 
 @ray.remote
@@ -46,3 +49,57 @@ def test_an_impossible_bundle_fails_with_a_sentence_in_time(ray_cluster):
     with pytest.raises(MemorylabError, match=r"could not place the bundles \[\{'CPU': 1000\}\]"):
         strict_pack_group([{"CPU": 1000}], timeout_s=2)
     assert time.monotonic() - began < 10
+
+
+def _table(pg) -> tuple[str, dict]:
+    table = ray.util.placement_group_table(pg)
+    return table["strategy"], table["bundles"]
+
+
+@pytest.mark.parametrize("strategy, count", [("STRICT_PACK", 2), ("PACK", 2), ("SPREAD", 2), ("STRICT_SPREAD", 1)])
+def test_the_strategy_and_bundles_reach_ray_as_given(ray_cluster, strategy, count):
+    """(STRICT_SPREAD needs a node per bundle: one bundle on this one-node Ray.)"""
+    pg = ready_group([{"CPU": 0.25}] * count, strategy, timeout_s=30)
+    try:
+        assert _table(pg) == (strategy, {i: {"CPU": 0.25} for i in range(count)})
+    finally:
+        remove_group(pg)
+
+
+def test_gpu_shares_and_custom_resources_reach_ray_as_given(ray_cluster, monkeypatch):
+    """This Ray has neither, so the group never places: it is refused with a sentence and removed, but Ray
+    was asked for exactly the actor's bundle first."""
+    asked = []
+
+    def recording(bundles, strategy):
+        pg = ray.util.placement_group(bundles, strategy=strategy)
+        asked.append((pg, _table(pg)))
+        return pg
+
+    monkeypatch.setattr(placement, "placement_group", recording)
+    res = ActorResources(num_cpus=0.25, num_gpus=0.5, resources={"big_mem": 2})
+    with pytest.raises(MemorylabError, match=r"could not place the bundles .* \(PACK, "):
+        ready_group([bundle(res)] * 2, "PACK", timeout_s=1)
+    ((pg, table),) = asked
+    assert table == ("PACK", {i: {"CPU": 0.25, "GPU": 0.5, "big_mem": 2.0} for i in range(2)})
+    assert ray.util.placement_group_table(pg)["state"] == "REMOVED"
+
+
+@pytest.mark.parametrize("strategy", [None, "PACK"])
+def test_the_uld_pair_is_placed_by_the_scenario(ray_cluster, monkeypatch, strategy):
+    """`placement: two_actors` puts target and assistant in one group: STRICT_PACK unless the scenario's
+    resources.uld_pair_strategy names another, with one bundle of resources.model each (actors stubbed)."""
+    from memorylab.runners import unlearning
+
+    monkeypatch.setattr(unlearning, "create_model_actor", lambda role, *args, bundle_index, **kw: (role, bundle_index))
+    monkeypatch.setattr(unlearning, "LockstepULD", lambda *actors, **kw: actors)
+    resources = {"model": {"num_cpus": 0.25}, **({"uld_pair_strategy": strategy} if strategy else {})}
+    scenario = UnlearningScenario.model_validate({"name": "u", "kind": "unlearning", "resources": resources,
+                                                  "methods": [{"method": "uld", "placement": "two_actors"}]})
+    model = {"path": "target", "assistant": "assistant", "alpha": 1.0, "r": 0.1, "placement": "two_actors"}
+    _, actors, pg = unlearning._start_lm(scenario, model)
+    try:
+        assert actors == [("target", 0), ("assistant", 1)]
+        assert _table(pg) == (strategy or "STRICT_PACK", {0: {"CPU": 0.25}, 1: {"CPU": 0.25}})
+    finally:
+        remove_group(pg)

@@ -25,6 +25,13 @@ import httpx
 import psutil
 
 BIN = Path(sys.executable).parent  # the venv's bin: `ray`, and `memorylab` for job entrypoints
+# A job's `pip` runtime_env makes its virtualenv by copying the one Ray runs in, when Ray runs in a virtualenv
+# (ray/_private/runtime_env/virtualenv_utils.py, no option to turn it off): here all of .venv, 2.5 GB and 70k
+# files, under the head's temp dir. On this disk, on a busy machine, writing it took 10-55 s and deleting it
+# 15-70 s; in memory (tmpfs) 10 s and 1 s. So the temp dir goes there when memory can spare it, else to /tmp.
+# (Ray's own image, the Dockerfile's base, has Ray outside any virtualenv: there pip makes a light one.)
+RAM_DIR = Path("/dev/shm")
+RAM_DIR_NEEDS_GIB = 6  # the copy, the head's 300 MB object store and room for everyone else
 PORT_FLAGS = ("port", "dashboard-port", "ray-client-server-port", "node-manager-port", "object-manager-port",
               "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
               "runtime-env-agent-port")
@@ -53,6 +60,16 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def _temp_root() -> str:
+    """/dev/shm when it and the machine's free memory can take the head's temp dir, else /tmp."""
+    needed = RAM_DIR_NEEDS_GIB * 2**30
+    with contextlib.suppress(OSError):
+        if (os.access(RAM_DIR, os.W_OK) and shutil.disk_usage(RAM_DIR).free > needed
+                and psutil.virtual_memory().available > needed):
+            return str(RAM_DIR)
+    return "/tmp"
 
 
 def _wait_ready(proc: subprocess.Popen, url: str, headers: dict, log: Path, timeout_s: float) -> None:
@@ -89,8 +106,8 @@ def _stop(proc: subprocess.Popen, temp_dir: Path) -> None:
 
 @contextlib.contextmanager
 def ray_head(num_cpus: int = 2, timeout_s: float = 120) -> Iterator[RayHead]:
-    # Short path under /tmp: Ray puts unix sockets under the temp dir, and a socket path has 107 bytes at most.
-    temp_dir = Path(tempfile.mkdtemp(prefix="mlray-", dir="/tmp"))
+    # A short path: Ray puts unix sockets under the temp dir, and a socket path has 107 bytes at most.
+    temp_dir = Path(tempfile.mkdtemp(prefix="mlray-", dir=_temp_root()))
     ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS))))
     cmd = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
            "--dashboard-host=127.0.0.1", "--include-dashboard=true", f"--num-cpus={num_cpus}", "--num-gpus=0",

@@ -13,6 +13,7 @@ import ray
 from typer.testing import CliRunner
 
 from memorylab.cli import app
+from memorylab.runners import MARKER
 
 SCENARIOS = Path(__file__).parents[2] / "scenarios"
 COMMANDS = {"run": "quickstart.yaml", "serve": "agent.yaml", "tune": "sweep_methods.yaml"}
@@ -25,8 +26,8 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def invoke(command: str, tmp_path: Path, *options: str, env: dict | None = None):
-    folder = str(tmp_path / f"out{len(list(tmp_path.iterdir()))}")  # a fresh one per call
+def invoke(command: str, tmp_path: Path, *options: str, env: dict | None = None, folder: Path | None = None):
+    folder = str(folder or tmp_path / f"out{len(list(tmp_path.iterdir()))}")  # a fresh one per call by default
     out = ["--out", folder] if command != "serve" else ["--folder", folder]
     began = time.monotonic()
     result = CliRunner().invoke(app, [command, str(SCENARIOS / COMMANDS[command]), *out, *options], env=env)
@@ -59,3 +60,30 @@ def test_the_scenario_address_counts_too_and_the_option_wins(ray_down, monkeypat
     in_file, option = f"127.0.0.1:{closed_port()}", f"ray://127.0.0.1:{closed_port()}"
     assert_refused(*invoke("run", tmp_path, "--set", f"ray.address={in_file}"), in_file)
     assert_refused(*invoke("run", tmp_path, "--set", f"ray.address={in_file}", "--address", option), option)
+
+
+@pytest.mark.parametrize("command", ["run", "tune"])
+def test_a_failed_connect_leaves_no_folder_in_the_way(ray_down, monkeypatch, tmp_path, command):
+    """The run folder is made (and marked) before the runner connects; a run that could not connect takes it
+    back, so running again is refused for the address again, not for a folder that holds nothing."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    address, folder = f"127.0.0.1:{closed_port()}", tmp_path / "runs" / "x"
+    for _ in range(2):
+        assert_refused(*invoke(command, tmp_path, "--address", address, folder=folder), address)
+        assert not folder.exists()
+    # A folder holding only the marker (a run killed while connecting) is not in the way either.
+    folder.mkdir()
+    (folder / MARKER).write_text(f"{command}\n")
+    assert_refused(*invoke(command, tmp_path, "--address", address, folder=folder), address)
+    assert list(folder.iterdir()) == []  # the marker is taken back; a folder it did not make is left
+
+
+def test_stopping_the_agent_without_a_connection_starts_nothing(ray_down, monkeypatch):
+    """serve.shutdown() would ray.init() to look for an app: a local Ray after a failed join, or minutes of
+    retries against RAY_ADDRESS; `memorylab serve` calls stop_agent() on every failure, connected or not."""
+    from memorylab.serve.launch import stop_agent
+
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{closed_port()}")
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("stop_agent() must not start or join a Ray"))
+    stop_agent()
+    assert not ray.is_initialized()

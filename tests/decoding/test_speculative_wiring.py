@@ -16,6 +16,7 @@ from memorylab.decoding.vocabtrim import save_counts
 from memorylab.evaluation import knowmem_questions, verbmem_pairs
 from memorylab.models.protocol import GenerationParams, SpeculativeParams
 from memorylab.schema.common import EvalConfig, SpeculativeConfig
+from memorylab.schema.memorization import MemorizationScenario
 from memorylab.schema.memory_agent import GeneratorConfig, MemoryAgentScenario
 from memorylab.scenario import ActorResources, ModelSpec
 
@@ -80,8 +81,13 @@ def test_eval_switch_gives_the_same_verbmem_and_knowmem(folders, target, corpus)
 
 
 def test_switches_validate_at_load(tmp_path, monkeypatch):
-    with pytest.raises(ValidationError, match="memory_agent"):
-        EvalConfig(speculative={"drafter": "train"})
+    # eval.speculative.drafter 'train': the memorization and unlearning runners train it, for tiny models only.
+    with pytest.raises(ValidationError, match="memorization and unlearning runs, not memory_agent"):
+        MemoryAgentScenario(name="a", kind="memory_agent", eval={"speculative": {"drafter": "train"}})
+    with pytest.raises(ValidationError, match="tiny drafter for a tiny target"):
+        MemorizationScenario(name="a", kind="memorization", model={"name": "org/model"},
+                             eval={"speculative": {"drafter": "train"}})
+    assert MemorizationScenario(name="a", kind="memorization", eval={"speculative": {"drafter": "train"}})
     with pytest.raises(ValidationError, match="source: train"):
         GeneratorConfig(source="path", path="some/model", speculative={"drafter": "train"})
     assert GeneratorConfig(speculative={"drafter": "train"}).speculative.drafter == "train"
@@ -105,8 +111,8 @@ def test_served_generator_trains_its_drafter_beside_it(tmp_path, monkeypatch, to
     tokenizer.save_pretrained(tmp_path / "tokenizer")
     calls = []
 
-    def fake_train_models(corpora, spec, train, resources, tokenizer_dir, out_dir, seed):
-        calls.append(spec)
+    def fake_train_models(corpora, spec, train, resources, tokenizer_dir, out_dir, seed, drafters=()):
+        calls.append(world_models.drafter_spec(spec) if "drafter" in drafters else spec)
         (out_dir / "models" / "drafter" / "final").mkdir(parents=True)
         return {"drafter": {"path": str(out_dir / "models" / "drafter" / "final")}}
 
@@ -117,6 +123,5 @@ def test_served_generator_trains_its_drafter_beside_it(tmp_path, monkeypatch, to
     spec = generator_speculative(scenario, tmp_path)
     assert calls[0].tiny.num_layers == 1 and calls[0].tiny.vocab_size == scenario.model.tiny.vocab_size
     assert spec == SpeculativeParams(drafter=str(tmp_path / "models" / "drafter" / "final"), gamma=3, vocab=100)
-    assert (tmp_path / "models" / "drafter" / "final" / "token_counts.json").exists()
     scenario = MemoryAgentScenario(name="agent", kind="memory_agent")
     assert generator_speculative(scenario, tmp_path) is None

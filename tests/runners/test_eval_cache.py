@@ -48,7 +48,7 @@ def test_target_and_retrain_never_share_an_entry(tmp_path, monkeypatch):
                       "evaluations": str(tmp_path / "cache")}})
     measured = []
     monkeypatch.setattr(unlearning, "_evaluate_model",
-                        lambda scenario, data, model, name, units: measured.append(name) or {None: name})
+                        lambda scenario, data, model, name, units, figures=None: measured.append(name) or {None: name})
     for _ in range(2):
         for name in ("target", "retrain"):
             assert unlearning._evaluate_reusing(scenario, None, models[name], name, [None]) == {None: name}
