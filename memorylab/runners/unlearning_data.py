@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from memorylab.data import World, build_world
+from memorylab.data import build_world
 from memorylab.data.tofu import TofuData, TofuItem, load_tofu, qa_documents
 from memorylab.evaluation import QA_FORMAT, EvalData, qa_document, tofu_eval_data, world_eval_data
 from memorylab.runners.world_models import corpus, tokenizer_texts

@@ -3,7 +3,6 @@ a kill runs each configuration once, optuna's multi-objective search, and the an
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
