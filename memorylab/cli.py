@@ -105,10 +105,7 @@ def run(
         _fail([f"{file}: a sweep runs with Ray Tune: memorylab tune {file}"])
     out_dir = _experiment_folder(out, Path("runs") / scenario.name, overwrite, resume)
 
-    # --address wins over the file; $RAY_ADDRESS only when neither names one (ray.init would read it anyway,
-    # but passing it makes the address that was used visible to the runner and its report).
-    ray_config = getattr(scenario, "ray", None)
-    address = address or getattr(ray_config, "address", None) or os.environ.get("RAY_ADDRESS") or None
+    address = _address(address, scenario)
 
     from memorylab.runners import run_scenario  # lazy: Ray and torch load only for a run
 
@@ -168,7 +165,7 @@ def serve(
             raise typer.Exit(1)
         typer.echo(f"wrote {config_out}; deploy it: serve deploy {config_out} --address http://HEAD:8265")
         return
-    address = address or scenario.ray.address or os.environ.get("RAY_ADDRESS") or None
+    address = _address(address, scenario)
 
     import time
 
@@ -189,6 +186,13 @@ def serve(
     except KeyboardInterrupt:
         stop_agent()
         typer.echo("stopped")
+
+
+def _address(given: Optional[str], scenario) -> Optional[str]:
+    """--address wins over the file's ray.address; $RAY_ADDRESS only when neither names one (ray.init would
+    read it anyway, but passing it makes the address that was used visible to the runner and its report)."""
+    ray_config = getattr(scenario, "ray", None)
+    return given or getattr(ray_config, "address", None) or os.environ.get("RAY_ADDRESS") or None
 
 
 def _experiment_folder(out: Optional[Path], default: Path, overwrite: bool, resume: bool) -> Path:
@@ -228,7 +232,7 @@ def tune(
         _fail([f"{file}: kind is '{sweep.kind}'; `memorylab tune` needs kind: sweep (run it: memorylab run {file})"])
     default = Path(sweep.storage_path or "runs") / sweep.name
     folder = _experiment_folder(out, default, overwrite, resume)
-    address = address or sweep.ray.address or os.environ.get("RAY_ADDRESS") or None
+    address = _address(address, sweep)
 
     from memorylab.runners import marked_folder
     from memorylab.tune.analysis import analyze_experiment

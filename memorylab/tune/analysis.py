@@ -121,7 +121,7 @@ def analyze_experiment(folder: Path, top: int = 10) -> str:
         writer.writerows(_rows(trials, space, names))
     front = pareto_front(trials, modes)
     best = [[n, modes[n], *(_rows([t], space, names)[0])] for n in names
-            for t in ranked(trials, n, modes[n])[:1] if t.complete() or math.isfinite(t.objectives[n])]
+            for t in ranked(trials, n, modes[n])[:1] if math.isfinite(t.objectives[n])]
     wrapped = record.get("wrapped", {}).get("kind", "?")
     md = [f"# Sweep {record['scenario']}", "",
           f"{len(trials)} trials of a {wrapped} scenario; search {record['config']['search']['algorithm']} "

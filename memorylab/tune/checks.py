@@ -68,15 +68,15 @@ def check_sweep(sweep: Any, data: dict, lines: dict, set_paths: set, out: Any, b
     lost: dict[str, str] = {}  # figure -> the swept value whose report lacks it
     for path, domain in sweep.space.items():
         problem = field_problem(model, path)
-        if problem is None:
-            problem = _value_problem(model.kind, raw, path, domain.probe_values())
+        probes = [] if problem else [_probe(model.kind, raw, path, value) for value in domain.probe_values()]
+        problem = problem or next((p for p in probes if isinstance(p, str)), None)
         if problem is not None:
             add(("space", path), problem)
             continue
         # A swept value can rename figures (a method's default label is its name): objectives may read
         # only figures that every trial's report holds.
-        for value in domain.probe_values():
-            kept = report_fields(KINDS[model.kind].model_validate(with_values(raw, {path: value})))
+        for value, probed in zip(domain.probe_values(), probes):
+            kept = report_fields(probed)
             lost.update({f: f"{path}={value!r}" for f in fields - kept if f not in lost})
             fields &= kept
 
@@ -100,20 +100,18 @@ def check_sweep(sweep: Any, data: dict, lines: dict, set_paths: set, out: Any, b
                                    "runner reports only at the end; use fifo")
 
 
-def _value_problem(kind: str, raw: dict, path: str, values: list[Any]) -> Optional[str]:
-    """A sentence for the first domain value that makes the wrapped scenario invalid, else None."""
-    for value in values:
-        try:
-            KINDS[kind].model_validate(with_values(raw, {path: value}))
-        except ValidationError as e:
-            from memorylab.scenario_loader import _strip_union_tags
+def _probe(kind: str, raw: dict, path: str, value: Any) -> Any:
+    """The wrapped scenario with `path` set to `value`, or a sentence saying why that value does not fit."""
+    from memorylab.scenario_loader import _strip_union_tags
 
-            err = e.errors(include_url=False)[0]
-            where = ".".join(_strip_union_tags(tuple(str(p) for p in err["loc"]), raw))
-            return f"value {value!r} does not fit the wrapped scenario: {where}: {err['msg']}"
-        except (IndexError, ValueError, TypeError, AttributeError) as e:
-            return f"value {value!r} cannot be set at {path}: {e}"
-    return None
+    try:
+        return KINDS[kind].model_validate(with_values(raw, {path: value}))
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        where = ".".join(_strip_union_tags(tuple(str(p) for p in err["loc"]), raw))
+        return f"value {value!r} does not fit the wrapped scenario: {where}: {err['msg']}"
+    except (IndexError, ValueError, TypeError, AttributeError) as e:
+        return f"value {value!r} cannot be set at {path}: {e}"
 
 
 def wrapped_scenario(sweep: Any, sweep_path: Path) -> tuple[BaseModel, dict, Path]:
