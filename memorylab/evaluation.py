@@ -325,3 +325,11 @@ def add_forget_quality(models: dict[str, dict], raws: dict[str, dict], reference
         ratios = raws.get(name, {}).get("truth_ratios_forget")
         if ratios is not None:
             figures["forget_quality"] = forget_quality(ratios, ref)
+
+
+def compare_to_retrain(models: dict[str, dict[str, float]], raws: dict[str, dict]) -> None:
+    """The figures measured against the retrain model, added to every model's: PrivLeak, and TOFU's forget
+    quality where the raw figures hold truth ratios. `models` must hold 'retrain'."""
+    add_privleak(models)
+    if any("truth_ratios_forget" in raws.get(n, {}) for n in models):
+        add_forget_quality(models, raws)

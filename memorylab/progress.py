@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
+
+# A runner's intermediate results: on_progress(partial_report, step), e.g. for a sweep scheduler to read.
+ProgressFn = Callable[[dict[str, Any], int], None]
 
 def _in_ray_worker() -> bool:
     if "ray" not in sys.modules:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import ray
 
@@ -25,7 +25,8 @@ from memorylab.cluster import ray_session
 from memorylab.cluster.resources import actor_options, device_for, torch_threads
 from memorylab.continual.data import ContinualData, continual_data
 from memorylab.errors import MemorylabError
-from memorylab.progress import progress_bar
+from memorylab.cluster.waiting import wait_all
+from memorylab.progress import ProgressFn
 from memorylab.report import versions, write_json
 from memorylab.runners.continual_report import (
     arm_entry,
@@ -45,8 +46,6 @@ __all__ = ["SHARED_PREFIXES", "prepare_shared", "report_fields", "run"]  # repor
 # can share one base model. resources.trainer is here because it fixes the trainer's torch threads, and the
 # thread split orders float reductions.
 SHARED_PREFIXES: tuple[str, ...] = ("seed", "world", "model", "train", "resources.trainer")
-
-ProgressFn = Callable[[dict[str, Any], int], None]
 
 
 def _train_base(scenario: ContinualScenario, old_docs: list[str], folder: Path) -> dict[str, Any]:
@@ -114,22 +113,12 @@ def _run_arms(scenario: ContinualScenario, data: ContinualData, base_path: str, 
                                 for n, ps in seen.items()}}
             on_progress(partial, point["step"])
 
-    pending = list(refs.values())
     try:
-        with progress_bar(total=len(pending), desc="arms") as bar:
-            while pending:
-                # Without a queue, block until an arm ends; with one, wake up to pass points on.
-                ready, pending = ray.wait(pending, num_returns=1, timeout=None if queue is None else 0.5)
-                bar.update(len(ready))
-                if queue is not None:
-                    forward_points()
-        results = dict(zip(refs, ray.get(list(refs.values()))))
-        if queue is not None:
-            forward_points()
+        values = wait_all(list(refs.values()), "arms", poll=forward_points if queue is not None else None)
     finally:
         if queue is not None:
             queue.shutdown()
-    return results
+    return dict(zip(refs, values))
 
 
 def _base(scenario: ContinualScenario, data: ContinualData, out_dir: Path) -> dict[str, Any]:

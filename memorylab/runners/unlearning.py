@@ -26,16 +26,18 @@ from memorylab.actors import RemoteLM, create_model_actor
 from memorylab.cluster import ray_session
 from memorylab.cluster.placement import ready_group, remove_group
 from memorylab.cluster.resources import actor_options, bundle, device_for, torch_threads
+from memorylab.cluster.waiting import wait_all
 from memorylab.decoding.lockstep import LockstepULD
-from memorylab.evaluation import Evaluation, add_forget_quality, add_privleak, evaluate
-from memorylab.progress import progress_bar
+from memorylab.evaluation import Evaluation, compare_to_retrain, evaluate
+from memorylab.progress import ProgressFn, progress_bar
 from memorylab.report import versions, write_json
 from memorylab.runners.eval_cache import cached, model_fingerprint
 from memorylab.runners.eval_drafter import (DRAFTER, actor_figures, actor_speculative, speculative_section,
                                             trains_drafter, with_drafter)
 from memorylab.runners.unlearn_task import unlearn_job
 from memorylab.runners.unlearning_data import UnlearningData, unlearning_data
-from memorylab.runners.unlearning_report import UNLEARNING_METRICS, render_unlearning_markdown, unlearning_plots
+from memorylab.runners.unlearning_progress import ProgressRelay
+from memorylab.runners.unlearning_report import pick_figures, render_unlearning_markdown, unlearning_plots
 from memorylab.runners.world_models import prepare_tokenizer, train_models
 from memorylab.scenario import UnlearningScenario
 from memorylab.schema.unlearning import ULDConfig
@@ -89,29 +91,32 @@ def prepare_shared(scenario: UnlearningScenario, folder: Path,
 
 
 def _plan_and_submit(scenario: UnlearningScenario, data: UnlearningData, target: str, tokenizer_dir: Path,
-                     out_dir: Path) -> dict[Job, Any]:
-    """Submit every unlearning job; returns job -> ObjectRef of its result."""
+                     out_dir: Path, relay: Optional[ProgressRelay] = None) -> dict[Job, Any]:
+    """Submit every unlearning job; returns job -> ObjectRef of its result. With a relay, each method's main
+    job measures its model on the way."""
     task = ray.remote(unlearn_job).options(**actor_options(scenario.resources.unlearner), max_retries=0)
     threads = torch_threads(scenario.resources.unlearner)
     device = device_for(scenario.resources.unlearner, scenario.model.device)
     methods = {m.name: m for m in scenario.methods}
     refs: dict[Job, Any] = {}
 
-    def submit(cfg, units, folder: Path, start=None):
+    def submit(cfg, units, folder: Path, start=None, probe=None):
         retain = data.retain_docs + (data.uld_retain_extra(units) if isinstance(cfg, ULDConfig) else [])
         return task.remote(cfg.model_dump_json(), target, str(tokenizer_dir), data.forget_docs(units), retain,
-                           str(folder), scenario.seed, threads, device, start)
+                           str(folder), scenario.seed, threads, device, start, probe=probe)
 
     for label, cfg in methods.items():
-        refs[Job(label, "main", 0, ALL)] = submit(cfg, data.units, out_dir / "unlearned" / label)
+        refs[Job(label, "main", 0, ALL)] = submit(cfg, data.units, out_dir / "unlearned" / label,
+                                                  probe=relay.probe(label) if relay else None)
     if scenario.scalability:
         for size in scenario.scalability.sizes:
             for label in scenario.scalability.methods or list(methods):
                 if size == len(data.units):  # the whole forget set: the main job already is this run
                     refs[Job(label, "scalability", size, ALL)] = refs[Job(label, "main", 0, ALL)]
                     continue
-                refs[Job(label, "scalability", size, tuple(data.units[:size]))] = submit(methods[label], data.units[:size],
-                                   out_dir / "scalability" / f"{label}-{size}")
+                units = tuple(data.units[:size])
+                refs[Job(label, "scalability", size, units)] = submit(methods[label], list(units),
+                                                                      out_dir / "scalability" / f"{label}-{size}")
     if scenario.sustainability:
         chunks = data.chunks(scenario.sustainability.requests)
         for label in scenario.sustainability.methods or list(methods):
@@ -133,15 +138,10 @@ def _model_name(job: Job) -> str:
     return f"{job.label}@{job.phase}{job.step}"
 
 
-def _wait_all(refs: dict[Job, Any], desc: str) -> dict[Job, dict[str, Any]]:
-    unique = list(dict.fromkeys(refs.values()))
-    with progress_bar(total=len(unique), desc=desc) as bar:
-        pending = list(unique)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            bar.update(len(ready))
-    values = dict(zip(unique, ray.get(unique)))
-    return {job: values[ref] for job, ref in refs.items()}
+def _wait_all(refs: dict[Job, Any], desc: str, relay: Optional[ProgressRelay] = None) -> dict[Job, dict[str, Any]]:
+    """Every job's result; a relay gets to pass its points on while the jobs run."""
+    values = wait_all(list(refs.values()), desc, poll=relay.pump if relay is not None else None)
+    return dict(zip(refs, values))
 
 
 def _start_lm(scenario: UnlearningScenario, model: dict[str, Any]) -> tuple[Any, list[Any], Any]:
@@ -198,10 +198,10 @@ def _evaluate_reusing(scenario: UnlearningScenario, data: UnlearningData, model:
 
 
 def _evaluate_all(scenario, data, models: dict[str, dict], unit_sets: dict[str, list],
-                  figures: Optional[dict] = None) -> dict[str, dict]:
+                  figures: Optional[dict] = None, desc: str = "evaluate") -> dict[str, dict]:
     cpus = ray.cluster_resources().get("CPU", 1)
     workers = max(1, min(len(models), int(cpus // max(scenario.resources.model.num_cpus, 0.5))))
-    with progress_bar(total=len(models), desc="evaluate") as bar, ThreadPoolExecutor(max_workers=workers) as pool:
+    with progress_bar(total=len(models), desc=desc) as bar, ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {name: pool.submit(_evaluate_reusing, scenario, data, m, name, unit_sets[name], figures)
                    for name, m in models.items()}
         results = {}
@@ -214,18 +214,23 @@ def _evaluate_all(scenario, data, models: dict[str, dict], unit_sets: dict[str, 
 def _metrics_for(evals: dict[str, dict], names: list[str], units) -> dict[str, dict[str, float]]:
     """Metrics of several models on one forget set, with PrivLeak (and TOFU forget quality) vs retrain."""
     group = {n: dict(evals[n][units].metrics) for n in ["target", "retrain", *names]}
-    add_privleak(group)
-    if any("truth_ratios_forget" in evals[n][units].raw for n in group):
-        add_forget_quality(group, {n: evals[n][units].raw for n in group})
+    compare_to_retrain(group, {n: evals[n][units].raw for n in group})
     return group
 
 
-def _pick(metrics: dict[str, float]) -> dict[str, Any]:
-    return {k: metrics.get(k) for k in UNLEARNING_METRICS if k in metrics}
+def _reference_evaluations(scenario: UnlearningScenario, data: UnlearningData,
+                           paths: dict[str, str]) -> dict[str, Evaluation]:
+    """The target and the retrain measured on the whole forget set: what partial reports compare against."""
+    evals = _evaluate_all(scenario, data, {n: {"path": paths[n]} for n in ("target", "retrain")},
+                          {"target": [ALL], "retrain": [ALL]}, desc="evaluate references")
+    return {name: by_units[ALL] for name, by_units in evals.items()}
 
 
 def run(scenario: UnlearningScenario, out_dir: Path, *, address: Optional[str] = None,
-        raw_config: Optional[dict] = None, scenario_path: Optional[Path] = None) -> dict[str, Any]:
+        raw_config: Optional[dict] = None, scenario_path: Optional[Path] = None,
+        on_progress: Optional[ProgressFn] = None) -> dict[str, Any]:
+    """`on_progress(partial_report, point)`: intermediate results (each method's model measured at
+    `progress_points` steps while it unlearns), for a scheduler that stops weak sweep trials early."""
     began = time.perf_counter()
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -242,7 +247,26 @@ def run(scenario: UnlearningScenario, out_dir: Path, *, address: Optional[str] =
         timings["train"] = round(time.perf_counter() - t, 3)
 
         t = time.perf_counter()
-        jobs = _wait_all(_plan_and_submit(scenario, data, paths["target"], tokenizer_dir, out_dir), "unlearn")
+        relay, known = None, {}
+        if on_progress is not None:
+            relay = ProgressRelay({m.name: m.steps for m in scenario.methods}, scenario.progress_points, data,
+                                  scenario.eval, on_progress)
+        try:
+            refs = _plan_and_submit(scenario, data, paths["target"], tokenizer_dir, out_dir, relay)
+            if relay is not None:
+                # Measured beside the unlearning (their actors start once resources allow), not after it;
+                # the final report reuses these evaluations.
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    references = pool.submit(_reference_evaluations, evaluated, data, paths)
+                    relay.compare_with(references)
+                    jobs = _wait_all(refs, "unlearn", relay)
+                known = {name: {ALL: ev} for name, ev in references.result().items()}
+                relay.pump()  # the points that waited for the references
+            else:
+                jobs = _wait_all(refs, "unlearn")
+        finally:
+            if relay is not None:
+                relay.close()
         timings["unlearn"] = round(time.perf_counter() - t, 3)
 
         t = time.perf_counter()
@@ -258,7 +282,11 @@ def run(scenario: UnlearningScenario, out_dir: Path, *, address: Optional[str] =
                 if job.eval_units not in unit_sets[ref]:
                     unit_sets[ref].append(job.eval_units)
         figures: dict[str, Any] = {}
-        evals = _evaluate_all(evaluated, data, models, unit_sets, figures)
+        todo = {name: [u for u in sets if u not in known.get(name, {})] for name, sets in unit_sets.items()}
+        evals = _evaluate_all(evaluated, data, {n: m for n, m in models.items() if todo[n]},
+                              {n: sets for n, sets in todo.items() if sets}, figures)
+        for name, done in known.items():
+            evals[name] = {**done, **evals.get(name, {})}
         timings["evaluate"] = round(time.perf_counter() - t, 3)
 
     labels = [m.name for m in scenario.methods]
@@ -268,7 +296,7 @@ def run(scenario: UnlearningScenario, out_dir: Path, *, address: Optional[str] =
         if job.phase == "main":
             continue
         name = _model_name(job)
-        figures = _pick(_metrics_for(evals, [name], job.eval_units)[name])
+        figures = pick_figures(_metrics_for(evals, [name], job.eval_units)[name])
         if job.phase == "scalability":
             scalability.append({"method": job.label, "forget_size": job.step, **figures})
         else:
@@ -280,7 +308,7 @@ def run(scenario: UnlearningScenario, out_dir: Path, *, address: Optional[str] =
     report = {
         "scenario": scenario.name, "kind": scenario.kind, "config": scenario.model_dump(mode="json"),
         "versions": versions(), "seed": scenario.seed, "timings_s": timings, "data": data.summary,
-        "models": {name: _pick(main[name]) for name in main},
+        "models": {name: pick_figures(main[name]) for name in main},
         "methods": {m.name: {"method": m.method, "hparams": m.model_dump(exclude={"method", "label"}),
                              "seconds": round(main_results[m.name]["seconds"], 3),
                              "final_loss": main_results[m.name]["final_loss"]} for m in scenario.methods},

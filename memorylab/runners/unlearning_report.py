@@ -26,6 +26,11 @@ UTILITY_KEPT = 0.9      # a method "keeps utility" at or above this fraction of 
 UTILITY_COLLAPSED = 0.5  # below this fraction a method has collapsed
 
 
+def pick_figures(metrics: dict[str, float]) -> dict[str, Any]:
+    """The UNLEARNING_METRICS among a model's figures, the way the report lists them."""
+    return {k: metrics.get(k) for k in UNLEARNING_METRICS if k in metrics}
+
+
 def _num(value: Any) -> Optional[float]:
     """A finite float, or None for None / NaN / infinities / non-numbers."""
     try:

@@ -142,6 +142,10 @@ class UnlearningScenario(ScenarioBase):
     scalability: Optional[ScalabilityConfig] = None
     sustainability: Optional[SustainabilityConfig] = None
     resources: UnlearningResources = UnlearningResources()
+    progress_points: int = Field(
+        3, ge=1, le=50, description="in a sweep whose scheduler reads intermediate results (asha): how many times "
+        "each method's model is measured while it unlearns, at evenly spaced steps, before its final measurement "
+        "(an ordinary run measures only the final models)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "UnlearningScenario":

@@ -120,7 +120,8 @@ def run_sweep(sweep: SweepScenario, wrapped: Any, wrapped_raw: dict, folder: Pat
         spec = TrialSpec(kind=wrapped.kind, raw=wrapped_raw, fixed=fixed,
                          objectives=tuple((o.name, o.expr) for o in sweep.objectives),
                          scenario_path=str(scenario_path.absolute()) if scenario_path else None,
-                         reports_progress=reports_progress(wrapped.kind))
+                         # Intermediate results cost a run measurements; only a scheduler reads them.
+                         reports_progress=sweep.scheduler.name == "asha" and reports_progress(wrapped.kind))
         trainable = _trainable(sweep, spec)
         if resume:
             if not tune.Tuner.can_restore(str(folder)):

@@ -30,7 +30,7 @@ class TrialSpec:
     fixed: dict[str, Any] = field(default_factory=dict)  # dotted path -> value for every trial (shared setup)
     objectives: tuple[tuple[str, str], ...] = ()  # (name, expression)
     scenario_path: Optional[str] = None  # resolves relative paths the wrapped scenario holds
-    reports_progress: bool = False
+    reports_progress: bool = False  # pass on the runner's intermediate results (the scheduler reads them)
 
 
 def score(objectives: dict[str, Expression], report: dict[str, Any]) -> dict[str, float]:

@@ -13,7 +13,7 @@ import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -66,8 +66,10 @@ def _resolve_retain_weight(method: "UnlearnMethod", cfg: UnlearnConfig) -> "Unle
 
 def unlearn(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, forget_docs: Sequence[str],
             retain_docs: Sequence[str], method: "UnlearnMethod", cfg: UnlearnConfig = UnlearnConfig(),
-            show_progress: bool = True) -> UnlearnResult:
-    """Run `method` for cfg.steps steps on `model`, in place; the model is left in eval mode."""
+            show_progress: bool = True, on_step: Optional[Callable[[int], None]] = None) -> UnlearnResult:
+    """Run `method` for cfg.steps steps on `model`, in place; the model is left in eval mode. `on_step(n)` is
+    called after the n-th step (1-based), e.g. to measure the model on the way; it must leave the model (and
+    the random state) as it found them."""
     if not forget_docs:
         raise ValueError("unlearning needs at least one forget document; the forget set is empty")
     method = _resolve_retain_weight(method, cfg)
@@ -102,7 +104,7 @@ def unlearn(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, forget_d
     model.train()
     try:
         with progress_bar(total=cfg.steps, desc=f"unlearn {method.name}", enabled=show_progress) as bar:
-            for _ in range(cfg.steps):
+            for step in range(1, cfg.steps + 1):
                 forget_batch = next(forget)
                 retain_batch = next(retain) if retain is not None else None
                 ref_logps = None
@@ -119,6 +121,8 @@ def unlearn(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, forget_d
                 result.losses.append(float(loss.detach()))
                 result.stats.append({**stats, "lr": lr, "grad_norm": float(grad_norm)})
                 bar.update(1, loss=result.losses[-1])
+                if on_step is not None:
+                    on_step(step)
     finally:
         model.eval()
         del reference

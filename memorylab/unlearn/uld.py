@@ -12,7 +12,7 @@ import copy
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from transformers import LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
@@ -95,12 +95,13 @@ def uniform_kl(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def train_assistant(assistant, tokenizer: PreTrainedTokenizerBase, forget_docs: Sequence[str],
-                    retain_docs: Sequence[str], cfg: ULDTrainConfig = ULDTrainConfig(),
-                    show_progress: bool = True) -> list[float]:
+                    retain_docs: Sequence[str], cfg: ULDTrainConfig = ULDTrainConfig(), show_progress: bool = True,
+                    on_step: Optional[Callable[[int], None]] = None) -> list[float]:
     """Train the assistant's LoRA parameters: loss = CE(forget) + retain_weight * KL(uniform || p) averaged
     over the retain tokens. The caller chooses the documents (paraphrases of the forget set belong in
     forget_docs; wrong answers to forget questions may go in retain_docs). Returns the loss of every step;
-    leaves the assistant in eval mode. Deterministic for the same inputs and cfg.seed."""
+    leaves the assistant in eval mode. Deterministic for the same inputs and cfg.seed. `on_step(n)` is called
+    after the n-th step (1-based) and must leave the assistant and the random state as it found them."""
     if not forget_docs:
         raise ValueError("no forget documents to train the assistant on")
     params = [p for p in assistant.parameters() if p.requires_grad]
@@ -119,7 +120,7 @@ def train_assistant(assistant, tokenizer: PreTrainedTokenizerBase, forget_docs: 
         assistant.train()
         try:
             with progress_bar(total=cfg.steps, desc="train ULD assistant", enabled=show_progress) as bar:
-                for _ in range(cfg.steps):
+                for step in range(1, cfg.steps + 1):
                     batch = {k: v.to(device) for k, v in
                              collate([next(forget_rows) for _ in range(cfg.batch_size)], pad).items()}
                     loss = assistant(**batch).loss
@@ -134,6 +135,8 @@ def train_assistant(assistant, tokenizer: PreTrainedTokenizerBase, forget_docs: 
                     optimizer.zero_grad(set_to_none=True)
                     losses.append(float(loss.detach()))
                     bar.update(1, loss=losses[-1])
+                    if on_step is not None:
+                        on_step(step)
         finally:
             assistant.eval()
     return losses

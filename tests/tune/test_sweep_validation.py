@@ -60,8 +60,10 @@ CASES = [
     ("objective-both-directions", sweep(objectives="objectives:\n  - name: x\n    maximize: models.m.ppl_holdout\n"
                                                     "    minimize: models.m.ppl_holdout\n"),
      "s.yaml:12: objectives.0", "exactly one of maximize"),
-    ("asha-without-intermediate-results", sweep(extra="scheduler: {name: asha}\n"),
-     "s.yaml:14: scheduler.name", "reports only at the end"),
+    ("asha-without-intermediate-results", sweep(
+        scenario="scenario:\n  name: inner\n  kind: memorization\n", space="space:\n  train.lr: {uniform: [0.001, 0.01]}\n",
+        objectives="objectives:\n  - name: x\n    minimize: models.target.ppl_holdout\n",
+        extra="scheduler: {name: asha}\n"), "s.yaml:11: scheduler.name", "reports only at the end"),
     ("asha-with-two-objectives", sweep(
         objectives=GOOD_OBJECTIVES + "  - name: utility\n    maximize: models.m.knowmem_retain\n",
         extra="scheduler: {name: asha}\n"), "s.yaml:1: ", "several objectives"),
