@@ -256,10 +256,14 @@ def run(scenario: UnlearningScenario, out_dir: Path, *, address: Optional[str] =
             if relay is not None:
                 # Measured beside the unlearning (their actors start once resources allow), not after it;
                 # the final report reuses these evaluations.
-                with ThreadPoolExecutor(max_workers=1) as pool:
+                pool = ThreadPoolExecutor(max_workers=1)
+                try:
                     references = pool.submit(_reference_evaluations, evaluated, data, paths)
                     relay.compare_with(references)
                     jobs = _wait_all(refs, "unlearn", relay)
+                finally:
+                    # Not waiting here: a trial its scheduler stopped leaves at once (result() waits below).
+                    pool.shutdown(wait=False)
                 known = {name: {ALL: ev} for name, ev in references.result().items()}
                 relay.pump()  # the points that waited for the references
             else:
