@@ -136,7 +136,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--levels", default="1,4,16,64")
     parser.add_argument("--port", type=int, default=18765)
-    parser.add_argument("--phases", default="search,add", help="which closed loops to run")
+    parser.add_argument("--phases", default="search,add",
+                        help="which closed loops to run: search, add, health (GET /healthz: the serving floor)")
     parser.add_argument("--int8", action="store_true", help="serve with the int8 embedder (quantize_embedder)")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -167,8 +168,11 @@ def main() -> int:
                     "messages": [{"role": "user", "content": new_facts[i % len(new_facts)]}]}
 
             asyncio.run(closed_loop(url, 4, 2.0, search))  # warm-up: connections, batcher, caches
-            curve = {"search": [], "add": []}
-            for phase, make in (("search", search), ("add", add)):
+            def health(i: int):  # no work behind it: what HTTP, the proxy and the replica cost by themselves
+                return "GET", "/healthz", None
+
+            curve = {"search": [], "add": [], "health": []}
+            for phase, make in (("search", search), ("add", add), ("health", health)):
                 if phase not in args.phases.split(","):
                     continue
                 for clients in levels:
@@ -187,7 +191,8 @@ def main() -> int:
               "p95_ms_c4": p95_c4, "qps_c16": qps_c16, "goals": GOALS,
               "goals_met": bool(p95_c4 is not None and qps_c16 is not None and p95_c4 <= GOALS["p95_ms_c4"]
                                 and qps_c16 >= GOALS["qps_c16"]),
-              "in_process": baseline, "memories": len(facts), "curve": curve}
+              "in_process": baseline, "memories": len(facts), "embedder": "int8" if QUANTIZE else "float32",
+              "curve": curve}
     print(json.dumps(result))
     return 0
 

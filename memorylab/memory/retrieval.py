@@ -79,28 +79,40 @@ class HybridRetriever:
 
     def search(self, tenant: str, agent: str, query: str, top_k: int, *, mode: Mode = "hybrid",
                filters: Optional[Mapping[str, Any]] = None, candidates: Optional[int] = None,
-               query_vector: Optional[np.ndarray] = None) -> list[tuple[MemoryRecord, float]]:
+               query_vector: Optional[np.ndarray] = None,
+               dense_hits: Optional[list[tuple[MemoryRecord, float]]] = None) -> list[tuple[MemoryRecord, float]]:
         """The top_k memories with their score (cosine, BM25 or fused RRF score by mode), best first.
 
         `candidates`: how deep each arm goes before fusion (hybrid only); None means top_k (see the module
-        docstring for why not a fixed 50). `query_vector`: the query's embedding when the caller has it.
+        docstring for why not a fixed 50). `query_vector`: the query's embedding when the caller has it;
+        `dense_hits`: the dense arm's result (dense_depth deep) when the caller has that already (a served
+        replica scores concurrent queries together); a memory deleted since is left out.
         """
         if mode not in MODES:
             raise ValueError(f"HybridRetriever.search: mode must be one of {', '.join(MODES)}, got {mode!r}.")
         if top_k <= 0:
             return []
+        if dense_hits is not None:
+            dense_hits = [(r, s) for r, s in dense_hits if self.store.get(tenant, agent, r.id) is not None]
+        depth = self.dense_depth(mode, top_k, candidates)
         if mode == "dense":
-            return self._dense(tenant, agent, query, top_k, filters, query_vector)
+            return dense_hits if dense_hits is not None else self._dense(tenant, agent, query, depth, filters,
+                                                                         query_vector)
         if mode == "bm25":
             return self._bm25(tenant, agent, query, top_k, filters)
-        depth = top_k if candidates is None else max(candidates, top_k)
-        dense = self._dense(tenant, agent, query, depth, filters, query_vector)
+        dense = dense_hits if dense_hits is not None else self._dense(tenant, agent, query, depth, filters,
+                                                                      query_vector)
         sparse = self._bm25(tenant, agent, query, depth, filters)
         by_id = {r.id: r for r, _ in dense}
         by_id.update((r.id, r) for r, _ in sparse)
         fused = reciprocal_rank_fusion([[r.id for r, _ in dense], [r.id for r, _ in sparse]],
                                        k=self.rrf_k, weights=self.weights)
         return [(by_id[i], score) for i, score in fused[:top_k]]
+
+    @staticmethod
+    def dense_depth(mode: Mode, top_k: int, candidates: Optional[int]) -> int:
+        """How many memories the dense arm returns: top_k in dense mode, the fusion's depth in hybrid."""
+        return top_k if mode == "dense" or candidates is None else max(candidates, top_k)
 
     def _dense(self, tenant: str, agent: str, query: str, top_k: int, filters: Optional[Mapping[str, Any]],
                query_vector: Optional[np.ndarray]) -> list[tuple[MemoryRecord, float]]:

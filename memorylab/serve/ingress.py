@@ -156,7 +156,7 @@ class Ingress:
 
     def __init__(self, folder: str, memory: dict[str, Any], agent: Any, generator: Any, keys: dict[str, str],
                  model_name: str, max_body_bytes: int, generation: dict[str, Any], batch_size: int = 16,
-                 batch_wait_ms: float = 2.0, device: str = "cpu", policy: str = "always",
+                 batch_wait_ms: float = 6.0, device: str = "cpu", policy: str = "always",
                  num_threads: int = 1) -> None:
         import torch
 
