@@ -11,7 +11,7 @@ figures of several evaluations (`add_privleak`, `add_forget_quality`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Collection, Optional, Sequence
 
 import numpy as np
 
@@ -250,53 +250,82 @@ def truth_ratio_sets(lm: LM, *sets: Sequence[TofuItem]) -> list[np.ndarray]:
     return [np.array([truth_ratio(means[i], means[i + 1: i + 1 + k]) for i, k in s]) for s in spans]
 
 
-def evaluate(lm: LM, data: EvalData, cfg: EvalConfig, desc: str = "evaluate", show_progress: bool = True) -> Evaluation:
-    """Every metric of `data` on one model. Truth-ratio keys (and raw["truth_ratios_forget"]) only with TOFU."""
+# The parts of an evaluation, by the figures each gives (figures computed from others count for their
+# sources: PrivLeak from the MIA AUC, forget quality from the truth ratios).
+PARTS: dict[str, frozenset[str]] = {
+    "verbmem": frozenset({"verbmem_forget"}),
+    "knowmem_forget": frozenset({"knowmem_forget"}),
+    "knowmem_retain": frozenset({"knowmem_retain"}),
+    "mia": frozenset({"mia_auc_forget_holdout", "mia_auc_min_k_pp", "mia_auc_loss", "mia_auc_zlib", "privleak"}),
+    "ppl": frozenset({"ppl_holdout"}),
+    "canaries": frozenset({"canary_exposure_mean"}),
+    "truth": frozenset({"truth_ratio_forget", "truth_ratio_retain", "forget_quality"}),
+}
+
+
+METRIC_ORDER = ("verbmem_forget", "knowmem_forget", "knowmem_retain", "mia_auc_forget_holdout", "mia_auc_min_k_pp",
+                "mia_auc_loss", "mia_auc_zlib", "canary_exposure_mean", "ppl_holdout")  # as reports list them
+
+
+def evaluate(lm: LM, data: EvalData, cfg: EvalConfig, desc: str = "evaluate", show_progress: bool = True,
+             only: Optional[Collection[str]] = None) -> Evaluation:
+    """Every metric of `data` on one model. Truth-ratio keys (and raw["truth_ratios_forget"]) only with TOFU.
+    `only`: figure names; the parts of the evaluation that give none of them are skipped, and their metrics
+    are missing (intermediate measurements need only what an objective reads)."""
+    wanted = {part for part, figures in PARTS.items() if only is None or figures & set(only)}
     separate_ppl = data.holdout_texts is not data.nonmembers and list(data.holdout_texts) != list(data.nonmembers)
-    truth = bool(data.truth_forget) or bool(data.truth_retain)
-    steps = 5 + bool(data.canaries) + separate_ppl + truth
+    mia_needed = "mia" in wanted or ("ppl" in wanted and not separate_ppl)  # perplexity reuses the holdout scores
+    truth = (bool(data.truth_forget) or bool(data.truth_retain)) and "truth" in wanted
+    canaries = bool(data.canaries) and "canaries" in wanted
+    steps = (("verbmem" in wanted) + ("knowmem_forget" in wanted) + ("knowmem_retain" in wanted) + 2 * mia_needed
+             + (separate_ppl and "ppl" in wanted) + canaries + truth)
+    metrics: dict[str, float] = {}
+    samples: dict[str, Any] = {}
+    raw: dict[str, Any] = {}
     with progress_bar(total=steps, desc=desc, enabled=show_progress) as bar:
-        verb, verb_samples = verbmem_pairs(lm, data.verbatim, cfg, data.verbatim_stop)
-        bar.update()
-        know_forget, forget_samples = knowmem_questions(lm, data.qa_forget, data.fewshot_pool, cfg)
-        bar.update()
-        know_retain, retain_samples = knowmem_questions(lm, data.qa_retain, data.fewshot_pool, cfg)
-        bar.update()
-        members = mia_scores(lm, data.members, cfg.mia_min_k)
-        bar.update()
-        holdout = mia_scores(lm, data.nonmembers, cfg.mia_min_k)
-        bar.update()
-        holdout_logprobs = holdout["logprobs"]
-        if separate_ppl:
-            holdout_logprobs = lm.token_logprobs(data.holdout_texts)
+        if "verbmem" in wanted:
+            metrics["verbmem_forget"], verb_samples = verbmem_pairs(lm, data.verbatim, cfg, data.verbatim_stop)
+            samples["verbmem_forget"] = verb_samples[:3]
             bar.update()
-        exposures = canary_exposures(lm, data.canaries) if data.canaries else []
-        if data.canaries:
+        for split, qa in (("forget", data.qa_forget), ("retain", data.qa_retain)):
+            if f"knowmem_{split}" in wanted:
+                metrics[f"knowmem_{split}"], qa_samples = knowmem_questions(lm, qa, data.fewshot_pool, cfg)
+                samples[f"knowmem_{split}"] = qa_samples[:5]
+                bar.update()
+        if mia_needed:
+            members = mia_scores(lm, data.members, cfg.mia_min_k)
             bar.update()
+            holdout = mia_scores(lm, data.nonmembers, cfg.mia_min_k)
+            bar.update()
+            if "mia" in wanted:
+                # Min-K% prob is the MIA behind MUSE's PrivLeak; the other attacks are reported beside it.
+                metrics.update({
+                    "mia_auc_forget_holdout": mia_auc(members["min_k"], holdout["min_k"]),
+                    "mia_auc_min_k_pp": mia_auc(members["min_k_pp"], holdout["min_k_pp"]),
+                    "mia_auc_loss": mia_auc(members["loss"], holdout["loss"]),
+                    "mia_auc_zlib": mia_auc(members["zlib"], holdout["zlib"]),
+                })
+        if "ppl" in wanted:
+            holdout_logprobs = lm.token_logprobs(data.holdout_texts) if separate_ppl else holdout["logprobs"]
+            if separate_ppl:
+                bar.update()
+            metrics["ppl_holdout"] = perplexity(holdout_logprobs)
+        if "canaries" in wanted:
+            exposures = canary_exposures(lm, data.canaries) if canaries else []
+            if canaries:
+                bar.update()
+            metrics["canary_exposure_mean"] = float(np.mean(exposures)) if exposures else float("nan")
+            samples["canary_exposures"] = exposures
         ratios_forget, ratios_retain = truth_ratio_sets(lm, data.truth_forget, data.truth_retain) if truth else ([], [])
         if truth:
             bar.update()
-    metrics = {
-        "verbmem_forget": verb,
-        "knowmem_forget": know_forget,
-        "knowmem_retain": know_retain,
-        # Min-K% prob is the MIA behind MUSE's PrivLeak; the other attacks are reported beside it.
-        "mia_auc_forget_holdout": mia_auc(members["min_k"], holdout["min_k"]),
-        "mia_auc_min_k_pp": mia_auc(members["min_k_pp"], holdout["min_k_pp"]),
-        "mia_auc_loss": mia_auc(members["loss"], holdout["loss"]),
-        "mia_auc_zlib": mia_auc(members["zlib"], holdout["zlib"]),
-        "canary_exposure_mean": float(np.mean(exposures)) if exposures else float("nan"),
-        "ppl_holdout": perplexity(holdout_logprobs),
-    }
-    raw: dict[str, Any] = {}
+    metrics = {k: metrics[k] for k in METRIC_ORDER if k in metrics}
     if len(ratios_forget):
         metrics["truth_ratio_forget"] = truth_ratio_score(ratios_forget, "forget")
         raw["truth_ratios_forget"] = [float(r) for r in ratios_forget]
     if len(ratios_retain):
         metrics["truth_ratio_retain"] = truth_ratio_score(ratios_retain, "retain")
         raw["truth_ratios_retain"] = [float(r) for r in ratios_retain]
-    samples = {"verbmem_forget": verb_samples[:3], "knowmem_forget": forget_samples[:5],
-               "knowmem_retain": retain_samples[:5], "canary_exposures": exposures}
     return Evaluation(metrics=metrics, samples=samples, raw=raw)
 
 
@@ -329,7 +358,9 @@ def add_forget_quality(models: dict[str, dict], raws: dict[str, dict], reference
 
 def compare_to_retrain(models: dict[str, dict[str, float]], raws: dict[str, dict]) -> None:
     """The figures measured against the retrain model, added to every model's: PrivLeak, and TOFU's forget
-    quality where the raw figures hold truth ratios. `models` must hold 'retrain'."""
-    add_privleak(models)
+    quality where the raw figures hold truth ratios. `models` must hold 'retrain'. (A partial measurement
+    without the MIA gets no PrivLeak.)"""
+    if all("mia_auc_forget_holdout" in figures for figures in models.values()):
+        add_privleak(models)
     if any("truth_ratios_forget" in raws.get(n, {}) for n in models):
         add_forget_quality(models, raws)

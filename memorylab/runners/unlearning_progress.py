@@ -40,6 +40,7 @@ class Probe:
     steps: tuple[int, ...]
     data: Any  # the run's UnlearningData, or an ObjectRef of it
     eval: EvalConfig
+    figures: Optional[frozenset[str]] = None  # what to measure (evaluate's `only`); None: everything
 
     def hook(self, build_lm: Callable[[], Any], module: Any, device: str) -> Callable[[int], None]:
         """The loop's on_step: at a probe step, measure the LM `build_lm` makes of the model being trained
@@ -59,7 +60,7 @@ class Probe:
                     lm = build_lm()
                     if not eval_data:
                         eval_data.append(data.eval_data(lm, self.eval, None))
-                    ev = evaluate(lm, eval_data[0], self.eval, show_progress=False)
+                    ev = evaluate(lm, eval_data[0], self.eval, show_progress=False, only=self.figures)
             finally:
                 module.train(training)
             raw = {k: ev.raw[k] for k in RAW_KEPT if k in ev.raw}
@@ -79,7 +80,8 @@ class ProgressRelay:
 
     def __init__(self, methods: dict[str, int], points: int, data: Any, eval_cfg: EvalConfig,
                  on_progress: ProgressFn) -> None:
-        """`methods`: label -> unlearning steps of each main job."""
+        """`methods`: label -> unlearning steps of each main job. When `on_progress` names the `figures` it
+        reads (a sweep's objectives), the probes measure only those."""
         import ray
         from ray.util.queue import Queue
 
@@ -94,10 +96,12 @@ class ProgressRelay:
         self._references: Optional[dict[str, tuple[dict, dict]]] = None
         self._pending_references: Optional[Future] = None
         self._on_progress = on_progress
+        figures = getattr(on_progress, "figures", None)
+        self._figures = frozenset(figures) if figures is not None else None
 
     def probe(self, label: str) -> Optional[Probe]:
         steps = self._steps[label][: self._count]
-        return Probe(self.queue, label, steps, self._data_ref, self._eval) if steps else None
+        return Probe(self.queue, label, steps, self._data_ref, self._eval, self._figures) if steps else None
 
     def compare_with(self, references: Future) -> None:
         """The future evaluations {name: Evaluation} of the target and the retrain: every partial report

@@ -66,6 +66,10 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
             tune.report({**values, "step": step, "final": False,
                          "trial_work_s": round(time.perf_counter() - began, 3)})
 
+    # The metric names the objectives read (the last part of each path): measuring on the way, a runner
+    # can skip the rest of its evaluation.
+    on_progress.figures = {path[-1] for expr in objectives.values() for path in expr.paths}
+
     extra = {"on_progress": on_progress} if spec.reports_progress else {}
     report = run_scenario(scenario, out_dir, raw_config=raw, overwrite=True,
                           scenario_path=Path(spec.scenario_path) if spec.scenario_path else None, **extra)

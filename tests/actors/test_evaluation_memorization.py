@@ -288,3 +288,22 @@ def test_forget_people_must_be_forget_people(world3):
         world_eval_data(world3, fake, FAST, [])
     pid = world3.people_in("forget")[0].id
     assert world_eval_data(world3, fake, FAST, pid) == world_eval_data(world3, fake, FAST, [pid])  # one bare id
+
+
+@pytest.mark.parametrize("only, measured, skipped", [
+    ({"knowmem_forget"}, {"knowmem_forget"}, {"token_logprobs", "token_logprob_moments", "loglikelihood"}),
+    ({"privleak"}, {"mia_auc_forget_holdout", "mia_auc_min_k_pp", "mia_auc_loss", "mia_auc_zlib"}, {"generate"}),
+    ({"ppl_holdout", "verbmem_forget"}, {"ppl_holdout", "verbmem_forget"}, set()),
+    ({"canary_exposure_mean"}, {"canary_exposure_mean"}, {"generate"}),
+])
+def test_only_measures_what_the_named_figures_need(tiny_world, only, measured, skipped):
+    """Intermediate measurements for a sweep scheduler read a few figures: the other parts are not run, and
+    the figures that are measured are the full evaluation's."""
+    data = world_eval_data(tiny_world, FakeLM(tiny_world, "flat"), FAST)
+    full = evaluate(FakeLM(tiny_world, "flat"), data, FAST, show_progress=False)
+    fake = FakeLM(tiny_world, "flat")
+    part = evaluate(fake, data, FAST, show_progress=False, only=only)
+    assert set(part.metrics) == measured
+    assert all(part.metrics[k] == full.metrics[k] or (math.isnan(part.metrics[k]) and math.isnan(full.metrics[k]))
+               for k in measured)
+    assert not skipped & set(fake.calls), fake.calls

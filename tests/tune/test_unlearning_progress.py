@@ -50,6 +50,23 @@ def test_partial_reports_come_at_each_point_and_change_nothing(tmp_path, shared_
     assert plain["methods"]["m"]["final_loss"] == report["methods"]["m"]["final_loss"]
 
 
+def test_probes_measure_only_the_figures_their_reader_names(tmp_path, shared_models, ray_cluster):
+    partials = []
+
+    def on_progress(partial, step):
+        partials.append(partial)
+
+    on_progress.figures = {"knowmem_forget", "privleak"}
+    report = unlearning.run(_scenario(shared_models), tmp_path / "run", on_progress=on_progress)
+    assert len(partials) == 2
+    for partial in partials:
+        # KnowMem on the forget set, and the MIA that PrivLeak is computed from; nothing else was measured.
+        assert set(partial["models"]["m"]) == {"knowmem_forget", "mia_auc_forget_holdout", "mia_auc_min_k_pp",
+                                               "mia_auc_loss", "mia_auc_zlib", "privleak"}
+        assert partial["models"]["target"] == report["models"]["target"]  # the references in full
+    assert set(report["models"]["m"]) > set(partials[0]["models"]["m"])  # the final measurement in full
+
+
 def test_asha_stops_an_unlearning_trial_on_intermediate_results(tmp_path, shared_models, ray_cluster):
     """Trial 1 (a small learning rate) keeps perplexity low; trial 2's large one wrecks it by the first point,
     so ASHA (reduction factor 2: a trial goes on only in the better half of its rung) stops trial 2 there."""
