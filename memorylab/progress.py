@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Optional
 # carry `figures`, the metric names its reader needs: a runner may then measure only those on the way.
 ProgressFn = Callable[[dict[str, Any], int], None]
 
+
 def _in_ray_worker() -> bool:
     if "ray" not in sys.modules:
         return False

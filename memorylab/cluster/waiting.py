@@ -11,6 +11,14 @@ from memorylab.progress import progress_bar
 POLL_S = 0.5  # how often a waiting run with intermediate results looks for new ones
 
 
+def progress_queue() -> Any:
+    """A Ray queue that tasks put their intermediate results on, for the waiting run to poll."""
+    from ray.util.queue import Queue
+
+    # A queue is an actor; with the default 1 CPU it would hold a core a task needs on a small Ray.
+    return Queue(actor_options={"num_cpus": 0})
+
+
 def wait_all(refs: Sequence[Any], desc: str, poll: Optional[Callable[[], None]] = None) -> list[Any]:
     """The values of `refs` (ObjectRefs of tasks), in order, once all are done; a bar counts them. `poll` is
     called every POLL_S seconds while waiting and after the last task ends (to pass intermediate results on).

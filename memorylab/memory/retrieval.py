@@ -86,14 +86,16 @@ class HybridRetriever:
         `candidates`: how deep each arm goes before fusion (hybrid only); None means top_k (see the module
         docstring for why not a fixed 50). `query_vector`: the query's embedding when the caller has it;
         `dense_hits`: the dense arm's result (dense_depth deep) when the caller has that already (a served
-        replica scores concurrent queries together); a memory deleted since is left out.
+        replica scores concurrent queries together); a memory deleted since is left out, one updated since
+        comes as it is now.
         """
         if mode not in MODES:
             raise ValueError(f"HybridRetriever.search: mode must be one of {', '.join(MODES)}, got {mode!r}.")
         if top_k <= 0:
             return []
         if dense_hits is not None:
-            dense_hits = [(r, s) for r, s in dense_hits if self.store.get(tenant, agent, r.id) is not None]
+            current = ((self.store.get(tenant, agent, r.id), s) for r, s in dense_hits)
+            dense_hits = [(r, s) for r, s in current if r is not None]
         depth = self.dense_depth(mode, top_k, candidates)
         if mode == "dense":
             return dense_hits if dense_hits is not None else self._dense(tenant, agent, query, depth, filters,

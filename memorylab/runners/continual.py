@@ -23,9 +23,9 @@ import ray
 
 from memorylab.cluster import ray_session
 from memorylab.cluster.resources import actor_options, device_for, torch_threads
+from memorylab.cluster.waiting import progress_queue, wait_all
 from memorylab.continual.data import ContinualData, continual_data
 from memorylab.errors import MemorylabError
-from memorylab.cluster.waiting import wait_all
 from memorylab.progress import ProgressFn
 from memorylab.report import versions, write_json
 from memorylab.runners.continual_report import (
@@ -92,12 +92,7 @@ def _run_arms(scenario: ContinualScenario, data: ContinualData, base_path: str, 
               on_progress: Optional[ProgressFn]) -> dict[str, dict[str, Any]]:
     res = scenario.resources.trainer
     task = ray.remote(_arm_task).options(**actor_options(res), max_retries=0)
-    queue = None
-    if on_progress is not None:
-        from ray.util.queue import Queue
-
-        # A queue is an actor; with the default 1 CPU it would hold a core an arm needs on a small Ray.
-        queue = Queue(actor_options={"num_cpus": 0})
+    queue = progress_queue() if on_progress is not None else None
     data_ref = ray.put(data)  # shipped once, not once per arm
     refs = {a.name: task.remote(scenario, a, base_path, data_ref, str(out_dir / "arms" / a.name),
                                 torch_threads(res), device_for(res, scenario.model.device), queue)

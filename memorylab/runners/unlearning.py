@@ -226,6 +226,29 @@ def _reference_evaluations(scenario: UnlearningScenario, data: UnlearningData,
     return {name: by_units[ALL] for name, by_units in evals.items()}
 
 
+def _unlearn_reporting(scenario: UnlearningScenario, evaluated: UnlearningScenario, data: UnlearningData,
+                       paths: dict[str, str], tokenizer_dir: Path, out_dir: Path,
+                       on_progress: ProgressFn) -> tuple[dict[Job, dict[str, Any]], dict[str, dict]]:
+    """The unlearning jobs with their intermediate results passed on, and the target's and retrain's
+    evaluations on the whole forget set, measured beside the unlearning (their actors start once resources
+    allow) rather than after it: partial reports compare against them, and the final report reuses them."""
+    relay = ProgressRelay({m.name: m.steps for m in scenario.methods}, scenario.progress_points, data,
+                          scenario.eval, on_progress)
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        refs = _plan_and_submit(scenario, data, paths["target"], tokenizer_dir, out_dir, relay)
+        references = pool.submit(_reference_evaluations, evaluated, data, paths)
+        relay.compare_with(references)
+        jobs = _wait_all(refs, "unlearn", relay)
+        known = {name: {ALL: ev} for name, ev in references.result().items()}
+        relay.pump()  # the points that waited for the references
+        return jobs, known
+    finally:
+        # Not waiting for the pool: a trial its scheduler stopped leaves at once.
+        pool.shutdown(wait=False)
+        relay.close()
+
+
 def run(scenario: UnlearningScenario, out_dir: Path, *, address: Optional[str] = None,
         raw_config: Optional[dict] = None, scenario_path: Optional[Path] = None,
         on_progress: Optional[ProgressFn] = None) -> dict[str, Any]:
@@ -247,30 +270,11 @@ def run(scenario: UnlearningScenario, out_dir: Path, *, address: Optional[str] =
         timings["train"] = round(time.perf_counter() - t, 3)
 
         t = time.perf_counter()
-        relay, known = None, {}
-        if on_progress is not None:
-            relay = ProgressRelay({m.name: m.steps for m in scenario.methods}, scenario.progress_points, data,
-                                  scenario.eval, on_progress)
-        try:
-            refs = _plan_and_submit(scenario, data, paths["target"], tokenizer_dir, out_dir, relay)
-            if relay is not None:
-                # Measured beside the unlearning (their actors start once resources allow), not after it;
-                # the final report reuses these evaluations.
-                pool = ThreadPoolExecutor(max_workers=1)
-                try:
-                    references = pool.submit(_reference_evaluations, evaluated, data, paths)
-                    relay.compare_with(references)
-                    jobs = _wait_all(refs, "unlearn", relay)
-                finally:
-                    # Not waiting here: a trial its scheduler stopped leaves at once (result() waits below).
-                    pool.shutdown(wait=False)
-                known = {name: {ALL: ev} for name, ev in references.result().items()}
-                relay.pump()  # the points that waited for the references
-            else:
-                jobs = _wait_all(refs, "unlearn")
-        finally:
-            if relay is not None:
-                relay.close()
+        known: dict[str, dict] = {}  # evaluations already made, by model and forget set
+        if on_progress is None:
+            jobs = _wait_all(_plan_and_submit(scenario, data, paths["target"], tokenizer_dir, out_dir), "unlearn")
+        else:
+            jobs, known = _unlearn_reporting(scenario, evaluated, data, paths, tokenizer_dir, out_dir, on_progress)
         timings["unlearn"] = round(time.perf_counter() - t, 3)
 
         t = time.perf_counter()

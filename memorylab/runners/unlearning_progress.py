@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from memorylab.cluster.waiting import progress_queue
 from memorylab.evaluation import compare_to_retrain, evaluate
 from memorylab.progress import ProgressFn
 from memorylab.runners.unlearning_report import pick_figures
@@ -83,10 +84,8 @@ class ProgressRelay:
         """`methods`: label -> unlearning steps of each main job. When `on_progress` names the `figures` it
         reads (a sweep's objectives), the probes measure only those."""
         import ray
-        from ray.util.queue import Queue
 
-        # A queue is an actor; with the default 1 CPU it would hold a core a task needs on a small Ray.
-        self.queue = Queue(actor_options={"num_cpus": 0})
+        self.queue = progress_queue()
         self._data_ref = ray.put(data)
         self._eval = measured_eval(eval_cfg)
         self._steps = {label: probe_steps(steps, points) for label, steps in methods.items()}

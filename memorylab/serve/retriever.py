@@ -41,17 +41,13 @@ class AgentNotFound(MemoryNotFound):
 
 @dataclass(frozen=True)
 class DenseQuery:
-    """One search's dense arm, as the replica batches it; filters as canonical JSON (a grouping key)."""
+    """One search's dense arm, as the replica batches it."""
 
     tenant: str
     agent: str
     query: str
     depth: int
-    filters: Optional[str] = None
-
-    @staticmethod
-    def filters_key(filters: Optional[dict]) -> Optional[str]:
-        return json.dumps(filters, sort_keys=True) if filters else None
+    filters: Optional[dict] = None
 
 
 class MemoryService:
@@ -97,12 +93,13 @@ class MemoryService:
         vectors = self.embedder.embed([q.query for q in queries])
         groups: dict[tuple, list[int]] = {}
         for i, q in enumerate(queries):
-            groups.setdefault((q.tenant, q.agent, q.filters), []).append(i)
+            key = json.dumps(q.filters, sort_keys=True) if q.filters else None
+            groups.setdefault((q.tenant, q.agent, key), []).append(i)
         out: list[Any] = [None] * len(queries)
-        for (tenant, agent, filters), members in groups.items():
+        for (tenant, agent, _), members in groups.items():
             depth = max(queries[i].depth for i in members)
             found = refused(self.store.dense_search_many, tenant, agent, np.stack([vectors[i] for i in members]),
-                            depth, json.loads(filters) if filters else None)
+                            depth, queries[members[0]].filters)
             for j, i in enumerate(members):
                 out[i] = found if isinstance(found, Refusal) else found[j][: queries[i].depth]
         return out
@@ -208,7 +205,7 @@ class Retriever:
         dense = None
         if mode != "bm25" and top_k > 0:
             depth = HybridRetriever.dense_depth(mode, top_k, candidates)
-            dense = await self._dense_arm(DenseQuery(tenant, agent, query, depth, DenseQuery.filters_key(filters)))
+            dense = await self._dense_arm(DenseQuery(tenant, agent, query, depth, filters or None))
             if isinstance(dense, Refusal):
                 return dense
         return refused(self.service.search, tenant, agent, query, top_k, mode=mode, filters=filters,

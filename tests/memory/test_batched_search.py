@@ -62,8 +62,8 @@ def test_the_dense_arm_groups_searches_and_keeps_refusals_apart(filled, tmp_path
     store.add_many(other, embedder.embed(["cats and mats"]))
     service = _Service(store, embedder)
     queries = [DenseQuery("t", "a", "cat on a mat", 3), DenseQuery("u", "b", "cat on a mat", 3),
-               DenseQuery("t", "a", "stock prices", 2, DenseQuery.filters_key({"source": "chat"})),
-               DenseQuery("t", "a", "kitten", 5), DenseQuery("t", "a", "kitten", 2, '{"no_such_key": 1}')]
+               DenseQuery("t", "a", "stock prices", 2, {"source": "chat"}),
+               DenseQuery("t", "a", "kitten", 5), DenseQuery("t", "a", "kitten", 2, {"no_such_key": 1})]
     out = service.dense_arm(queries)
     vectors = embedder.embed([q.query for q in queries])
     assert out[0] == store.dense_search("t", "a", vectors[0], 3)
