@@ -99,8 +99,10 @@ def decode(
     for t in range(params.max_new_tokens):
         nxt = _choose(logits, params, generator)
         nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
-        for row in torch.nonzero(~done).flatten().tolist():
-            out[row].append(int(nxt[row]))
+        # Two conversions to lists a step, not one int() per row (~3 us each: a tenth of a small model's step).
+        for row, (token, ended) in enumerate(zip(nxt.tolist(), done.tolist())):
+            if not ended:
+                out[row].append(token)
         done |= torch.isin(nxt, ender_tensor)
         # No forward pass for logits that nobody will read: after the last token, or once every row ended.
         if bool(done.all()) or t == params.max_new_tokens - 1:

@@ -127,6 +127,21 @@ def _subtract(target: torch.Tensor, assistant: torch.Tensor, kept: torch.Tensor 
 SPARSE_HEAD_BREAK_EVEN = 4
 
 
+def _shared_head(target, assistant_head: torch.Tensor) -> torch.Tensor:
+    """The target's output-embedding tensor when it equals the assistant's head, else the assistant's head.
+
+    ULD's assistant keeps the target's LM head, frozen, so the two are equal; reading the target's tensor for
+    both means one copy in the CPU caches instead of two, and the target's forward, which ends with its head,
+    has just brought it there."""
+    heads = getattr(getattr(target, "model", None), "get_output_embeddings", lambda: None)()
+    weight = getattr(heads, "weight", None)
+    if (isinstance(weight, torch.Tensor) and weight.shape == assistant_head.shape
+            and weight.dtype == assistant_head.dtype and weight.device == assistant_head.device
+            and torch.equal(weight, assistant_head)):
+        return weight.detach()
+    return assistant_head
+
+
 class ULDLM(LogitsLM):
     """The LM protocol over ULD's combined logits. `target` and `assistant` are HF-backend LMs (HFLM) that
     share a tokenizer; a LoRA assistant should be merged first (`memorylab.unlearn.uld.merge_assistant`).
@@ -148,6 +163,7 @@ class ULDLM(LogitsLM):
         self.max_length = min(target.max_length, assistant.max_length)
         model = getattr(assistant, "model", None)
         self._lean = LeanLlama(model) if lean_assistant and unsupported_reason(model) is None else None
+        self._head = None if self._lean is None else _shared_head(target, self._lean.head)
 
     def sequence_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.combine(self.target.sequence_logits(input_ids, attention_mask),
@@ -165,13 +181,13 @@ class ULDLM(LogitsLM):
         if self.alpha == 0:
             return target
         kept = _kept(target, self.r)
-        if kept is None:
-            return _subtract(target, F.linear(last, self._lean.head), None, self.alpha)
+        if kept is None:  # target - alpha * head(last): the subtraction inside the matrix product
+            return torch.addmm(target, last, self._head.t(), alpha=-self.alpha)
         columns = kept.amax(dim=0).nonzero().flatten()  # ids kept in at least one row
         if len(columns) * SPARSE_HEAD_BREAK_EVEN > target.shape[-1]:
-            return _subtract(target, F.linear(last, self._lean.head), kept, self.alpha)
+            return _subtract(target, F.linear(last, self._head), kept, self.alpha)
         out = target.clone()
-        out[:, columns] = torch.addcmul(target[:, columns], self._lean.head_columns(last, columns),
+        out[:, columns] = torch.addcmul(target[:, columns], F.linear(last, self._head.index_select(0, columns)),
                                         kept[:, columns], value=-self.alpha)
         return out
 
@@ -181,12 +197,14 @@ class ULDLM(LogitsLM):
                           past: Any = None, position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
         """Combined next-token logits (B, V); `past` is the pair (target cache, assistant cache) or None."""
         t_past, a_past = (None, None) if past is None else past
-        t_logits, t_past = self.target.next_token_logits(input_ids, attention_mask, t_past, position_ids)
         if self._lean is not None:
+            # The assistant's layers first and its head last, right after the target's forward: with the
+            # head the target's own tensor (see _shared_head), the product reads it while it is still cached.
             last, a_past = self._lean.step_hidden(input_ids, attention_mask, position_ids, a_past)
+            t_logits, t_past = self.target.next_token_logits(input_ids, attention_mask, t_past, position_ids)
             return self._combine_sparse(t_logits, last), (t_past, a_past)
-        else:
-            a_logits, a_past = self.assistant.next_token_logits(input_ids, attention_mask, a_past, position_ids)
+        t_logits, t_past = self.target.next_token_logits(input_ids, attention_mask, t_past, position_ids)
+        a_logits, a_past = self.assistant.next_token_logits(input_ids, attention_mask, a_past, position_ids)
         return self.combine(t_logits, a_logits), (t_past, a_past)
 
     @torch.no_grad()
@@ -199,7 +217,7 @@ class ULDLM(LogitsLM):
         if self._lean is not None:
             hidden, a_past = self._lean.step_hidden(input_ids, attention_mask, position_ids, a_past,
                                                     every_position=True)
-            a_logits = F.linear(hidden, self._lean.head)
+            a_logits = F.linear(hidden, self._head)
         else:
             a_logits, a_past = self.assistant.verify_logits(input_ids, attention_mask, a_past, position_ids)
         return self.combine(t_logits, a_logits), (t_past, a_past)
