@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from memorylab.decoding.lean_llama import LeanLlama, unsupported_reason
+from memorylab.decoding.lean_llama import LeanCache, LeanLlama, unsupported_reason
 from memorylab.decoding.loop import decode
 from memorylab.models.backends.hf import HFLM
 from memorylab.models.protocol import GenerationParams
@@ -81,6 +81,26 @@ def test_greedy_decoding_matches_transformers(model, tokenizer):
     params = GenerationParams(max_new_tokens=20)
     kw = dict(pad_id=lm.pad_id, eos_id=tokenizer.eos_token_id)
     assert decode(lean.step, prompts, params, **kw) == decode(lm._step, prompts, params, **kw)
+
+
+def test_a_cache_that_outgrows_its_buffer_keeps_every_token(model, tokenizer, monkeypatch):
+    """A 2-token first buffer grows several times during this decoding (prefill, then doubling): each growth
+    must carry the cached keys and values over, so the logits still match transformers."""
+    model, (atol, rtol) = model
+    monkeypatch.setattr(LeanCache, "MIN_CAPACITY", 2)
+    lm, lean = HFLM(model, tokenizer), LeanLlama(model)
+    ids, mask, positions = left_padded(lm, TEXTS[:2])
+    want, past = lm.next_token_logits(ids, mask, None, positions)
+    got, cache = lean.step(ids, mask, positions, None)
+    capacities = {cache.kv[0].shape[3]}
+    for _ in range(30):
+        nxt = want.argmax(-1, keepdim=True)
+        mask, positions = torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], dim=-1), positions[:, -1:] + 1
+        want, past = lm.next_token_logits(nxt, mask, past, positions)
+        got, cache = lean.step(nxt, mask, positions, cache)
+        torch.testing.assert_close(got, want, atol=atol, rtol=rtol)
+        capacities.add(cache.kv[0].shape[3])
+    assert len(capacities) >= 2 and cache.length == mask.shape[1] <= max(capacities)
 
 
 def test_merged_assistant_matches_transformers(trained_target, tokenizer):

@@ -251,6 +251,15 @@ def test_greedy_tokens_equal_the_plain_implementation(model_pairs, tokenizer, co
     assert decode(uld._step, prompts, params, **kw) == decode(reference_step, prompts, params, **kw)
 
 
+def test_the_assistant_reads_the_targets_head_only_when_they_are_equal(model_pairs, tokenizer):
+    """ULD's assistant keeps the target's head, so the lean path reads the target's tensor (one copy in the
+    caches); an assistant with a head of its own keeps it."""
+    target, assistant = (HFLM(m, tokenizer) for m in model_pairs["trained"])
+    assert ULDLM(target, assistant)._head.data_ptr() == target.model.lm_head.weight.data_ptr()
+    target, assistant = (HFLM(m, tokenizer) for m in model_pairs["random"])
+    assert ULDLM(target, assistant)._head.data_ptr() == assistant.model.lm_head.weight.data_ptr()
+
+
 def test_assistants_the_lean_path_cannot_run_go_through_transformers(trained_target, tokenizer, corpus):
     """An unmerged (peft) assistant decodes through transformers, as lean_assistant=False does."""
     assistant = build_assistant(trained_target, 1)
