@@ -13,7 +13,8 @@ forward gets one core everywhere; (d) uses two cores at once (one per actor). Be
 the in-process ones take turns (a, b, b', a, b, b', ...), so a change in the machine's load between them
 affects all alike.
 ratio = tokens/s (b) / tokens/s (a): the price of ULD over plain decoding; goal >= 0.8. ratio_cpu_time is
-the same from this thread's CPU time, steadier when other processes share the cores. --quick: in-process only
+the same from this thread's CPU time, steadier when other processes share the cores. ms_*: milliseconds a
+step spends in each part (step_breakdown), from --reps more runs of (a) and (b). --quick: in-process only
 (no Ray), fewer prompts and repetitions. The last line is one JSON object.
 """
 
@@ -111,6 +112,46 @@ def best_times(fns: dict, reps: int) -> dict[str, tuple[float, float, list[str]]
     return {name: (wall[name], cpu[name], out[name]) for name in fns}
 
 
+def step_breakdown(target: HFLM, uld: ULDLM, prompts: list[str], params: GenerationParams,
+                   reps: int) -> dict[str, float]:
+    """Milliseconds a decoding step (prefill included) spends in each part: the target's forward alone and
+    beside the assistant, the assistant's layers (LeanLlama), its head and the combination. Timed by wrapping
+    the parts in `reps` more generations of each model (apart from the timings above), the best of each part."""
+    best: dict[str, float] = {}
+    for _ in range(reps):
+        for name, ms in _timed_parts(target, uld, prompts, params).items():
+            best[name] = min(best.get(name, float("inf")), ms)
+    return best
+
+
+def _timed_parts(target: HFLM, uld: ULDLM, prompts: list[str], params: GenerationParams) -> dict[str, float]:
+    seconds: dict[str, float] = {}
+    calls: dict[str, int] = {}
+
+    def timed(name, fn):
+        def run(*args, **kwargs):
+            began = time.perf_counter()
+            out = fn(*args, **kwargs)
+            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - began
+            calls[name] = calls.get(name, 0) + 1
+            return out
+        return run
+
+    target.next_token_logits = timed("target", target.next_token_logits)
+    try:
+        target.generate(prompts, params)
+        alone, alone_steps = seconds.pop("target"), calls.pop("target")
+        uld._lean.step_hidden = timed("assistant_layers", uld._lean.step_hidden)
+        uld._combine_sparse = timed("assistant_head_and_combination", uld._combine_sparse)
+        uld.generate(prompts, params)
+    finally:
+        for obj, name in ((target, "next_token_logits"), (uld._lean, "step_hidden"), (uld, "_combine_sparse")):
+            obj.__dict__.pop(name, None)  # back to the class's method
+    beside, steps = seconds.pop("target"), calls["target"]
+    return {"ms_target_step": 1e3 * alone / alone_steps, "ms_target_step_beside_assistant": 1e3 * beside / steps,
+            **{f"ms_{name}": 1e3 * total / steps for name, total in seconds.items()}}
+
+
 def ray_placements(target_dir: str, assistant_dir: str, prompts: list[str], params: GenerationParams,
                    args) -> dict[str, tuple[float, list[str]]]:
     """Best time and texts of ULD hosted in one actor, and in two actors stepping in lockstep."""
@@ -165,6 +206,7 @@ def main() -> None:
                             "uld_hf": lambda: uld_hf.generate(prompts, params)}, args.reps)
         (t_target, cpu_target, _), (t_uld, cpu_uld, uld_out) = timed["target"], timed["uld"]
         t_uld_hf, _, uld_hf_out = timed["uld_hf"]
+        breakdown = step_breakdown(target, uld, prompts, params, args.reps)
 
         placements = {} if args.quick else ray_placements(target_dir, assistant_dir, prompts, params, args)
 
@@ -183,8 +225,12 @@ def main() -> None:
         print(f"  {k:30s} {v:9.1f}")
     print(f"  same ULD texts in every placement and both assistant paths: {same}")
     print(f"  ratio by CPU time (in-process)  {cpu_target / cpu_uld:9.4f}")
+    print(f"  ms a step (best of {args.reps} timed runs):")
+    for k, v in breakdown.items():
+        print(f"    {k[3:]:36s} {v:7.3f}")
     result = {"bench": "uld_decode", "ratio": round(figures["tokens_per_s_uld"] / figures["tokens_per_s_target"], 4),
               "ratio_cpu_time": round(cpu_target / cpu_uld, 4), **{k: round(v, 1) for k, v in figures.items()},
+              **{k: round(v, 3) for k, v in breakdown.items()},
               "goal": GOAL}
     print(json.dumps(result))
 
