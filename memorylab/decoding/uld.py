@@ -133,9 +133,9 @@ def _shared_head(target, assistant_head: torch.Tensor) -> torch.Tensor:
     ULD's assistant keeps the target's LM head, frozen, so the two are equal; reading the target's tensor for
     both means one copy in the CPU caches instead of two, and the target's forward, which ends with its head,
     has just brought it there."""
-    heads = getattr(getattr(target, "model", None), "get_output_embeddings", lambda: None)()
-    weight = getattr(heads, "weight", None)
-    if (isinstance(weight, torch.Tensor) and weight.shape == assistant_head.shape
+    head = target.model.get_output_embeddings()
+    weight = None if head is None else head.weight
+    if (weight is not None and weight.shape == assistant_head.shape
             and weight.dtype == assistant_head.dtype and weight.device == assistant_head.device
             and torch.equal(weight, assistant_head)):
         return weight.detach()

@@ -135,4 +135,3 @@ class ProgressRelay:
 
     def close(self) -> None:
         self.queue.shutdown()
-

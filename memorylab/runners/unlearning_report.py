@@ -28,7 +28,7 @@ UTILITY_COLLAPSED = 0.5  # below this fraction a method has collapsed
 
 def pick_figures(metrics: dict[str, float]) -> dict[str, Any]:
     """The UNLEARNING_METRICS among a model's figures, the way the report lists them."""
-    return {k: metrics.get(k) for k in UNLEARNING_METRICS if k in metrics}
+    return {k: metrics[k] for k in UNLEARNING_METRICS if k in metrics}
 
 
 def _num(value: Any) -> Optional[float]:

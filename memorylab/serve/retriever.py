@@ -104,7 +104,6 @@ class MemoryService:
                 out[i] = found if isinstance(found, Refusal) else found[j][: queries[i].depth]
         return out
 
-
     def add_messages(self, tenant: str, agent: str, messages: list[dict], *, infer: bool,
                      metadata: Optional[dict]) -> list[dict]:
         self.check_agent(tenant, agent)
