@@ -7,15 +7,20 @@ Compares tokens/s of greedy decoding on the same prompts (biography prefixes of 
   (b) ULDLM in-process (what one ModelActor hosting ULD runs): the assistant steps on LeanLlama;
   (b') the same with the assistant through transformers (lean_assistant=False), for reference;
   (c) one ModelActor hosting ULD (assistant_source=...), called through RemoteLM;
-  (d) two ModelActors (target, assistant) in one STRICT_PACK group, stepped in lockstep (LockstepULD).
+  (d) two ModelActors (target, assistant) in one STRICT_PACK group, stepped in lockstep (LockstepULD);
+  (e) for reference, the target alone and ULD with the target's steps also on LeanLlama (`LeanStepHFLM`): what
+      the ratio becomes when the target's decoding is as lean as the assistant's.
 In-process timings use torch.set_num_threads(1) and every actor has num_cpus=1 (one torch thread), so each
 forward gets one core everywhere; (d) uses two cores at once (one per actor). Best of --reps repetitions;
 the in-process ones take turns (a, b, b', a, b, b', ...), so a change in the machine's load between them
 affects all alike.
 ratio = tokens/s (b) / tokens/s (a): the price of ULD over plain decoding; goal >= 0.8. ratio_cpu_time is
 the same from this thread's CPU time, steadier when other processes share the cores. ms_*: milliseconds a
-step spends in each part (step_breakdown), from --reps more runs of (a) and (b). --quick: in-process only
-(no Ray), fewer prompts and repetitions. The last line is one JSON object.
+step spends in each part (step_breakdown), from --reps more runs of (a) and (b). flops_per_token_*: the
+arithmetic of one decoding step per row (matrix products and attention at the mean context length);
+ratio_if_compute_bound = target / (target + assistant), the ratio of a decoder that ran both models at the
+same speed per FLOP. --quick: in-process only (no Ray), fewer prompts and repetitions. The last line is one
+JSON object.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from memorylab.cluster.placement import remove_group, strict_pack_group
 from memorylab.data import build_world
 from memorylab.decoding.lockstep import LockstepULD
 from memorylab.decoding.loop import decode
+from memorylab.decoding.lean_llama import LeanLlama
 from memorylab.decoding.uld import ULDLM
 from memorylab.models.backends.hf import HFLM
 from memorylab.models.protocol import GenerationParams
@@ -76,6 +82,29 @@ def build_models(folder: Path, train_steps: int):
     return world, spec, str(target_dir), str(assistant_dir)
 
 
+class LeanStepHFLM(HFLM):
+    """The reference (e): an HFLM whose decoding steps run on LeanLlama over its (fixed) weights."""
+
+    def __init__(self, lm: HFLM) -> None:
+        super().__init__(lm.model, lm.tokenizer, batch_size=lm.batch_size, device=lm.device)
+        self._lean = LeanLlama(lm.model)
+
+    def next_token_logits(self, input_ids, attention_mask=None, past=None, position_ids=None):
+        return self._lean.step(input_ids, attention_mask, position_ids, past)
+
+
+def flops_per_token(config, context: float) -> float:
+    """Multiply-adds x 2 of one decoding step for one row of a Llama model: every layer's projections and MLP,
+    attention over `context` cached tokens, and the LM head. (Norms, rope and softmax are a few per cent.)"""
+    hidden, inter, vocab = config.hidden_size, config.intermediate_size, config.vocab_size
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    projections = hidden * (heads + 2 * kv_heads) * head_dim + heads * head_dim * hidden + 3 * hidden * inter
+    attention = 2 * heads * head_dim * context
+    return 2.0 * (config.num_hidden_layers * (projections + attention) + hidden * vocab)
+
+
 def biography_prompts(lm: HFLM, world, count: int) -> list[str]:
     bios = [lm.encode([b])[0] for s in ("forget", "retain", "holdout") for b in world.biographies(s)]
     prefixes = [ids[:n] for n in (12, 8, 16) for ids in bios]
@@ -91,6 +120,12 @@ def new_tokens(lm, prompts: list[str], params: GenerationParams) -> int:
                      eos_id=lm.tokenizer.eos_token_id, device=lm.device)
         total += sum(len(n) for n in new)
     return total
+
+
+def mean_context(lm: HFLM, prompts: list[str], new: int) -> float:
+    """Cached tokens a decoding step attends to, on average over the steps: the start token and prompt, plus
+    half the new tokens."""
+    return sum(len(ids) for ids in lm._with_start(prompts)) / len(prompts) + new / 2
 
 
 def best_time(fn, reps: int) -> tuple[float, list[str]]:
@@ -198,38 +233,57 @@ def main() -> None:
         assistant = HFLM.load(assistant_dir, device="cpu", batch_size=args.batch_size)
         uld = ULDLM(target, assistant, alpha=ALPHA, r=R)
         uld_hf = ULDLM(target, assistant, alpha=ALPHA, r=R, lean_assistant=False)
+        lean_target = LeanStepHFLM(target)
+        uld_lean_target = ULDLM(lean_target, assistant, alpha=ALPHA, r=R)
         prompts = biography_prompts(target, world, args.prompts)
         n_target, n_uld = new_tokens(target, prompts, params), new_tokens(uld, prompts, params)
 
         timed = best_times({"target": lambda: target.generate(prompts, params),
                             "uld": lambda: uld.generate(prompts, params),
-                            "uld_hf": lambda: uld_hf.generate(prompts, params)}, args.reps)
-        (t_target, cpu_target, _), (t_uld, cpu_uld, uld_out) = timed["target"], timed["uld"]
+                            "uld_hf": lambda: uld_hf.generate(prompts, params),
+                            "target_lean": lambda: lean_target.generate(prompts, params),
+                            "uld_lean_target": lambda: uld_lean_target.generate(prompts, params)}, args.reps)
+        (t_target, cpu_target, target_out), (t_uld, cpu_uld, uld_out) = timed["target"], timed["uld"]
         t_uld_hf, _, uld_hf_out = timed["uld_hf"]
+        (t_target_lean, _, target_lean_out), (t_uld_lean, _, uld_lean_out) = (timed["target_lean"],
+                                                                              timed["uld_lean_target"])
+        context = mean_context(target, prompts, args.new_tokens)
+        flops = {"target": flops_per_token(target.model.config, context),
+                 "assistant": flops_per_token(assistant.model.config, context)}
         breakdown = step_breakdown(target, uld, prompts, params, args.reps)
 
         placements = {} if args.quick else ray_placements(target_dir, assistant_dir, prompts, params, args)
 
-    outs = [uld_out, uld_hf_out] + [out for _, out in placements.values()]
-    same = all(out == uld_out for out in outs)
+    outs = [uld_out, uld_hf_out, uld_lean_out] + [out for _, out in placements.values()]
+    same = all(out == uld_out for out in outs) and target_lean_out == target_out
     if not same:
-        print("WARNING: the ULD placements or assistant paths generated different texts", file=sys.stderr)
+        print("WARNING: the ULD placements or the models' step paths generated different texts", file=sys.stderr)
     figures = {
         "tokens_per_s_target": n_target / t_target,
         "tokens_per_s_uld": n_uld / t_uld,
         "tokens_per_s_uld_hf_assistant": n_uld / t_uld_hf,
         **{f"tokens_per_s_uld_{name}": n_uld / t for name, (t, _) in placements.items()},
+        "tokens_per_s_target_lean": n_target / t_target_lean,
+        "tokens_per_s_uld_lean_target": n_uld / t_uld_lean,
     }
     print(f"prompts {len(prompts)}, new tokens: target {n_target}, ULD {n_uld}; best of {args.reps}")
     for k, v in figures.items():
         print(f"  {k:30s} {v:9.1f}")
-    print(f"  same ULD texts in every placement and both assistant paths: {same}")
+    print(f"  same texts in every placement and step path: {same}")
     print(f"  ratio by CPU time (in-process)  {cpu_target / cpu_uld:9.4f}")
+    print(f"  ratio, target also on LeanLlama {t_target_lean / t_uld_lean:9.4f}")
+    bound = flops["target"] / (flops["target"] + flops["assistant"])
+    print(f"  kFLOP a token: target {flops['target'] / 1e3:.0f}, assistant {flops['assistant'] / 1e3:.0f}; "
+          f"ratio if compute-bound {bound:.4f}")
     print(f"  ms a step (best of {args.reps} timed runs):")
     for k, v in breakdown.items():
         print(f"    {k[3:]:36s} {v:7.3f}")
     result = {"bench": "uld_decode", "ratio": round(figures["tokens_per_s_uld"] / figures["tokens_per_s_target"], 4),
-              "ratio_cpu_time": round(cpu_target / cpu_uld, 4), **{k: round(v, 1) for k, v in figures.items()},
+              "ratio_cpu_time": round(cpu_target / cpu_uld, 4),
+              "ratio_lean_target": round(t_target_lean / t_uld_lean, 4),
+              "ratio_if_compute_bound": round(bound, 4),
+              **{f"flops_per_token_{k}": round(v) for k, v in flops.items()},
+              **{k: round(v, 1) for k, v in figures.items()},
               **{k: round(v, 3) for k, v in breakdown.items()},
               "goal": GOAL}
     print(json.dumps(result))
