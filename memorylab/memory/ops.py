@@ -195,8 +195,7 @@ class MemoryWriter:
         elif item.subject and item.attribute:
             targets = self._keyed(tenant, agent, item.subject, item.attribute)
             if item.value:
-                wanted = normalized_value(item.value)
-                targets = [r for r in targets if wanted in normalized_value(r.text)]
+                targets = [r for r in targets if _holds_value(r.text, item.value)]
         else:
             hits = self.store.dense_search(tenant, agent, vector, 1)
             targets = [r for r, score in hits
@@ -378,6 +377,19 @@ def _shares_content(item: Retraction, text: str) -> bool:
 
 def _same_subject(a: Optional[str], b: Optional[str]) -> bool:
     return a is not None and b is not None and a.casefold() == b.casefold()
+
+
+def _holds_value(text: str, value: str) -> bool:
+    """Whether a stored memory states `value` (a retraction's "no longer lives in Rome"): its parsed value equal
+    to it, or for a text we cannot parse, the value as whole words. Not a substring: "Rome" must not retract
+    "Romeoville", nor "York" "New York"; a value with no words in it ("???") names nothing."""
+    wanted = normalized_value(value)
+    if not wanted:
+        return False
+    stored = parse_fact(text).value
+    if stored is not None:
+        return normalized_value(stored) == wanted
+    return re.search(rf"(?<!\w){re.escape(wanted)}(?!\w)", normalized_value(text)) is not None
 
 
 def _same_value(record: MemoryRecord, fact: Fact) -> bool:

@@ -137,6 +137,15 @@ def test_a_retraction_of_a_stale_value_deletes_nothing(writer, store):
     assert store.count() == 1
 
 
+def test_a_retraction_names_a_whole_value_not_part_of_one(writer, store):
+    writer.add_messages("t", "a", user("Jo Doe lives in Romeoville.", "Al Roe lives in New York."))
+    assert writer.add_messages("t", "a", user("Jo Doe no longer lives in Rome.")) == []
+    assert writer.add_messages("t", "a", user("Forget that Al Roe lives in York.")) == []
+    assert store.count() == 2
+    (gone,) = writer.add_messages("t", "a", user("Forget that Al Roe lives in new york."))
+    assert (gone.event, gone.memory) == ("DELETE", "Al Roe lives in New York.")
+
+
 def test_tenants_and_agents_do_not_see_each_others_facts(writer, store):
     writer.add_messages("t1", "a", user("Jo Doe works for Acme."))
     assert events(writer.add_messages("t2", "a", user("Jo Doe works for Globex."))) == ["ADD"]
