@@ -82,7 +82,10 @@ class ConfidencePolicy:
     name = "confidence"
 
     def __init__(self, generator: Any, *, threshold: float = DEFAULT_THRESHOLDS["confidence"],
-                 aggregate: str = "min", max_new_tokens: int = 16) -> None:
+                 aggregate: str = "min", max_new_tokens: int = 16, max_prompt_tokens: Optional[int] = None) -> None:
+        """`max_prompt_tokens` bounds a question's prompt (a longer question keeps its end, the part asked);
+        None: what the generator's context leaves beside its start token and the answer, when it says
+        (`max_length`), else no bound."""
         if generator is None:
             raise ValueError("generator is required for the confidence policy (an LM-protocol model)")
         if not 0 <= threshold <= 1:
@@ -92,6 +95,12 @@ class ConfidencePolicy:
         self.generator, self.threshold, self.aggregate = generator, threshold, aggregate
         # The QA training format ends an answer at the line break (then EOS); nothing past it is the answer.
         self.params = GenerationParams(max_new_tokens=max_new_tokens, stop=("\n",))
+        context = getattr(generator, "max_length", None)
+        if max_prompt_tokens is None and isinstance(context, int):
+            max_prompt_tokens = context - 1 - max_new_tokens
+        if max_prompt_tokens is not None and max_prompt_tokens < 16:
+            raise ValueError(f"max_prompt_tokens must leave room for a question (>= 16), got {max_prompt_tokens}")
+        self.max_prompt_tokens = max_prompt_tokens
 
     def answer_confidences(self, questions: Sequence[str]) -> list[tuple[str, float]]:
         """(greedy answer, confidence) per question, batched: one generate and one scoring call for all."""
@@ -99,7 +108,7 @@ class ConfidencePolicy:
             return []
         # The prompt ends at "Answer:" because " " belongs to the answer's first token in training (see
         # evaluation.knowmem_questions).
-        prompts = [QA_PROMPT.format(question=q) for q in questions]
+        prompts = self._prompts(questions)
         answers = self.generator.generate(prompts, self.params)
         scored = [i for i, a in enumerate(answers) if a.strip()]
         out = [(a, 0.0) for a in answers]  # no answer at all: the model has nothing to say without memory
@@ -113,6 +122,25 @@ class ConfidencePolicy:
             probs = np.exp(np.asarray(lp, dtype=np.float64)[n:])
             if probs.size:
                 out[i] = (answers[i], float(probs.min() if self.aggregate == "min" else probs.mean()))
+        return out
+
+    def _prompts(self, questions: Sequence[str]) -> list[str]:
+        """The QA prompt of each question, its question cut to its end where the prompt would pass the budget
+        (the generator refuses a prompt longer than its context; a served agent's users send long messages)."""
+        prompts = [QA_PROMPT.format(question=q) for q in questions]
+        budget = self.max_prompt_tokens
+        # A byte-level BPE token covers at least one byte: a prompt with no more bytes than the budget fits,
+        # and the usual short question costs no tokenization call (the generator may be remote).
+        if budget is None or all(len(p.encode("utf-8")) <= budget for p in prompts):
+            return prompts
+        lengths = [len(ids) for ids in self.generator.encode(prompts + [QA_PROMPT.format(question="")])]
+        room = budget - lengths.pop() - 2  # 2: the seams between question and template may tokenize apart
+        out = []
+        for question, prompt, length in zip(questions, prompts, lengths):
+            if length > budget:
+                tail = self.generator.encode([question])[0][-room:]
+                prompt = QA_PROMPT.format(question=self.generator.decode([tail])[0].strip())
+            out.append(prompt)
         return out
 
     def decide_many(self, queries: Sequence[str]) -> list[RetrievalDecision]:
@@ -188,14 +216,17 @@ class EntropyPolicy:
 
 
 def make_policy(name: str, *, threshold: float | None = None, generator: Any = None, temperature: float = 0.1,
-                aggregate: str = "min", max_new_tokens: int = 16) -> RetrievalPolicy:
+                aggregate: str = "min", max_new_tokens: int = 16,
+                max_prompt_tokens: Optional[int] = None) -> RetrievalPolicy:
     """The retrieval policy called `name`; `threshold` None takes the policy's default (DEFAULT_THRESHOLDS).
-    `generator`, `aggregate` and `max_new_tokens` serve confidence; `temperature` serves entropy."""
+    `generator`, `aggregate`, `max_new_tokens` and `max_prompt_tokens` serve confidence; `temperature` serves
+    entropy."""
     if name in ("always", "never"):
         return FixedPolicy(name == "always")
     if name == "confidence":
         return ConfidencePolicy(generator, threshold=DEFAULT_THRESHOLDS[name] if threshold is None else threshold,
-                                aggregate=aggregate, max_new_tokens=max_new_tokens)
+                                aggregate=aggregate, max_new_tokens=max_new_tokens,
+                                max_prompt_tokens=max_prompt_tokens)
     if name == "entropy":
         return EntropyPolicy(threshold=DEFAULT_THRESHOLDS[name] if threshold is None else threshold,
                              temperature=temperature)

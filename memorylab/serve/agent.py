@@ -29,7 +29,8 @@ class MemoryAgent:
         self.generation = generation
         self._rerankers: dict[str, Any] = {}
         adaptive = memory["adaptive"]
-        kwargs = {"temperature": adaptive["temperature"]}
+        # The confidence policy's prompt (the question alone) gets the budget of the answer's prompt.
+        kwargs = {"temperature": adaptive["temperature"], "max_prompt_tokens": generation["max_context_tokens"]}
         if adaptive["threshold"] is not None:
             kwargs["threshold"] = adaptive["threshold"]
         self.policy = make_policy(adaptive["policy"], generator=self.lm, **kwargs)
@@ -37,8 +38,12 @@ class MemoryAgent:
     def policy_name(self) -> str:
         return self.policy.name
 
-    async def decide(self, question: str, similarities: Optional[Mapping[str, Sequence[float]]] = None) -> dict:
-        decision = await asyncio.to_thread(self.policy.decide, question, similarities=similarities or {})
+    async def decide(self, question: str, similarities: Optional[Mapping[str, Sequence[float]]] = None) -> Any:
+        """The retrieval decision as a dict, or a Refusal when the generator refuses the question."""
+        try:
+            decision = await asyncio.to_thread(self.policy.decide, question, similarities=similarities or {})
+        except ValueError as e:  # the generator refused (e.g. a budget over its context): the request's fault
+            return Refusal(400, f"messages: {remote_message(e)}")
         return {"policy": decision.policy, "retrieve": decision.retrieve, "score": decision.score,
                 "reason": decision.reason, "weights": decision.weights}
 

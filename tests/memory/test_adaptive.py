@@ -208,3 +208,23 @@ def test_confidence_retrieves_for_new_people_not_known_ones(knowing_lm):
     assert known_rate <= 0.1, [d.reason for d in known if d.retrieve]
     assert new_rate >= 0.8, [d.reason for d in new if not d.retrieve]
     assert np.median([d.score for d in known]) > np.median([d.score for d in new]) + 0.3
+
+
+def test_confidence_cuts_a_question_too_long_for_the_context_to_its_end(knowing_lm):
+    from memorylab.evaluation import QA_PROMPT
+    from memorylab.models.protocol import GenerationParams
+
+    lm, world = knowing_lm
+    question = world.qa("retain")[0].question
+    long = " ".join(["Tell me, please, and be precise:"] * 60) + " " + question
+    with pytest.raises(ValueError, match="context"):  # what the policy used to send: refused by the generator
+        lm.generate([QA_PROMPT.format(question=long)], GenerationParams(max_new_tokens=16))
+    policy = make_policy("confidence", generator=lm)
+    (prompt,) = policy._prompts([long])
+    assert prompt.endswith(question + "\nAnswer:") and len(lm.encode([prompt])[0]) <= lm.max_length - 1 - 16
+    (decision,) = policy.decide_many([long])
+    assert decision.policy == "confidence" and 0 <= decision.score <= 1
+    # A short question is asked as it is, without a tokenization call to check it.
+    assert policy._prompts([question]) == [QA_PROMPT.format(question=question)]
+    with pytest.raises(ValueError, match="max_prompt_tokens"):
+        make_policy("confidence", generator=lm, max_prompt_tokens=8)
