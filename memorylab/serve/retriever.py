@@ -212,7 +212,21 @@ class Retriever:
 
     async def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         async with self._write_lock:
-            return await asyncio.to_thread(refused, fn, *args, **kwargs)
+            # Serve cancels a request whose client went away, but the write in its thread goes on: the lock
+            # stays held until that write ends (shielded), or the next write would run beside it.
+            work = asyncio.ensure_future(asyncio.to_thread(refused, fn, *args, **kwargs))
+            cancelled = False
+            while True:
+                try:
+                    result = await asyncio.shield(work)
+                    break
+                except asyncio.CancelledError:
+                    if work.cancelled():
+                        raise
+                    cancelled = True
+            if cancelled:
+                raise asyncio.CancelledError
+            return result
 
     async def add_messages(self, tenant: str, agent: str, messages: list[dict], infer: bool = False,
                            metadata: Optional[dict] = None) -> Any:
