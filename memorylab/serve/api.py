@@ -135,9 +135,13 @@ class SearchRequest(_Body):
 
 
 class SearchHit(BaseModel):
+    """One memory found, best first: in retrieval order, or in the reranker's when the search reranked."""
+
     id: str
     memory: str
-    score: float
+    score: float = Field(..., description="the retrieval score (hybrid fusion, dense cosine or BM25, by mode); "
+                                          "a reranked search lists hits in the reranker's order, so scores "
+                                          "need not decrease down the list: the order is the ranking")
 
 
 class SearchResponse(BaseModel):
