@@ -87,24 +87,28 @@ class HybridRetriever:
         docstring for why not a fixed 50). `query_vector`: the query's embedding when the caller has it;
         `dense_hits`: the dense arm's result (dense_depth deep) when the caller has that already (a served
         replica scores concurrent queries together); a memory deleted since is left out, one updated since
-        comes as it is now.
+        comes as it is now, or not at all when it no longer passes the filters.
         """
         if mode not in MODES:
             raise ValueError(f"HybridRetriever.search: mode must be one of {', '.join(MODES)}, got {mode!r}.")
         if top_k <= 0:
             return []
+        # The ids passing the filters, for the BM25 arm and for dense hits scored earlier (a dense search filters
+        # itself); the memories as they are now.
+        needed = filters and (mode != "dense" or dense_hits is not None)
+        allowed = self._filtered_ids(tenant, agent, filters) if needed else None
         if dense_hits is not None:
             current = ((self.store.get(tenant, agent, r.id), s) for r, s in dense_hits)
-            dense_hits = [(r, s) for r, s in current if r is not None]
+            dense_hits = [(r, s) for r, s in current if r is not None and (allowed is None or r.id in allowed)]
         depth = self.dense_depth(mode, top_k, candidates)
         if mode == "dense":
             return dense_hits if dense_hits is not None else self._dense(tenant, agent, query, depth, filters,
                                                                          query_vector)
         if mode == "bm25":
-            return self._bm25(tenant, agent, query, top_k, filters)
+            return self._bm25(tenant, agent, query, top_k, allowed)
         dense = dense_hits if dense_hits is not None else self._dense(tenant, agent, query, depth, filters,
                                                                       query_vector)
-        sparse = self._bm25(tenant, agent, query, depth, filters)
+        sparse = self._bm25(tenant, agent, query, depth, allowed)
         by_id = {r.id: r for r, _ in dense}
         by_id.update((r.id, r) for r, _ in sparse)
         fused = reciprocal_rank_fusion([[r.id for r, _ in dense], [r.id for r, _ in sparse]],
@@ -125,9 +129,9 @@ class HybridRetriever:
         return self.store.dense_search(tenant, agent, np.asarray(query_vector, dtype=np.float32), top_k,
                                        filters=dict(filters) if filters else None)
 
-    def _bm25(self, tenant: str, agent: str, query: str, top_k: int, filters: Optional[Mapping[str, Any]],
+    def _bm25(self, tenant: str, agent: str, query: str, top_k: int, allowed: Optional[set[str]],
               ) -> list[tuple[MemoryRecord, float]]:
-        allowed = self._filtered_ids(tenant, agent, filters) if filters else None
+        """BM25 hits among the `allowed` ids (None: every memory of the agent)."""
         if allowed is not None and not allowed:
             return []
         hits = self.fulltext.search(tenant, agent, query, top_k, ids=allowed)
@@ -143,9 +147,8 @@ class HybridRetriever:
         # unknown keys): a dense search as deep as the agent's memory returns every memory passing the
         # filters, whatever the query vector, so the BM25 arm filters exactly as the dense arm does.
         # One matrix-vector product: about a millisecond for 10,000 memories.
-        n = len(self.store.records(tenant, agent))
-        if n == 0:
-            return set()
+        # At least 1 deep: an agent with no memories still has its filter keys checked, as a dense search's are.
+        n = max(1, len(self.store.records(tenant, agent)))
         probe = np.zeros(self._dim(), dtype=np.float32)
         probe[0] = 1.0
         return {r.id for r, _ in self.store.dense_search(tenant, agent, probe, n, filters=dict(filters))}

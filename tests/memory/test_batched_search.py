@@ -48,6 +48,31 @@ def test_a_deleted_memory_leaves_the_given_dense_hits(filled):
     assert retriever.search("t", "a", "kitten rug", 2, mode="dense", dense_hits=hits[1:]) == hits[1:3]
 
 
+def test_a_memory_updated_out_of_the_filters_leaves_the_given_dense_hits(filled):
+    store, embedder = filled
+    retriever = retriever_for(store, embedder)
+    filters = {"metadata.topic": "pets"}
+    vector = embedder.embed(["kitten rug"])[0]
+    hits = store.dense_search("t", "a", vector, 3, filters)
+    moved = hits[0][0]
+    store.update("t", "a", moved.id, moved.text, vector, metadata={"topic": "money"})  # after the batch scored
+    for mode in ("dense", "hybrid"):
+        found = retriever.search("t", "a", "kitten rug", 3, mode=mode, filters=filters, dense_hits=hits)
+        assert moved.id not in [r.id for r, _ in found], mode
+        assert all(r.metadata["topic"] == "pets" for r, _ in found), mode
+
+
+def test_an_agent_with_no_memories_checks_filter_keys_in_every_mode(filled):
+    from memorylab.memory.store_rows import MemoryQueryError
+
+    store, embedder = filled
+    retriever = retriever_for(store, embedder)
+    for mode in ("dense", "bm25", "hybrid"):
+        with pytest.raises(MemoryQueryError, match="unknown filter key 'colour'"):
+            retriever.search("t", "nobody", "kitten", 3, mode=mode, filters={"colour": "red"})
+        assert retriever.search("t", "nobody", "kitten", 3, mode=mode, filters={"metadata.colour": "red"}) == []
+
+
 class _Service(MemoryService):
     """MemoryService over a prepared store and the hashing embedder (no MiniLM, no LanceDB of its own)."""
 
