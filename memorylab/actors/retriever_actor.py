@@ -41,12 +41,17 @@ class RetrieverActor:
                                     convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
 
     def add(self, ids: Sequence[str], texts: Sequence[str]) -> int:
+        """Store the texts under their ids; an id already stored gets the new text (one row per id, also when
+        an id repeats within the call: its last text). Returns the number of texts given."""
         if len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids for {len(texts)} texts")
         if not texts:
             return 0
-        vectors = self.embed(texts)
-        self.table.add([{"id": i, "text": t, "vector": v.tolist()} for i, t, v in zip(ids, texts, vectors)])
+        latest = dict(zip(ids, texts))
+        vectors = self.embed(list(latest.values()))
+        rows = [{"id": i, "text": t, "vector": v.tolist()} for (i, t), v in zip(latest.items(), vectors)]
+        # An upsert, not an append: appending an id again left two rows, and searches returned both texts.
+        self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
         return len(texts)
 
     def search(self, query: str, top_k: int = 5) -> list[dict[str, Any]]:

@@ -87,6 +87,16 @@ def test_add_checks_lengths(retriever):
     assert _call(retriever, "add", [], []) == 0
 
 
+def test_adding_an_id_again_replaces_its_text(retriever):
+    new = "The cat now sleeps in a basket by the stove."
+    assert _call(retriever, "add", ["cat", "cat"], ["a first draft about a cat", new]) == 2
+    assert _call(retriever, "count") == 3
+    hits = _call(retriever, "search", "Where does the cat sleep now?", 5)
+    assert [h["text"] for h in hits if h["id"] == "cat"] == [new]
+    _call(retriever, "add", ["cat"], [DOCS["cat"]])  # back as the other tests expect it
+    assert _call(retriever, "count") == 3
+
+
 def test_rows_survive_the_actor_and_other_actors_see_them(actors):
     """Writes are on disk when add() and delete() return: another actor on the folder, opened before them,
     sees exactly the rows left, also after the writer is gone."""
