@@ -76,7 +76,8 @@ class MemoryAgent:
     async def answer(self, question: str, records: list[MemoryRecord], max_tokens: Optional[int] = None) -> Any:
         """The generator's answer with `records` (already in context order) before the question."""
         prompt, used = await asyncio.to_thread(answer_prompt, self.lm, records, question,
-                                               self.generation["max_context_tokens"])
+                                               self.generation["max_context_tokens"],
+                                               self.settings["retrieval"]["reorder"])
         params = GenerationParams(max_new_tokens=max_tokens or self.generation["max_new_tokens"], stop=ANSWER_STOPS)
         try:
             answer = (await asyncio.to_thread(self.lm.generate, [prompt], params))[0]

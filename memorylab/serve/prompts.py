@@ -22,16 +22,18 @@ def answer_text(memories: Sequence[str], question: str) -> str:
     return "".join(f"{m}\n" for m in memories) + ("\n" if memories else "") + QA_PROMPT.format(question=question)
 
 
-def answer_prompt(lm: Any, records: Sequence[MemoryRecord], question: str, budget: int) -> tuple[str, list]:
-    """Memories one per line before the question; memories are dropped (least relevant first: the caller's
-    order puts the best at both ends, so the middle goes first) until the prompt fits `budget` tokens.
+def answer_prompt(lm: Any, records: Sequence[MemoryRecord], question: str, budget: int,
+                  best_at_both_ends: bool = True) -> tuple[str, list]:
+    """Memories one per line before the question; memories are dropped, least relevant first, until the
+    prompt fits `budget` tokens: from the middle when the records come best at both ends (reorder_for_context),
+    from the end when they come best first.
 
     Every candidate prompt is tokenized in one call: the generator may be a remote deployment, and one call
     per dropped memory was one round trip each."""
     candidates = [list(records)]
     while candidates[-1]:
         fewer = list(candidates[-1])
-        fewer.pop(len(fewer) // 2)
+        fewer.pop(len(fewer) // 2 if best_at_both_ends else -1)
         candidates.append(fewer)
     prompts = [answer_text([r.text for r in kept], question) for kept in candidates]
     lengths = [len(ids) for ids in lm.encode(prompts)]
