@@ -115,7 +115,8 @@ def qa_documents(items: Iterable[TofuItem]) -> list[str]:
 
 def load_tofu(folder: Optional[PathLike] = None, forget: str = "forget10", retain: str = "retain90",
               holdout: str = "holdout10") -> TofuData:
-    """Forget, retain, holdout and retain_perturbed splits; fails if forget and retain share a question."""
+    """Forget, retain, holdout and retain_perturbed splits; fails if forget, retain and holdout share a question,
+    or retain_perturbed asks one retain does not."""
     folder = Path(folder) if folder is not None else default_tofu_dir()
     data = TofuData(
         forget=load_tofu_split(forget, folder),
@@ -123,11 +124,18 @@ def load_tofu(folder: Optional[PathLike] = None, forget: str = "forget10", retai
         holdout=load_tofu_split(holdout, folder),
         retain_perturbed=load_tofu_split("retain_perturbed", folder),
     )
-    # An unlearning experiment whose retain set contains forget questions measures nothing.
-    shared = {it.question for it in data.forget} & {it.question for it in data.retain}
-    if shared:
-        raise MemorylabError(
-            f"TOFU splits {forget} and {retain} share {len(shared)} question(s), e.g. {sorted(shared)[0]!r}; "
-            "forget and retain must be disjoint."
-        )
+    split = {"forget": forget, "retain": retain, "holdout": holdout}
+    questions = {role: {it.question for it in getattr(data, role)} for role in split}
+    # An unlearning experiment whose retain set contains forget questions measures nothing; holdout questions
+    # the model trained on would be members counted as non-members by the MIA (PrivLeak).
+    for a, b in (("forget", "retain"), ("holdout", "forget"), ("holdout", "retain")):
+        shared = questions[a] & questions[b]
+        if shared:
+            raise MemorylabError(f"TOFU splits {split[a]} and {split[b]} share {len(shared)} question(s), e.g. "
+                                 f"{sorted(shared)[0]!r}; {a} and {b} must be disjoint.")
+    # The retain truth ratio scores retain_perturbed as retain knowledge: its questions must be retain's.
+    outside = {it.question for it in data.retain_perturbed} - questions["retain"]
+    if outside:
+        raise MemorylabError(f"TOFU split retain_perturbed has {len(outside)} question(s) not in {retain}, e.g. "
+                             f"{sorted(outside)[0]!r}; the retain truth ratio needs them in the retain set.")
     return data

@@ -14,6 +14,7 @@ import numpy as np
 
 from memorylab.data import build_world
 from memorylab.data.tofu import TofuData, TofuItem, load_tofu, qa_documents
+from memorylab.errors import MemorylabError
 from memorylab.evaluation import QA_FORMAT, EvalData, qa_document, tofu_eval_data, world_eval_data
 from memorylab.runners.world_models import corpus, tokenizer_texts
 from memorylab.scenario import EvalConfig, UnlearningScenario
@@ -81,7 +82,14 @@ def tofu_data(scenario: UnlearningScenario, base_dir: Optional[Path] = None) -> 
         folder = base_dir / folder
     tofu = load_tofu(folder, forget=cfg.forget, retain=cfg.retain, holdout=cfg.holdout)
     if cfg.retain_authors is not None:
-        tofu = replace(tofu, retain=tofu.retain[: cfg.retain_authors * TOFU_QA_PER_AUTHOR])
+        retain = tofu.retain[: cfg.retain_authors * TOFU_QA_PER_AUTHOR]
+        # The retain truth ratio scores retain_perturbed as knowledge the models kept: only the authors kept.
+        kept = {it.question for it in retain}
+        perturbed = [it for it in tofu.retain_perturbed if it.question in kept]
+        if not perturbed:
+            raise MemorylabError(f"data.retain_authors: the first {cfg.retain_authors} retain author(s) have no "
+                                 "item in retain_perturbed, which the retain truth ratio needs; keep more authors")
+        tofu = replace(tofu, retain=retain, retain_perturbed=perturbed)
     author_of = {id(item): f"author{i // TOFU_QA_PER_AUTHOR}" for i, item in enumerate(tofu.forget)}
     units = list(dict.fromkeys(author_of[id(item)] for item in tofu.forget))
 
@@ -89,14 +97,15 @@ def tofu_data(scenario: UnlearningScenario, base_dir: Optional[Path] = None) -> 
         chosen = set(authors)
         return [item for item in tofu.forget if author_of[id(item)] in chosen]
 
+    # Training never reads what the truth ratio scores (the paraphrased and perturbed answers): unlearning on
+    # them would lower the very probabilities the forget quality compares, as TOFU's protocol (forget QA only)
+    # does not. ULD's wrong answers are retain answers, as the world's are retain people's.
     def forget_docs(authors: Sequence[str]) -> list[str]:
-        items = items_of(authors)
-        paraphrased = [replace(i, answer=i.paraphrased_answer) for i in items if i.paraphrased_answer]
-        return qa_documents(items) + qa_documents(paraphrased)
+        return qa_documents(items_of(authors))
 
     def wrong_answers(authors: Sequence[str]) -> list[str]:
-        return [QA_FORMAT.format(question=i.question, answer=i.perturbed_answers[0])
-                for i in items_of(authors) if i.perturbed_answers]
+        return [QA_FORMAT.format(question=item.question, answer=tofu.retain[i % len(tofu.retain)].answer)
+                for i, item in enumerate(items_of(authors))]
 
     def eval_data(lm: Any, ecfg: EvalConfig, authors: Optional[Sequence[str]] = None) -> EvalData:
         subset = tofu if authors is None else TofuData(forget=items_of(authors), retain=tofu.retain,

@@ -82,6 +82,24 @@ def test_load_tofu_rejects_overlapping_forget_and_retain(tofu_dir):
         load_tofu(tofu_dir, forget="forget10", retain="full")
 
 
+def test_load_tofu_rejects_a_holdout_the_model_trained_on(tofu_dir):
+    with pytest.raises(MemorylabError, match="splits retain90 and retain90 share .*holdout and retain must be"):
+        load_tofu(tofu_dir, forget="forget10", retain="retain90", holdout="retain90")
+
+
+def test_load_tofu_rejects_retain_perturbed_outside_the_retain_set(tofu_dir, tmp_path):
+    import shutil
+
+    for name in ("forget10", "holdout10", "retain_perturbed"):
+        shutil.copy(tofu_dir / f"{name}.jsonl", tmp_path / f"{name}.jsonl")
+    dropped = load_tofu_split("retain_perturbed", tofu_dir)[0].question
+    lines = (tofu_dir / "retain90.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (tmp_path / "retain90.jsonl").write_text("".join(line for line in lines if json.loads(line)["question"] != dropped),
+                                            encoding="utf-8")
+    with pytest.raises(MemorylabError, match="retain_perturbed has 1 question.s. not in retain90"):
+        load_tofu(tmp_path)
+
+
 def test_qa_documents_use_memorylab_qa_format(splits):
     item = TofuItem("Who wrote X?", "Y wrote X.")
     assert qa_documents([item]) == ["Question: Who wrote X?\nAnswer: Y wrote X."]
