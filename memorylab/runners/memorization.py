@@ -127,7 +127,8 @@ def effects(models: dict[str, dict[str, float]]) -> list[str]:
                  f"(difference {gap:+.3f}): both models were trained on the retain people.")
     lines.append(f"- Membership: Min-K% AUC forget vs holdout {t['mia_auc_forget_holdout']:.3f} vs "
                  f"{r['mia_auc_forget_holdout']:.3f}; PrivLeak of the target {t['privleak']:+.1f}% "
-                 "(0 means indistinguishable from never having seen the forget set).")
+                 "(0 means indistinguishable from never having seen the forget set; MUSE's sign: negative "
+                 "while the forget set is still told apart).")
     return lines
 
 

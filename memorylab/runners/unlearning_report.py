@@ -162,8 +162,8 @@ def findings(report: Mapping[str, Any]) -> list[str]:
         lines.append("PrivLeak: no method has a value.")
     else:
         lean = "leaning towards " if abs(pl[best]) < 5 else ""
-        side = (f"{lean}under-unlearning: the forget set is still told apart from the holdout" if pl[best] > 0 else
-                f"{lean}over-unlearning: the forget set stands out by being too unlikely" if pl[best] < 0 else
+        side = (f"{lean}under-unlearning: the forget set is still told apart from the holdout" if pl[best] < 0 else
+                f"{lean}over-unlearning: the forget set stands out by being too unlikely" if pl[best] > 0 else
                 "as indistinguishable as for the retrain model")
         lines.append(f"{best} has the PrivLeak closest to 0{note}{_ties(pl, best, key=abs)} (the MUSE criterion, neither under- nor "
                      f"over-unlearning): {_signed(pl[best])}% ({side}); the target's is "

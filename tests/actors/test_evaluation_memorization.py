@@ -162,10 +162,10 @@ def test_add_privleak_is_zero_for_the_reference(tiny_evaluation):
     models = {"target": target, "retrain": retrain}
     add_privleak(models)
     assert retrain["privleak"] == 0.0
-    assert target["privleak"] == pytest.approx((target["mia_auc_forget_holdout"] - 0.5) / 0.5 * 100)
+    assert target["privleak"] == pytest.approx((0.5 - target["mia_auc_forget_holdout"]) / 0.5 * 100)
     other = {"a": {"mia_auc_forget_holdout": 0.8}, "b": {"mia_auc_forget_holdout": 0.4}}
     add_privleak(other, reference="a")
-    assert other["a"]["privleak"] == 0.0 and other["b"]["privleak"] == pytest.approx(-50.0)
+    assert other["a"]["privleak"] == 0.0 and other["b"]["privleak"] == pytest.approx(200.0)
 
 
 # -- a scripted fake: the wiring, without training -----------------------------------------------------------

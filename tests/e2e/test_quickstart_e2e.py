@@ -40,7 +40,7 @@ def test_quickstart_exhibits_memorization(local_ray, tmp_path):
     assert target["canary_exposure_mean"] - retrain["canary_exposure_mean"] >= 3.0
     assert abs(target["knowmem_retain"] - retrain["knowmem_retain"]) <= 0.1
     assert target["mia_auc_forget_holdout"] > retrain["mia_auc_forget_holdout"]
-    assert retrain["privleak"] == 0.0 and target["privleak"] > 0
+    assert retrain["privleak"] == 0.0 and target["privleak"] < 0  # MUSE's sign: the target under-unlearns
 
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
     assert {"scenario", "kind", "config", "versions", "seed", "timings_s", "models"} <= set(saved)
