@@ -138,19 +138,25 @@ def strided(n: int, at_most: int) -> list[int]:
     return list(range(n)) if n <= at_most else [i * n // at_most for i in range(at_most)]
 
 
-def tofu_eval_data(tofu: TofuData, cfg: EvalConfig, max_retain: int = TOFU_RETAIN_EVAL) -> EvalData:
+def tofu_eval_data(tofu: TofuData, cfg: EvalConfig, max_retain: int = TOFU_RETAIN_EVAL,
+                   lm: Optional[LM] = None) -> EvalData:
     """TOFU's evaluation: forget/retain QA, forget answers for VerbMem, forget vs holdout QA documents for
     MIA, and the perturbed items of the truth ratio. Retain QA is an even stride of at most `max_retain`
-    items so that evaluating many models stays fast. (`cfg` is taken for symmetry with world_eval_data.)"""
+    items so that evaluating many models stays fast. `lm` tokenizes the VerbMem truths to cut them to
+    `cfg.verbmem_max_new_tokens`, the length generated, as verbatim_pairs does for the world (a whole answer
+    longer than a generation could never be matched); None keeps whole answers."""
     # TOFU's forgetNN is the last NN% of `full` and retainMM the first MM%: forget rows follow retain ones, so
     # numbering forget after retain gives every author the index it has in `full` and no two splits share one.
     qa_forget = tofu_qa(tofu.forget, first=len(tofu.retain))
     qa_retain = tofu_qa(tofu.retain, keep=strided(len(tofu.retain), max_retain))
     members = [qa_document(qa) for qa in qa_forget]
     nonmembers = [QA_FORMAT.format(question=it.question, answer=it.answer) for it in tofu.holdout]
+    truths = [f" {qa.answer}" for qa in qa_forget]
+    if lm is not None:
+        truths = lm.decode([ids[: cfg.verbmem_max_new_tokens] for ids in lm.encode(truths)])
     return EvalData(
         name="tofu",
-        verbatim=[(QA_PROMPT.format(question=qa.question), f" {qa.answer}") for qa in qa_forget],
+        verbatim=[(QA_PROMPT.format(question=qa.question), truth) for qa, truth in zip(qa_forget, truths)],
         qa_forget=qa_forget,
         qa_retain=qa_retain,
         fewshot_pool=qa_retain,

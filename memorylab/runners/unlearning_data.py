@@ -110,7 +110,7 @@ def tofu_data(scenario: UnlearningScenario, base_dir: Optional[Path] = None) -> 
     def eval_data(lm: Any, ecfg: EvalConfig, authors: Optional[Sequence[str]] = None) -> EvalData:
         subset = tofu if authors is None else TofuData(forget=items_of(authors), retain=tofu.retain,
                                                        holdout=tofu.holdout, retain_perturbed=tofu.retain_perturbed)
-        return tofu_eval_data(subset, ecfg, max_retain=cfg.retain_eval_items)
+        return tofu_eval_data(subset, ecfg, max_retain=cfg.retain_eval_items, lm=lm)
 
     retain_docs = qa_documents(tofu.retain)
     return UnlearningData(

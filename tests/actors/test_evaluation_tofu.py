@@ -129,6 +129,16 @@ def test_tofu_data_from_small_splits():
     assert data.truth_forget == tofu.forget and data.truth_retain == tofu.retain_perturbed
 
 
+def test_verbmem_truths_are_cut_to_the_generated_length():
+    tofu = small_tofu()
+    fake = FakeTofuLM(tofu)  # one token per character
+    cfg = EvalConfig(verbmem_max_new_tokens=6)
+    data = tofu_eval_data(tofu, cfg, lm=fake)
+    assert [truth for _, truth in data.verbatim] == [f" {it.answer}"[:6] for it in tofu.forget]
+    ev = evaluate(fake, data, cfg, show_progress=False)
+    assert ev.metrics["verbmem_forget"] == 1.0  # a perfect copy of what fits in the generation scores 1
+
+
 def test_strided_is_even_and_bounded():
     assert strided(5, 400) == [0, 1, 2, 3, 4]
     assert strided(3600, 400) == list(range(0, 3600, 9))
