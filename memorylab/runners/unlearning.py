@@ -304,13 +304,14 @@ def run(scenario: UnlearningScenario, out_dir: Path, *, address: Optional[str] =
         if job.phase == "main":
             continue
         name = _model_name(job)
-        figures = pick_figures(_metrics_for(evals, [name], job.eval_units)[name])
+        group = _metrics_for(evals, [name], job.eval_units)
+        # The target on the same forget subset: a row's forget efficacy compares like with like.
+        point = {**pick_figures(group[name]), "target_knowmem_forget": group["target"].get("knowmem_forget")}
         if job.phase == "scalability":
-            scalability.append({"method": job.label, "forget_size": job.step, **figures})
+            scalability.append({"method": job.label, "forget_size": job.step, **point})
         else:
             sustainability.append({"method": job.label, "request": job.step,
-                                   "forgotten": len(job.eval_units or data.units),
-                                   **figures})
+                                   "forgotten": len(job.eval_units or data.units), **point})
     timings["total"] = round(time.perf_counter() - began, 3)
     main_results = {job.label: r for job, r in jobs.items() if job.phase == "main"}
     report = {

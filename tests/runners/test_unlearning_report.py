@@ -180,3 +180,21 @@ def test_no_methods_is_said_plainly(report):
     only_refs["methods"], only_refs["scalability"], only_refs["sustainability"] = {}, [], []
     assert findings(only_refs) == ["No unlearning method was run: only the reference models are reported."]
     assert "| target |" in render_unlearning_markdown(only_refs)
+
+
+def test_a_trend_point_compares_with_the_target_on_its_own_forget_subset(report):
+    report["scalability"][0]["target_knowmem_forget"] = 0.5  # uld at 5 people: 0.15 of the target's 0.5 there
+    table = render_unlearning_markdown(report).split("## Scalability")[1].split("##")[0]
+    uld_5 = [ln for ln in table.splitlines() if ln.startswith("| uld | 5 |")][0]
+    assert "| 0.700 |" in uld_5  # 1 - 0.15 / 0.5, not 1 - 0.15 / 0.80 (the whole forget set's)
+    uld_20 = [ln for ln in table.splitlines() if ln.startswith("| uld | 20 |")][0]
+    assert "| 0.775 |" in uld_20  # no subset figure recorded: the whole set's, 1 - 0.18 / 0.80
+
+
+def test_the_privleak_finding_reads_the_sign_as_muse_does(report):
+    def privleak_line():
+        return [s for s in findings(report) if s.startswith("uld has the PrivLeak closest to 0")][0]
+
+    assert "under-unlearning" in privleak_line()  # -3.0: the forget set still told apart a little
+    report["models"]["uld"]["privleak"] = 3.0
+    assert "over-unlearning" in privleak_line()
