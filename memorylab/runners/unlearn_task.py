@@ -57,7 +57,8 @@ def unlearn_job(method_json: str, target_path: str, tokenizer_dir: str, forget_d
                                                alpha=cfg.alpha, r=cfg.r), assistant, device)
         losses = train_assistant(assistant, tokenizer, forget_docs, retain_docs,
                                  ULDTrainConfig(steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size,
-                                                seq_len=cfg.seq_len, retain_weight=cfg.retain_weight, seed=seed),
+                                                seq_len=cfg.seq_len, retain_weight=cfg.retain_weight, seed=seed,
+                                                warmup_steps=cfg.warmup_steps, grad_clip=cfg.grad_clip),
                                  show_progress=show_progress, on_step=on_step)
         merge_assistant(assistant).save_pretrained(out / "assistant")
         tokenizer.save_pretrained(out / "assistant")

@@ -57,6 +57,8 @@ class ULDConfig(MethodBase):
     method: Literal["uld"]
     lr: float = Field(1e-3, gt=0)
     steps: int = Field(80, ge=1)
+    grad_clip: Optional[float] = Field(None, gt=0, description="max gradient norm of the assistant's LoRA "
+                                                                 "weights; None (default): no clipping")
     alpha: float = Field(1.0, gt=0, le=10, description="weight of the assistant's logits (0 < alpha <= 10)")
     r: float = Field(0.1, gt=0, le=1, description="relative-top filter")
     layers: int = Field(1, ge=1, description="K: the target's first K layers form the assistant")

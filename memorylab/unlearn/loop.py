@@ -57,6 +57,13 @@ class UnlearnResult:
     seconds: float = 0.0
 
 
+
+def warmup_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning rate rising linearly over the first `warmup_steps` steps (the first at 1/warmup_steps of
+    it), then constant; 0: constant from the start."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0)
+
 def _resolve_retain_weight(method: "UnlearnMethod", cfg: UnlearnConfig) -> "UnlearnMethod":
     """A method whose retain_weight is unset takes the config's; one set explicitly keeps its own."""
     if dataclasses.is_dataclass(method) and getattr(method, "retain_weight", 0.0) is None:
@@ -95,9 +102,7 @@ def unlearn(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, forget_d
     # make_optimizer reads only lr and weight_decay; no weight decay, so an unlearning run changes the
     # weights only through its loss.
     optimizer = make_optimizer(model, TrainConfig(lr=cfg.lr, weight_decay=0.0))
-    warmup = cfg.warmup_steps
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
+    scheduler = warmup_scheduler(optimizer, cfg.warmup_steps)
 
     result = UnlearnResult()
     began = time.perf_counter()

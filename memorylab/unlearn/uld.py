@@ -19,6 +19,7 @@ from transformers import LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerB
 
 from memorylab.models.trainer import IGNORE, collate, packed_rows, tokenize_documents
 from memorylab.progress import progress_bar
+from memorylab.unlearn.loop import warmup_scheduler
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -77,12 +78,16 @@ class ULDTrainConfig:
     seq_len: int = 128
     retain_weight: float = 1.0
     seed: int = 0
+    warmup_steps: int = 0  # linear warm-up of the learning rate (0: none)
+    grad_clip: Optional[float] = None  # max gradient norm (None: no clipping)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.seq_len < 2:
             raise ValueError(f"steps and batch_size must be >= 1 and seq_len >= 2, got {self}")
         if self.lr <= 0 or self.retain_weight < 0:
             raise ValueError(f"lr must be > 0 and retain_weight >= 0, got {self}")
+        if self.warmup_steps < 0 or (self.grad_clip is not None and not self.grad_clip > 0):
+            raise ValueError(f"warmup_steps must be >= 0 and grad_clip > 0 (or None), got {self}")
 
 
 def uniform_kl(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -117,6 +122,7 @@ def train_assistant(assistant, tokenizer: PreTrainedTokenizerBase, forget_docs: 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
         optimizer = torch.optim.AdamW(params, lr=cfg.lr)
+        scheduler = warmup_scheduler(optimizer, cfg.warmup_steps)
         assistant.train()
         try:
             with progress_bar(total=cfg.steps, desc="train ULD assistant", enabled=show_progress) as bar:
@@ -131,7 +137,10 @@ def train_assistant(assistant, tokenizer: PreTrainedTokenizerBase, forget_docs: 
                         # Position t predicts token t+1: count it where that token is real, not padding.
                         loss = loss + cfg.retain_weight * uniform_kl(logits[:, :-1], rb["labels"][:, 1:] != IGNORE)
                     loss.backward()
+                    if cfg.grad_clip is not None:
+                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                     optimizer.step()
+                    scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                     losses.append(float(loss.detach()))
                     bar.update(1, loss=losses[-1])

@@ -144,3 +144,21 @@ def test_uld_forgets_the_forget_set_more_than_the_retain_set(trained_target, tok
     print(f'forget drop {forget_drop:.1f} nats, retain drop {retain_drop:.1f}')
     assert forget_drop > 20.0
     assert forget_drop > 2.0 * retain_drop
+
+
+def test_warmup_and_clipping_reach_the_assistants_updates(random_target, tokenizer, forget_docs, retain_docs):
+    def train(**options):
+        assistant = build_assistant(random_target, 1, seed=7)
+        before = {n: p.detach().clone() for n, p in assistant.named_parameters() if p.requires_grad}
+        cfg = ULDTrainConfig(steps=3, lr=3e-3, batch_size=2, seq_len=64, seed=3, **options)
+        losses = train_assistant(assistant, tokenizer, forget_docs, retain_docs, cfg, show_progress=False)
+        moved = sum(float((p.detach() - before[n]).norm()) for n, p in assistant.named_parameters() if p.requires_grad)
+        return losses, moved
+
+    plain_losses, plain = train()
+    _, warming = train(warmup_steps=1000)  # every step at most 3/1000 of the learning rate
+    assert warming < plain / 100
+    clipped_losses, _ = train(grad_clip=1e-9)
+    assert clipped_losses[0] == plain_losses[0] and clipped_losses[1:] != plain_losses[1:]
+    with pytest.raises(ValueError, match="grad_clip"):
+        ULDTrainConfig(grad_clip=0.0)
