@@ -23,7 +23,8 @@ RunName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$"), AfterValidator(_na
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf or NaN in any number: a YAML `.inf` would validate, then reach a worker as JSON `null`.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class WorldConfig(Strict):
@@ -78,7 +79,17 @@ class ModelSpec(Strict):
     tiny: TinyModelConfig = TinyModelConfig()
     backend: str = Field("hf", description="a name in memorylab.models.registry")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto | cpu | cuda | cuda:N")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, name: str) -> str:
+        # Checked when the scenario loads, not when a model actor first looks it up (after training).
+        from memorylab.models.registry import BACKENDS
+
+        if name not in BACKENDS:
+            raise ValueError(f"unknown backend {name!r}; known backends: {', '.join(sorted(BACKENDS))}")
+        return name
 
     @property
     def is_tiny(self) -> bool:
