@@ -21,6 +21,10 @@ from memorylab.tune.paths import field_problem, with_values
 Loc = tuple[str, ...]
 
 
+# Scenario files whose loading is under way (a wrapped file loads the files it wraps in turn).
+_LOADING: set[Path] = set()
+
+
 def load_wrapped(sweep: Any, data: dict, lines: dict, set_paths: set, out: Any,
                  base: Path) -> Optional[tuple[BaseModel, dict]]:
     """The wrapped scenario's model and raw mapping, or None after adding its problems to `out`."""
@@ -30,12 +34,22 @@ def load_wrapped(sweep: Any, data: dict, lines: dict, set_paths: set, out: Any,
     if isinstance(sweep.scenario, str):
         path = Path(sweep.scenario).expanduser()
         path = path if path.is_absolute() else base / path
+        # A sweep whose file wraps itself, directly or through others, would load them round for ever.
+        key = path.resolve()
+        if key in _LOADING:
+            out.add(loader._line_of(here, lines, set_paths), "scenario",
+                    f"{sweep.scenario} leads back to itself (sweeps wrapping each other in a loop); a sweep "
+                    f"wraps a {', '.join(SWEEPABLE)} scenario")
+            return None
+        _LOADING.add(key)
         try:
             model, raw = loader.load_scenario_and_dict(path)
         except loader.ScenarioError as e:
             for problem in e.problems:
                 out.add(loader._line_of(here, lines, set_paths), "scenario", f"the wrapped scenario: {problem}")
             return None
+        finally:
+            _LOADING.discard(key)
     else:
         raw = data["scenario"]
         inner = loader._Problems(out.file)

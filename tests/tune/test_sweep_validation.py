@@ -98,6 +98,12 @@ def test_a_wrapped_file_is_read_relative_to_the_sweep(tmp_path):
     assert load_scenario(path).scenario == "inner.yaml"
 
 
+def test_sweeps_wrapping_each_other_in_a_loop_are_refused(tmp_path):
+    assert any("s.yaml leads back to itself" in p for p in problems(tmp_path, sweep(scenario="scenario: s.yaml\n")))
+    (tmp_path / "b.yaml").write_text(sweep(scenario="scenario: s.yaml\n"))
+    assert any("leads back to itself" in p for p in problems(tmp_path, sweep(scenario="scenario: b.yaml\n")))
+
+
 def test_cli_validate_and_tune_refuse_a_bad_sweep_without_a_traceback(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(sweep(space="space:\n  methods.0.lerning_rate: {uniform: [0.1, 0.2]}\n"))
