@@ -52,8 +52,15 @@ class Domain(Strict):
 
     def probe_values(self) -> list[Any]:
         """Values that stand for the whole domain when the wrapped scenario is validated with them:
-        every listed value, or both bounds of a range."""
-        return list(self.values)
+        every listed value, or both bounds of a range, and for uniform and loguniform a value between them
+        with a fraction, as a draw has (an integer field takes the bounds but refuses every draw)."""
+        if self.kind not in ("uniform", "loguniform"):
+            return list(self.values)
+        low, high = self.values
+        between = (low + high) / 2
+        if float(between).is_integer():
+            between += (high - low) / 1000
+        return [low, between, high]
 
 
 class Objective(Strict):

@@ -98,6 +98,18 @@ def test_a_wrapped_file_is_read_relative_to_the_sweep(tmp_path):
     assert load_scenario(path).scenario == "inner.yaml"
 
 
+def test_a_continuous_range_on_an_integer_field_is_refused(tmp_path):
+    found = problems(tmp_path, sweep(space="space:\n  methods.0.steps: {uniform: [10, 50]}\n"))
+    assert any("space.methods.0.steps" in p and "value 30.04" in p and "integer" in p for p in found), found
+    assert load_scenario_ok(tmp_path, sweep(space="space:\n  methods.0.steps: {randint: [10, 50]}\n"))
+
+
+def load_scenario_ok(tmp_path: Path, text: str) -> bool:
+    path = tmp_path / "ok.yaml"
+    path.write_text(text)
+    return load_scenario(path) is not None
+
+
 def test_sweeps_wrapping_each_other_in_a_loop_are_refused(tmp_path):
     assert any("s.yaml leads back to itself" in p for p in problems(tmp_path, sweep(scenario="scenario: s.yaml\n")))
     (tmp_path / "b.yaml").write_text(sweep(scenario="scenario: s.yaml\n"))
