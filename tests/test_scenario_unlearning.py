@@ -31,6 +31,8 @@ CASES = [
      "larger than the data"),
     ("scalability-not-increasing", HEAD + "methods:\n  - method: npo\nscalability:\n  sizes: [4, 2]\n",
      "bad.yaml:5: scalability", "increase strictly"),
+    ("scalability-no-methods", HEAD + "methods:\n  - method: npo\nscalability:\n  sizes: [2, 4]\n  methods: []\n",
+     "bad.yaml:7: scalability.methods", "at least 1"),
     ("uld-too-deep", HEAD + "methods:\n  - method: uld\n    layers: 4\n", "bad.yaml:1: ", "fewer than the target"),
     ("unknown-label-in-sustainability", HEAD + "methods:\n  - method: npo\nsustainability:\n  requests: 2\n"
      "  methods: [uld]\n", "bad.yaml:1: ", "unknown labels: uld"),

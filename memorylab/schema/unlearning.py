@@ -109,7 +109,8 @@ class ReferenceModels(Strict):
 class ScalabilityConfig(Strict):
     sizes: list[Annotated[int, Field(ge=1)]] = Field(..., min_length=1,
                                                      description="nested forget-set sizes (people or TOFU authors)")
-    methods: Optional[list[str]] = Field(None, description="labels of the methods to scale (default: all)")
+    methods: Optional[list[str]] = Field(None, min_length=1,
+                                         description="labels of the methods to scale (default: all)")
 
     @model_validator(mode="after")
     def _increasing(self) -> "ScalabilityConfig":
@@ -120,7 +121,8 @@ class ScalabilityConfig(Strict):
 
 class SustainabilityConfig(Strict):
     requests: int = Field(..., ge=2, description="sequential disjoint forget requests")
-    methods: Optional[list[str]] = None
+    methods: Optional[list[str]] = Field(None, min_length=1,
+                                         description="labels of the methods to run in sequence (default: all)")
 
 
 class UnlearningResources(Resources):

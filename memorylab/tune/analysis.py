@@ -54,7 +54,12 @@ def load_trials(folder: Path) -> tuple[dict, list[Trial]]:
     if not record_file.exists():
         raise MemorylabError(f"{folder} is not a sweep experiment (no {SWEEP_FILE}); "
                              "run one with: memorylab tune FILE --out DIR")
-    record = json.loads(record_file.read_text())
+    try:
+        record = json.loads(record_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MemorylabError(f"{record_file} is damaged, not a sweep record memorylab can read ({e})") from None
+    if not isinstance(record, dict):
+        raise MemorylabError(f"{record_file} is damaged: expected a JSON object, got {type(record).__name__}")
     from ray.tune import ExperimentAnalysis, ResultGrid
 
     try:

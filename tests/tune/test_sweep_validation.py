@@ -149,3 +149,10 @@ def test_analyze_says_what_is_wrong_with_a_folder(tmp_path):
     result = CliRunner().invoke(app, ["analyze", str(tmp_path)])
     assert result.exit_code == 1
     assert "is not a sweep experiment" in result.output and "Traceback" not in result.output
+
+
+def test_analyze_says_a_damaged_sweep_record_is_damaged(tmp_path):
+    (tmp_path / "sweep.json").write_text('{"scenario": ')
+    result = CliRunner().invoke(app, ["analyze", str(tmp_path)])
+    assert result.exit_code == 1 and "sweep.json is damaged" in result.output
+    assert "Traceback" not in result.output
