@@ -101,6 +101,9 @@ def run_sweep(sweep: SweepScenario, wrapped: Any, wrapped_raw: dict, folder: Pat
     from memorylab.cluster import ray_session
 
     folder = folder.absolute()
+    # Before Ray and the shared setup (which trains): a mistyped --out must not cost a training first.
+    if resume and not tune.Tuner.can_restore(str(folder)):
+        raise MemorylabError(f"{folder} holds no Tune experiment to resume; run without --resume")
     folder.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     record: dict[str, Any] = {
@@ -124,8 +127,6 @@ def run_sweep(sweep: SweepScenario, wrapped: Any, wrapped_raw: dict, folder: Pat
                          reports_progress=sweep.scheduler.name == "asha" and reports_progress(wrapped.kind))
         trainable = _trainable(sweep, spec)
         if resume:
-            if not tune.Tuner.can_restore(str(folder)):
-                raise MemorylabError(f"{folder} holds no Tune experiment to resume; run without --resume")
             tuner = tune.Tuner.restore(str(folder), trainable=trainable, resume_unfinished=True,
                                        resume_errored=True)
         else:

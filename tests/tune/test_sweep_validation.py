@@ -156,3 +156,17 @@ def test_analyze_says_a_damaged_sweep_record_is_damaged(tmp_path):
     result = CliRunner().invoke(app, ["analyze", str(tmp_path)])
     assert result.exit_code == 1 and "sweep.json is damaged" in result.output
     assert "Traceback" not in result.output
+
+
+def test_resuming_where_no_experiment_is_fails_before_ray_starts(tmp_path):
+    import ray
+
+    path = tmp_path / "s.yaml"
+    path.write_text(sweep())
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(app, ["tune", str(path), "--out", str(tmp_path / "exp"), "--resume"])
+    assert result.exit_code == 1 and "holds no Tune experiment to resume" in result.output, result.output
+    assert not ray.is_initialized() and "Traceback" not in result.output
+    names = {p.name for p in (tmp_path / "exp").iterdir()}
+    assert "notes.txt" in names and "sweep.json" not in names and "shared" not in names
