@@ -143,8 +143,8 @@ class EvalConfig(Strict):
     verbmem_max_new_tokens: int = Field(48, ge=1)
     knowmem_shots: int = Field(3, ge=0)
     knowmem_max_new_tokens: int = Field(16, ge=1)
-    mia_min_k: float = Field(0.4, gt=0, le=1, description="fraction of lowest-prob tokens for Min-K% "
-                                                          "(0.4: MUSE's Min-40%, the MIA behind its PrivLeak)")
+    mia_min_k: float = Field(0.2, gt=0, le=1, description="fraction of lowest-prob tokens for Min-K% (0.2, the "
+                                                          "Min-K% paper's; MUSE's PrivLeak uses 0.4)")
     speculative: Optional[SpeculativeConfig] = Field(
         None, description="VerbMem and KnowMem generations drafted and verified (same greedy outputs, faster)")
 
