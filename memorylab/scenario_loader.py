@@ -215,6 +215,10 @@ def _validate(data: dict, lines: dict[Loc, int], set_paths: set[Loc], out: _Prob
         from memorylab.tune.checks import check_sweep
 
         check_sweep(model, data, lines, set_paths, out, base)
+    if kind == "memory_agent_eval":  # an agent evaluation against its agent
+        from memorylab.scenario_nested import check_agent_eval
+
+        check_agent_eval(model, lines, set_paths, out, base)
     return model
 
 

@@ -9,7 +9,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import Field, model_validator
 
 from memorylab.schema.common import RunName, Strict
-from memorylab.schema.memory_agent import MemoryAgentScenario, RerankerName
+from memorylab.schema.memory_agent import RerankerName
 
 COMPETENCIES = ("accurate_retrieval", "test_time_learning", "long_range_understanding", "conflict_resolution")
 
@@ -61,6 +61,5 @@ class MemoryAgentEvalScenario(Strict):
     def _something_to_do(self) -> "MemoryAgentEvalScenario":
         if not self.serve_eval and self.compare is None:
             raise ValueError("nothing to evaluate: set serve_eval: true or a `compare` block")
-        if isinstance(self.agent, dict):
-            MemoryAgentScenario.model_validate(self.agent)
+        # The agent (named or inline) is checked by the loader, which reports its problems at their lines.
         return self

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ValidationError
 
 from memorylab.scenario import KINDS
+from memorylab.scenario_nested import load_nested
 from memorylab.tune.fields import SWEEPABLE, report_fields, reports_progress
 from memorylab.tune.objectives import Expression, ExpressionError, dotted
 from memorylab.tune.paths import field_problem, with_values
@@ -21,46 +22,15 @@ from memorylab.tune.paths import field_problem, with_values
 Loc = tuple[str, ...]
 
 
-# Scenario files whose loading is under way (a wrapped file loads the files it wraps in turn).
-_LOADING: set[Path] = set()
-
-
-def load_wrapped(sweep: Any, data: dict, lines: dict, set_paths: set, out: Any,
-                 base: Path) -> Optional[tuple[BaseModel, dict]]:
+def load_wrapped(sweep: Any, lines: dict, set_paths: set, out: Any, base: Path) -> Optional[tuple[BaseModel, dict]]:
     """The wrapped scenario's model and raw mapping, or None after adding its problems to `out`."""
     from memorylab import scenario_loader as loader
 
+    loaded = load_nested(sweep.scenario, "scenario", "the wrapped scenario", lines, set_paths, out, base)
+    if loaded is None:
+        return None
+    model, raw = loaded
     here = ("scenario",)
-    if isinstance(sweep.scenario, str):
-        path = Path(sweep.scenario).expanduser()
-        path = path if path.is_absolute() else base / path
-        # A sweep whose file wraps itself, directly or through others, would load them round for ever.
-        key = path.resolve()
-        if key in _LOADING:
-            out.add(loader._line_of(here, lines, set_paths), "scenario",
-                    f"{sweep.scenario} leads back to itself (sweeps wrapping each other in a loop); a sweep "
-                    f"wraps a {', '.join(SWEEPABLE)} scenario")
-            return None
-        _LOADING.add(key)
-        try:
-            model, raw = loader.load_scenario_and_dict(path)
-        except loader.ScenarioError as e:
-            for problem in e.problems:
-                out.add(loader._line_of(here, lines, set_paths), "scenario", f"the wrapped scenario: {problem}")
-            return None
-        finally:
-            _LOADING.discard(key)
-    else:
-        raw = data["scenario"]
-        inner = loader._Problems(out.file)
-        inner_lines = {loc[1:]: line for loc, line in lines.items() if loc[:1] == here}
-        inner_lines.setdefault((), lines.get(here, lines[()]))
-        inner_set = {loc[1:] for loc in set_paths if loc[:1] == here and len(loc) > 1}
-        model = loader._validate(raw, inner_lines, inner_set, inner, base)
-        for line, field, message in inner.found:
-            out.add(line, f"scenario.{field}" if field != "file" else "scenario", message)
-        if model is None or inner.found:
-            return None
     if model.kind not in SWEEPABLE:
         out.add(loader._line_of(here, lines, set_paths), "scenario",
                 f"a {model.kind} scenario cannot be swept; sweepable kinds: {', '.join(SWEEPABLE)}")
@@ -74,7 +44,7 @@ def check_sweep(sweep: Any, data: dict, lines: dict, set_paths: set, out: Any, b
     def add(loc: Loc, message: str) -> None:
         out.add(loader._line_of(loc, lines, set_paths), ".".join(loc), message)
 
-    wrapped = load_wrapped(sweep, data, lines, set_paths, out, base)
+    wrapped = load_wrapped(sweep, lines, set_paths, out, base)
     if wrapped is None:
         return
     model, raw = wrapped
