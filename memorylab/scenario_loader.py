@@ -240,17 +240,15 @@ def _strip_union_tags(loc: Loc, data: Any) -> Loc:
 
 
 def _line_of(loc: Loc, lines: dict[Loc, int], set_paths: set[Loc]) -> Union[int, str]:
-    # An override at loc or above it set the offending value.
-    if any(loc[:i] in set_paths for i in range(len(loc), 0, -1)):
+    # An override at loc or above it set the offending value; one below it changed the mapping a validator
+    # refused (world.forget given by --set, world's check failing): the override is the change to look at.
+    if any(loc[:i] in set_paths for i in range(len(loc), 0, -1)) or any(p[: len(loc)] == loc for p in set_paths):
         return SET
     # The deepest part of the path the file spells out: the key itself, or for a missing field (or a
     # model validator's error) the enclosing mapping.
     for i in range(len(loc), 0, -1):
         if loc[:i] in lines:
             return lines[loc[:i]]
-    # The file never mentions loc, but overrides set keys below it (a validator on a mapping they created).
-    if any(p[: len(loc)] == loc for p in set_paths):
-        return SET
     return lines[()]
 
 

@@ -173,6 +173,12 @@ def test_run_set_invalid_value(cli, no_runners):
     assert (code, err) == (2, ["s.yaml:--set: train.lr: Input should be greater than 0 (got -1)"])
 
 
+def test_run_set_below_a_refused_mapping_is_blamed(cli, no_runners):
+    Path("s.yaml").write_text(MINIMAL + "world:\n  num_people: 12\n")
+    code, _, err = cli("run", "s.yaml", "--set", "world.forget=10")
+    assert code == 2 and len(err) == 1 and err[0].startswith("s.yaml:--set: world: forget (10) + holdout"), err
+
+
 def test_run_set_through_a_non_mapping(cli, no_runners):
     Path("s.yaml").write_text(MINIMAL)
     code, _, err = cli("run", "s.yaml", "--set", "name.x=1")
