@@ -8,6 +8,8 @@ reports intermediate results. Problems are reported like any other scenario prob
 from __future__ import annotations
 
 import difflib
+import itertools
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -50,12 +52,14 @@ def check_sweep(sweep: Any, data: dict, lines: dict, set_paths: set, out: Any, b
     model, raw = wrapped
     fields = report_fields(model)
     lost: dict[str, str] = {}  # figure -> the swept value whose report lacks it
+    fits = True  # every value of every path on its own
     for path, domain in sweep.space.items():
         problem = field_problem(model, path)
-        probes = [] if problem else [_probe(model.kind, raw, path, value) for value in domain.probe_values()]
+        probes = [] if problem else [_probe(model.kind, raw, {path: value}) for value in domain.probe_values()]
         problem = problem or next((p for p in probes if isinstance(p, str)), None)
         if problem is not None:
             add(("space", path), problem)
+            fits = False
             continue
         # A swept value can rename figures (a method's default label is its name): objectives may read
         # only figures that every trial's report holds.
@@ -63,6 +67,11 @@ def check_sweep(sweep: Any, data: dict, lines: dict, set_paths: set, out: Any, b
             kept = report_fields(probed)
             lost.update({f: f"{path}={value!r}" for f in fields - kept if f not in lost})
             fields &= kept
+
+    # Values that fit one by one may not together (a warm-up longer than the steps): try the space's corners.
+    problem = _corner_problem(model.kind, raw, sweep.space) if fits and len(sweep.space) > 1 else None
+    if problem is not None:
+        add(("space",), problem)
 
     for i, objective in enumerate(sweep.objectives):
         loc = ("objectives", str(i), "maximize" if objective.mode == "max" else "minimize")
@@ -84,18 +93,38 @@ def check_sweep(sweep: Any, data: dict, lines: dict, set_paths: set, out: Any, b
                                    "runner reports only at the end; use fifo")
 
 
-def _probe(kind: str, raw: dict, path: str, value: Any) -> Any:
-    """The wrapped scenario with `path` set to `value`, or a sentence saying why that value does not fit."""
+def _probe(kind: str, raw: dict, values: dict[str, Any]) -> Any:
+    """The wrapped scenario with each path set to its value, or a sentence saying why the values do not fit."""
     from memorylab.scenario_loader import _strip_union_tags
 
+    shown = (f"value {next(iter(values.values()))!r}" if len(values) == 1 else
+             "values " + ", ".join(f"{path}={value!r}" for path, value in values.items()))
     try:
-        return KINDS[kind].model_validate(with_values(raw, {path: value}))
+        return KINDS[kind].model_validate(with_values(raw, values))
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
         where = ".".join(_strip_union_tags(tuple(str(p) for p in err["loc"]), raw))
-        return f"value {value!r} does not fit the wrapped scenario: {where}: {err['msg']}"
+        together = "" if len(values) == 1 else " together"
+        return f"{shown} do{'es' if len(values) == 1 else ''} not fit the wrapped scenario{together}: {where}: {err['msg']}"
     except (IndexError, ValueError, TypeError, AttributeError) as e:
-        return f"value {value!r} cannot be set at {path}: {e}"
+        return f"{shown} cannot be set at {', '.join(values)}: {e}"
+
+
+MAX_CORNERS = 256  # combinations tried at load; a larger space is checked path by path only
+
+
+def _corner_problem(kind: str, raw: dict, space: dict) -> Optional[str]:
+    """Why some combination of the space's extreme values does not fit, or None: a range's two bounds and a
+    list's every value, all combinations, when there are at most MAX_CORNERS of them."""
+    options = [[(path, value) for value in (domain.values if domain.kind in ("uniform", "loguniform", "randint")
+                                             else domain.probe_values())] for path, domain in space.items()]
+    if math.prod(len(o) for o in options) > MAX_CORNERS:
+        return None
+    for combination in itertools.product(*options):
+        probed = _probe(kind, raw, dict(combination))
+        if isinstance(probed, str):
+            return probed
+    return None
 
 
 def wrapped_scenario(sweep: Any, sweep_path: Path) -> tuple[BaseModel, dict, Path]:

@@ -170,3 +170,12 @@ def test_resuming_where_no_experiment_is_fails_before_ray_starts(tmp_path):
     assert not ray.is_initialized() and "Traceback" not in result.output
     names = {p.name for p in (tmp_path / "exp").iterdir()}
     assert "notes.txt" in names and "sweep.json" not in names and "shared" not in names
+
+
+def test_values_that_fit_one_by_one_but_not_together_are_refused(tmp_path):
+    uld = "scenario:\n  name: inner\n  kind: unlearning\n  methods:\n    - method: uld\n      label: m\n"
+    space = "space:\n  model.tiny.num_layers: {choice: [2, 4]}\n  methods.0.layers: {randint: [1, 3]}\n"
+    found = problems(tmp_path, sweep(scenario=uld, space=space))
+    assert any("s.yaml:9: space: values model.tiny.num_layers=2, methods.0.layers=3 do not fit the wrapped "
+               "scenario together" in p and "uld layers (3) must be fewer" in p for p in found), found
+    assert load_scenario_ok(tmp_path, sweep(scenario=uld, space=space.replace("[1, 3]", "[1, 1]")))
