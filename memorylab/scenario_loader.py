@@ -207,14 +207,15 @@ def _validate(data: dict, lines: dict[Loc, int], set_paths: set[Loc], out: _Prob
         for err in e.errors(include_url=False):
             raw = tuple(str(p) for p in err["loc"])  # with union tags, which find the member's model
             loc = _strip_union_tags(raw, data)
-            out.add(where(loc), ".".join(loc) or "file", _message(err, cls, raw))
+            message = _message(err, cls, raw)
+            out.add(_line_of(loc, lines, set_paths, message), ".".join(loc) or "file", message)
         return None
     for loc, message in _check_paths(model, base):
         out.add(where(loc), ".".join(loc), message)
     if kind == "sweep":  # a sweep is checked against the scenario it wraps (its fields and its report)
         from memorylab.tune.checks import check_sweep
 
-        check_sweep(model, data, lines, set_paths, out, base)
+        check_sweep(model, lines, set_paths, out, base)
     if kind == "memory_agent_eval":  # an agent evaluation against its agent
         from memorylab.scenario_nested import check_agent_eval
 
@@ -239,17 +240,22 @@ def _strip_union_tags(loc: Loc, data: Any) -> Loc:
     return tuple(kept)
 
 
-def _line_of(loc: Loc, lines: dict[Loc, int], set_paths: set[Loc]) -> Union[int, str]:
-    # An override at loc or above it set the offending value; one below it changed the mapping a validator
-    # refused (world.forget given by --set, world's check failing): the override is the change to look at.
-    if any(loc[:i] in set_paths for i in range(len(loc), 0, -1)) or any(p[: len(loc)] == loc for p in set_paths):
+def _line_of(loc: Loc, lines: dict[Loc, int], set_paths: set[Loc], message: Optional[str] = None) -> Union[int, str]:
+    # An override at loc or above it set the offending value.
+    if any(loc[:i] in set_paths for i in range(len(loc), 0, -1)):
+        return SET
+    # One below it changed the mapping a validator refused (world.forget given by --set, world's check failing):
+    # blamed when the refusal names the key it set (not for an unrelated world.seed beside it).
+    below = [p for p in set_paths if len(p) > len(loc) and p[: len(loc)] == loc]
+    if loc and any(message is None or p[-1] in message for p in below):
         return SET
     # The deepest part of the path the file spells out: the key itself, or for a missing field (or a
     # model validator's error) the enclosing mapping.
     for i in range(len(loc), 0, -1):
         if loc[:i] in lines:
             return lines[loc[:i]]
-    return lines[()]
+    # The file never mentions loc, but overrides set keys below it (a validator on a mapping they created).
+    return SET if below else lines[()]
 
 
 def _message(err: dict, cls: type[BaseModel], loc: Loc) -> str:

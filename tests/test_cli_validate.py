@@ -177,6 +177,9 @@ def test_run_set_below_a_refused_mapping_is_blamed(cli, no_runners):
     Path("s.yaml").write_text(MINIMAL + "world:\n  num_people: 12\n")
     code, _, err = cli("run", "s.yaml", "--set", "world.forget=10")
     assert code == 2 and len(err) == 1 and err[0].startswith("s.yaml:--set: world: forget (10) + holdout"), err
+    Path("s.yaml").write_text(MINIMAL + "world:\n  num_people: 12\n  forget: 10\n")  # the file's own mistake
+    code, _, err = cli("run", "s.yaml", "--set", "world.seed=3")
+    assert code == 2 and len(err) == 1 and err[0].startswith("s.yaml:3: world: forget (10) + holdout"), err
 
 
 def test_run_set_through_a_non_mapping(cli, no_runners):

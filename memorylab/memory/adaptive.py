@@ -98,6 +98,9 @@ class ConfidencePolicy:
         context = getattr(generator, "max_length", None)
         if max_prompt_tokens is None and isinstance(context, int):
             max_prompt_tokens = context - 1 - max_new_tokens
+            if max_prompt_tokens < 16:
+                raise ValueError(f"the generator's {context}-token context leaves no room for a question beside "
+                                 f"{max_new_tokens} answer tokens (the confidence policy needs >= 16 for it)")
         if max_prompt_tokens is not None and max_prompt_tokens < 16:
             raise ValueError(f"max_prompt_tokens must leave room for a question (>= 16), got {max_prompt_tokens}")
         self.max_prompt_tokens = max_prompt_tokens
@@ -135,10 +138,13 @@ class ConfidencePolicy:
             return prompts
         lengths = [len(ids) for ids in self.generator.encode(prompts + [QA_PROMPT.format(question="")])]
         room = budget - lengths.pop() - 2  # 2: the seams between question and template may tokenize apart
+        if room < 1:
+            raise ValueError(f"a prompt budget of {budget} tokens leaves no room for a question in the QA template")
         out = []
         for question, prompt, length in zip(questions, prompts, lengths):
             if length > budget:
-                tail = self.generator.encode([question])[0][-room:]
+                ids = self.generator.encode([question])[0]
+                tail = ids[len(ids) - room:]
                 prompt = QA_PROMPT.format(question=self.generator.decode([tail])[0].strip())
             out.append(prompt)
         return out

@@ -381,8 +381,9 @@ def _same_subject(a: Optional[str], b: Optional[str]) -> bool:
 
 def _holds_value(text: str, value: str) -> bool:
     """Whether a stored memory states `value` (a retraction's "no longer lives in Rome"): its parsed value equal
-    to it, or for a text we cannot parse, the value as whole words. Not a substring: "Rome" must not retract
-    "Romeoville", nor "York" "New York"; a value with no words in it ("???") names nothing."""
+    to it ("Rome" does not retract "Romeoville", nor "York" "New York"), or for a text we cannot parse (an
+    LLM's), the value as whole words, which is looser ("York" is in "... New York"); a value with no words in
+    it ("???") names nothing."""
     wanted = normalized_value(value)
     if not wanted:
         return False

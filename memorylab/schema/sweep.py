@@ -9,6 +9,7 @@ its runner writes) is checked by memorylab/tune/checks.py when the file is loade
 from __future__ import annotations
 
 import ast
+import math
 from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
@@ -59,7 +60,7 @@ class Domain(Strict):
         low, high = self.values
         between = (low + high) / 2
         if float(between).is_integer():
-            between += (high - low) / 1000
+            between = math.nextafter(between, high)  # the next float up: never whole
         return [low, between, high]
 
 

@@ -40,7 +40,7 @@ def load_wrapped(sweep: Any, lines: dict, set_paths: set, out: Any, base: Path) 
     return model, raw
 
 
-def check_sweep(sweep: Any, data: dict, lines: dict, set_paths: set, out: Any, base: Path) -> None:
+def check_sweep(sweep: Any, lines: dict, set_paths: set, out: Any, base: Path) -> None:
     from memorylab import scenario_loader as loader
 
     def add(loc: Loc, message: str) -> None:

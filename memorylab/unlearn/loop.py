@@ -57,12 +57,12 @@ class UnlearnResult:
     seconds: float = 0.0
 
 
-
 def warmup_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """The learning rate rising linearly over the first `warmup_steps` steps (the first at 1/warmup_steps of
     it), then constant; 0: constant from the start."""
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0)
+
 
 def _resolve_retain_weight(method: "UnlearnMethod", cfg: UnlearnConfig) -> "UnlearnMethod":
     """A method whose retain_weight is unset takes the config's; one set explicitly keeps its own."""

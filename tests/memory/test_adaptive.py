@@ -225,6 +225,9 @@ def test_confidence_cuts_a_question_too_long_for_the_context_to_its_end(knowing_
     (decision,) = policy.decide_many([long])
     assert decision.policy == "confidence" and 0 <= decision.score <= 1
     # A short question is asked as it is, without a tokenization call to check it.
-    assert policy._prompts([question]) == [QA_PROMPT.format(question=question)]
+    calls = []
+    policy.generator = type("Counting", (), {"encode": lambda self, texts: calls.append(texts) or lm.encode(texts)})()
+    assert policy._prompts([question]) == [QA_PROMPT.format(question=question)] and calls == []
+    policy.generator = lm
     with pytest.raises(ValueError, match="max_prompt_tokens"):
         make_policy("confidence", generator=lm, max_prompt_tokens=8)

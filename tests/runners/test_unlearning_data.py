@@ -49,8 +49,14 @@ def test_the_retain_truth_ratio_keeps_to_the_retained_authors(tofu):
     assert all(it.question in retained for it in ev.truth_retain)
 
 
-def test_too_few_retained_authors_for_the_truth_ratio_is_refused(tofu):
+def test_retained_authors_without_perturbed_items_are_refused(tofu, tmp_path):
+    import shutil
+
     scenario, _ = tofu
-    few = scenario.model_copy(update={"data": scenario.data.model_copy(update={"retain_authors": 0})})
-    with pytest.raises(MemorylabError, match="data.retain_authors: the first 0 retain author"):
-        unlearning_data(few)
+    for name in ("forget10", "holdout10", "retain_perturbed"):
+        shutil.copy(default_tofu_dir() / f"{name}.jsonl", tmp_path / f"{name}.jsonl")
+    lines = (default_tofu_dir() / "retain90.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (tmp_path / "retain90.jsonl").write_text("".join(lines[-20:] + lines[:-20]), encoding="utf-8")  # last author first
+    data = scenario.data.model_copy(update={"tofu_dir": str(tmp_path), "retain_authors": 1})
+    with pytest.raises(MemorylabError, match="data.retain_authors: the first 1 retain author"):
+        unlearning_data(scenario.model_copy(update={"data": data}))

@@ -32,7 +32,7 @@ def test_best_first_records_lose_their_tail():
 
 
 def test_records_best_at_both_ends_lose_their_middle():
-    prompt, used = answer_prompt(WordLM(), reorder_for_context(RANKED), QUESTION, budget_for(3))
+    _, used = answer_prompt(WordLM(), reorder_for_context(RANKED), QUESTION, budget_for(3))
     assert sorted(r.id for r in used) == sorted(r.id for r in RANKED[:3])
 
 

@@ -100,8 +100,10 @@ def test_a_wrapped_file_is_read_relative_to_the_sweep(tmp_path):
 
 def test_a_continuous_range_on_an_integer_field_is_refused(tmp_path):
     found = problems(tmp_path, sweep(space="space:\n  methods.0.steps: {uniform: [10, 50]}\n"))
-    assert any("space.methods.0.steps" in p and "value 30.04" in p and "integer" in p for p in found), found
+    assert any("space.methods.0.steps" in p and "value 30.00000000000000" in p and "integer" in p for p in found), found
     assert load_scenario_ok(tmp_path, sweep(space="space:\n  methods.0.steps: {randint: [10, 50]}\n"))
+    found = problems(tmp_path, sweep(space="space:\n  methods.0.steps: {uniform: [1, 1001]}\n"))  # a whole midpoint
+    assert any("space.methods.0.steps" in p and "integer" in p for p in found), found
 
 
 def load_scenario_ok(tmp_path: Path, text: str) -> bool:
