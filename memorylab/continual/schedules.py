@@ -56,7 +56,9 @@ def infinite(steps: int, max_lr: float, warmup_steps: int = 0, min_lr: float = 0
     if cooldown + anneal > 1:
         raise ValueError(f"cooldown ({cooldown}) + anneal ({anneal}) must be at most 1")
     span = steps - warmup_steps
-    cool_steps, anneal_steps = round(cooldown * span), round(anneal * span)
+    # Rounded together, not apart: the phases must fit the span, and an anneal asked for must reach min_lr.
+    anneal_steps = max(1, round(anneal * span)) if anneal > 0 else 0
+    cool_steps = min(round(cooldown * span), span - anneal_steps)
     flat = constant_ratio * max_lr
     cool_end, anneal_start = warmup_steps + cool_steps, steps - anneal_steps
 

@@ -114,10 +114,19 @@ class ContinualScenario(ScenarioBase):
         if self.continual.eval_every > steps:
             raise ValueError(f"continual.eval_every ({self.continual.eval_every}) is more than continual.steps "
                              f"({steps}): nothing would be measured between the first and the last step")
+        batch = self.continual.batch_size
         for arm in self.arms:
             if arm.warmup_steps >= steps:
                 raise ValueError(f"arm {arm.name!r}: warmup_steps ({arm.warmup_steps}) must be fewer than "
                                  f"continual.steps ({steps})")
+            if arm.schedule != "constant" and arm.warmup_steps > steps - 2:
+                raise ValueError(f"arm {arm.name!r}: a {arm.schedule} schedule needs two steps after warm-up to "
+                                 f"decay to min_lr; warmup_steps ({arm.warmup_steps}) leaves {steps - arm.warmup_steps}")
+            rows = arm.replay * batch
+            if abs(rows - round(rows)) > 1e-9 or (arm.replay > 0 and round(rows) == 0):
+                raise ValueError(f"arm {arm.name!r}: replay {arm.replay} of continual.batch_size {batch} is "
+                                 f"{rows:g} rows a batch; it must be a whole number of rows, at least 1 "
+                                 "(else the arm would replay another fraction than it reports)")
         if self.model.is_tiny and self.continual.seq_len > self.model.tiny.max_position_embeddings:
             raise ValueError(f"continual.seq_len ({self.continual.seq_len}) is longer than the model's context "
                              f"(model.tiny.max_position_embeddings = {self.model.tiny.max_position_embeddings})")

@@ -51,3 +51,11 @@ def test_arm_schedule_dispatches_on_the_arm():
     curve = lr_curve(arm, 50)
     assert len(curve) == 50 and curve[1] == pytest.approx(1e-3) and curve[-1] == pytest.approx(1e-4)
     assert arm_schedule(ArmConfig(name="b", max_lr=5e-4, schedule="constant"), 10)(7) == 5e-4
+
+
+def test_infinite_phases_fit_the_span_and_an_anneal_reaches_min_lr():
+    # 3 post-warm-up steps: cool-down 1, anneal 2 (rounded apart, 2 + 2 overlapped and skipped the constant).
+    lr = infinite(8, 1.0, warmup_steps=5, min_lr=0.1, cooldown=0.5, constant_ratio=0.5, anneal=0.5)
+    assert [round(lr(s), 6) for s in range(5, 8)] == [1.0, 0.3, 0.1]
+    short = infinite(4, 1.0, warmup_steps=2, min_lr=0.1, anneal=0.2)  # 0.2 x 2 steps rounds to 0: still 1
+    assert short(3) == pytest.approx(0.1)
