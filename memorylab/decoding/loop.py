@@ -84,14 +84,16 @@ def decode(
     eos_id: Optional[int],
     stop_ids: Sequence[int] = (),
     device: torch.device | str = "cpu",
+    generator: Optional[torch.Generator] = None,
 ) -> list[list[int]]:
     """Generate for every prompt (token ids) and return the new ids of each row, cut at EOS or a stop token
-    (the stop token itself is kept so the caller can cut its text precisely)."""
+    (the stop token itself is kept so the caller can cut its text precisely). `generator`: the random state of
+    a sampled generation that spans several calls (batches); None: a fresh one seeded from params."""
     if not prompts:
         return []
     ids, mask, positions = left_padded(prompts, pad_id, device)
     ender_tensor = enders(eos_id, stop_ids, device)
-    generator = sampling_generator(params, device)
+    generator = generator if generator is not None else sampling_generator(params, device)
 
     out: list[list[int]] = [[] for _ in prompts]
     done = torch.zeros(len(prompts), dtype=torch.bool, device=device)

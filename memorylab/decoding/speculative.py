@@ -119,15 +119,15 @@ def _cut_unused(mask: torch.Tensor, cache: Any) -> torch.Tensor:
     return mask[:, :-unused]
 
 
-def generate_speculative(lm: Any, rows: list[list[int]], params: GenerationParams,
-                         stops: Sequence[int]) -> list[list[int]]:
+def generate_speculative(lm: Any, rows: list[list[int]], params: GenerationParams, stops: Sequence[int],
+                         generator: Optional[torch.Generator] = None) -> list[list[int]]:
     """One batch of LogitsLM.generate, decoded speculatively; adds the batch's figures to lm.speculative_stats."""
     def verify(ids, mask, positions, past):  # the LM primitives take the cache before the positions
         return lm.verify_logits(ids, mask, past, positions)
 
     out, stats = speculative_decode(lm._step, verify, lm.drafter_for(params.speculative), rows, params,
                                     pad_id=lm.pad_id, eos_id=lm.tokenizer.eos_token_id, stop_ids=stops,
-                                    device=lm.device)
+                                    device=lm.device, generator=generator)
     lm.speculative_stats = stats if lm.speculative_stats is None else lm.speculative_stats.merged(stats)
     return out
 
@@ -135,7 +135,8 @@ def generate_speculative(lm: Any, rows: list[list[int]], params: GenerationParam
 @torch.inference_mode()
 def speculative_decode(step: Step, verify: Verify, drafter: Any, prompts: Sequence[Sequence[int]],
                        params: GenerationParams, *, pad_id: int, eos_id: Optional[int], stop_ids: Sequence[int] = (),
-                       device: torch.device | str = "cpu") -> tuple[list[list[int]], SpeculativeStats]:
+                       device: torch.device | str = "cpu",
+                       generator: Optional[torch.Generator] = None) -> tuple[list[list[int]], SpeculativeStats]:
     """What `memorylab.decoding.loop.decode(step, ...)` returns, drafted by `drafter` (its `step` gives logits
     over its vocabulary, `token_ids` maps them to ours) and verified by `verify`; plus the figures."""
     spec, stats = params.speculative, SpeculativeStats()
@@ -143,7 +144,8 @@ def speculative_decode(step: Step, verify: Verify, drafter: Any, prompts: Sequen
         return [], stats
     schedule = GammaSchedule(spec.gamma, spec.adaptive, spec.max_gamma)
     ids, mask, positions = left_padded(prompts, pad_id, device)
-    end_ids, generator = enders(eos_id, stop_ids, device), sampling_generator(params, device)
+    end_ids = enders(eos_id, stop_ids, device)
+    generator = generator if generator is not None else sampling_generator(params, device)
     batch, limit = len(prompts), params.max_new_tokens
 
     logits, t_past = step(ids, mask, positions, None)

@@ -8,12 +8,12 @@ they are written once here; a backend supplies `sequence_logits` and `next_token
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
-from memorylab.decoding.loop import decode, stop_token_ids
+from memorylab.decoding.loop import decode, sampling_generator, stop_token_ids
 from memorylab.models.protocol import GenerationParams
 
 
@@ -136,19 +136,23 @@ class LogitsLM:
         seqs = self._check_length(self._with_start(prompts), room=params.max_new_tokens)
         outputs: list[str] = [""] * len(prompts)
         self.speculative_stats = None
+        # One random state for the whole call: seeded afresh per batch, row r of every batch drew the same
+        # numbers (one prompt asked twice in two batches got the same sample).
+        generator = sampling_generator(params, self.device)
         for batch in self._batches(seqs):
-            new = self._decode([seqs[i] for i in batch], params, stops)
+            new = self._decode([seqs[i] for i in batch], params, stops, generator)
             for i, text in zip(batch, self.decode(new)):
                 outputs[i] = _cut_at_stop(text, params.stop)
         return outputs
 
-    def _decode(self, rows: list[list[int]], params: GenerationParams, stops: list[int]) -> list[list[int]]:
+    def _decode(self, rows: list[list[int]], params: GenerationParams, stops: list[int],
+                generator: Optional[torch.Generator] = None) -> list[list[int]]:
         if params.speculative is not None:
             from memorylab.decoding.speculative import generate_speculative
 
-            return generate_speculative(self, rows, params, stops)
+            return generate_speculative(self, rows, params, stops, generator)
         return decode(self._step, rows, params, pad_id=self.pad_id, eos_id=self.tokenizer.eos_token_id,
-                      stop_ids=stops, device=self.device)
+                      stop_ids=stops, device=self.device, generator=generator)
 
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> str:

@@ -142,6 +142,14 @@ def test_sampling_is_reproducible_with_a_seed(lm):
     assert a != c
 
 
+def test_one_prompt_twice_in_two_batches_gets_two_samples(lm):
+    params = GenerationParams(max_new_tokens=12, temperature=1.0, seed=3)
+    out = lm.generate([PROMPTS[0]] * (2 * lm.batch_size), params)  # one batch after another, same prompt
+    first, second = out[: lm.batch_size], out[lm.batch_size:]
+    assert first != second  # a fresh seed per batch gave the second batch the first one's samples
+    assert lm.generate([PROMPTS[0]] * (2 * lm.batch_size), params) == out
+
+
 def test_too_long_text_raises_a_sentence(lm):
     long_text = " ".join(["Alice was born in Paris"] * 40)
     assert len(lm.encode([long_text])[0]) >= lm.max_length
