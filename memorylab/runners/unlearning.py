@@ -156,9 +156,17 @@ def _start_lm(scenario: UnlearningScenario, model: dict[str, Any]) -> tuple[Any,
     # (The scenario refuses eval.speculative with two actors: LockstepULD verifies no drafts.)
     if model.get("assistant") and model.get("placement") == "two_actors":
         pg = ready_group([bundle(res), bundle(res)], scenario.resources.uld_pair_strategy)
-        actors = [create_model_actor(role, path, scenario.model, res, placement_group=pg, bundle_index=i, **common)
-                  for i, (role, path) in enumerate((("target", model["path"]), ("assistant", model["assistant"])))]
-        return LockstepULD(*actors, alpha=model["alpha"], r=model["r"]), actors, pg
+        actors: list[Any] = []
+        try:
+            for i, (role, path) in enumerate((("target", model["path"]), ("assistant", model["assistant"]))):
+                actors.append(create_model_actor(role, path, scenario.model, res, placement_group=pg,
+                                                 bundle_index=i, **common))
+            return LockstepULD(*actors, alpha=model["alpha"], r=model["r"]), actors, pg
+        except BaseException:  # nothing reserved outlives a start that failed (or was interrupted)
+            for actor in actors:
+                ray.kill(actor)
+            remove_group(pg)
+            raise
     actor = create_model_actor("target", model["path"], scenario.model, res, assistant_source=model.get("assistant"),
                                uld_alpha=model.get("alpha", 1.0), uld_r=model.get("r", 0.1),
                                speculative=actor_speculative(scenario), **common)

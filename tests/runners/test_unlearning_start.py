@@ -1,0 +1,30 @@
+"""Starting a ULD model as two actors: a start that fails part-way leaves nothing reserved behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import memorylab.runners.unlearning as unlearning
+from memorylab.scenario_loader import load_scenario
+
+UNLEARN = Path(__file__).parents[2] / "scenarios" / "unlearn.yaml"
+
+
+def test_a_failed_two_actor_start_frees_its_actors_and_group(monkeypatch):
+    freed = []
+    monkeypatch.setattr(unlearning, "ready_group", lambda bundles, strategy: "group")
+    monkeypatch.setattr(unlearning, "remove_group", lambda group: freed.append(("group", group)))
+    monkeypatch.setattr(unlearning.ray, "kill", lambda actor: freed.append(("actor", actor)))
+
+    def create(role, path, *args, **kwargs):
+        if role == "assistant":
+            raise RuntimeError("the assistant failed to load")
+        return f"{role} actor"
+
+    monkeypatch.setattr(unlearning, "create_model_actor", create)
+    model = {"path": "target", "assistant": "assistant", "placement": "two_actors", "alpha": 1.0, "r": 0.1}
+    with pytest.raises(RuntimeError, match="failed to load"):
+        unlearning._start_lm(load_scenario(UNLEARN), model)
+    assert freed == [("actor", "target actor"), ("group", "group")]
