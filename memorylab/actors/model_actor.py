@@ -159,10 +159,16 @@ class ModelActor:
         every token so far is real, which lets a single-row caller step without tracking the length."""
         import torch
 
+        past = self._sessions.get(session)
+        if past is None and attention_mask is not None and np.shape(attention_mask)[-1] > np.shape(input_ids)[-1]:
+            # A continuation of a session this actor does not hold (ended, or begun on another replica): run as
+            # a prefill of the new tokens alone it would give wrong logits or an opaque shape error.
+            raise ValueError(f"decoding session {session!r} is not open in this actor: its mask covers "
+                             f"{np.shape(attention_mask)[-1]} tokens but only {np.shape(input_ids)[-1]} are given")
         # inference_mode: no autograd graph is kept alive in the cache, and .numpy() works on the logits.
         with torch.inference_mode():
             logits, past = self.lm.next_token_logits(
-                _tensor(input_ids), _tensor(attention_mask), self._sessions.get(session), _tensor(position_ids))
+                _tensor(input_ids), _tensor(attention_mask), past, _tensor(position_ids))
         self._sessions[session] = past
         return logits.float().cpu().numpy()
 

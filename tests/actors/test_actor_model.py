@@ -138,6 +138,14 @@ def test_session_steps_match_the_full_sequence(remote, local):
     remote.end_session("never-started")  # unknown sessions are a no-op
 
 
+def test_continuing_a_session_the_actor_does_not_hold_is_refused(remote, local):
+    ids = [local.start_id] + local.encode(["The secret passphrase of"])[0]
+    _, session = remote.next_token_logits(np.array([ids[:-1]]))
+    remote.end_session(session)  # or a step that reaches another replica
+    with pytest.raises(Exception, match="is not open in this actor: its mask covers"):
+        remote.next_token_logits(np.array([ids[-1:]]), np.ones((1, len(ids)), dtype=np.int64), session)
+
+
 def test_batched_left_padded_session_with_mask_and_positions(remote, local):
     """The way decoding/loop.py steps: left padding, a mask over past + new, positions of real tokens."""
     rows = [[local.start_id] + ids for ids in local.encode(["Hello world, this is", "a"])]
