@@ -36,10 +36,11 @@ class ArmResult:
 
 
 def measurement_steps(steps: int, eval_every: int, probes: Optional[ProbePlan] = None) -> list[int]:
-    """Where an arm is measured: 0, every eval_every steps, the end, and around the probes' insertion."""
+    """Where an arm is measured: 0, every eval_every steps, the end, and around the probes' insertion: before
+    the first, and right after each group's last (its peak; a group inserted once peaks long before the rest)."""
     wanted = set(range(0, steps + 1, eval_every)) | {steps}
     if probes is not None:
-        wanted |= {probes.first_step, probes.last_step + 1}
+        wanted |= {probes.first_step} | {group.steps[-1] + 1 for group in probes.groups}
     return sorted(wanted)
 
 

@@ -41,7 +41,9 @@ def retention_section(scenario: Any, results: Mapping[str, Mapping[str, Any]]) -
     r = scenario.retention
     if r is None:
         return {}
-    first, last = r.insert_at, r.last_insertion
+    first = r.insert_at
+    # Each group peaks right after its own last insertion (x1's is insert_at itself).
+    last_of = {f"x{n}": r.insert_at + (n - 1) * r.spacing for n in r.repeats}
     arms: dict[str, Any] = {}
     for name, result in results.items():
         points = result["points"]
@@ -50,7 +52,7 @@ def retention_section(scenario: Any, results: Mapping[str, Mapping[str, Any]]) -
         for group in points[0]["probes"]:
             recognition = [p["probes"][group]["recognition"] for p in points]
             recall = [p["probes"][group]["recall"] for p in points]
-            arms[name][group] = {**retention_summary(steps, recognition, recall, first, last),
+            arms[name][group] = {**retention_summary(steps, recognition, recall, first, last_of[group]),
                                  "step": steps, "recognition": recognition, "recall": recall}
     return {"insert_at": r.insert_at, "spacing": r.spacing, "probes": r.probes, "repeats": list(r.repeats),
             "arms": arms}

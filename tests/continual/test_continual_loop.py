@@ -64,7 +64,8 @@ def test_probes_are_inserted_at_their_steps_only(setup, monkeypatch):
         assert not carries(step, data.probes.control_docs)
         assert (len(seen[step]) > 4) == (step in (1, 3, 5))  # probe rows ride on top of the 4-row batch
     assert result.lrs == pytest.approx(lr_curve(s.arms[0], 6))
-    assert [p["step"] for p in result.points] == measurement_steps(6, 3, data.probes) == [0, 1, 3, 6]
+    # Before the insertion (1), each group's peak right after its last insertion (x1: 2, x3: 6), every 3 steps.
+    assert [p["step"] for p in result.points] == measurement_steps(6, 3, data.probes) == [0, 1, 2, 3, 6]
     assert set(result.points[0]["probes"]) == {"x1", "x3"}
 
 

@@ -85,10 +85,11 @@ def test_report_shape(runs):
     assert {"replay", "max_lr", "schedule", "old_knowmem_before", "old_knowmem_final", "new_knowmem_final",
             "forgetting"} <= set(arm)
     assert arm["forgetting"] == pytest.approx(arm["old_knowmem_before"] - arm["old_knowmem_final"])
-    # measured at 0, the step before insertion (2), after the last one (4 = 3 + 1, also an eval step) and 8
-    assert arm["curves"]["step"] == [0, 2, 4, 8] and len(arm["curves"]["lr"]) == 8
+    # measured at 0, the step before insertion (2), after each group's last one (x1: 3, x2: 4 = 3 + 1, also an
+    # eval step) and 8
+    assert arm["curves"]["step"] == [0, 2, 3, 4, 8] and len(arm["curves"]["lr"]) == 8
     group = report["retention"]["arms"]["rewarm"]["x1"]
-    assert group["step"] == [0, 2, 4, 8] and group["recognition"][0] == 0.5  # step 0 calibrates itself
+    assert group["step"] == [0, 2, 3, 4, 8] and group["recognition"][0] == 0.5  # step 0 calibrates itself
     assert set(report["findings"]) >= {"replay_reduces_forgetting", "rewarm_no_replay_forgets_most",
                                        "recall_falls_faster_than_recognition", "sentences"}
     for name in ("report.json", "report.md", "continual_curves.png", "lr_schedules.png", "retention.png"):
@@ -97,8 +98,8 @@ def test_report_shape(runs):
 
 def test_on_progress_gets_every_point_of_every_arm(runs):
     calls = runs["calls"]
-    assert len(calls) == 2 * 4  # two arms, four points each
-    assert sorted(step for _, step in calls) == [0, 0, 2, 2, 4, 4, 8, 8]
+    assert len(calls) == 2 * 5  # two arms, five points each
+    assert sorted(step for _, step in calls) == [0, 0, 2, 2, 3, 3, 4, 4, 8, 8]
     last, _ = calls[-1]
     for name, partial in last["arms"].items():
         final = runs["own"]["arms"][name]
