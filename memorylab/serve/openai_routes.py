@@ -4,6 +4,7 @@ tools built on it talk to the generator unchanged. A chat completion that names 
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from typing import Annotated, Any, Optional, Union
@@ -46,8 +47,11 @@ class _OpenAIBody(BaseModel):
         # Near-zero temperatures are greedy (vLLM's convention, < 1e-5); top_p is floored at 1e-6, which
         # keeps the top token only, as any smaller top_p would.
         temperature = self.temperature if self.temperature >= SAMPLING_EPS else 0.0
+        # No seed means a fresh draw, as OpenAI's API has it: the decoding loop reads None as seed 0, which
+        # gave every unseeded request the same "random" completion. A given seed repeats its sample.
+        seed = self.seed if self.seed is not None or temperature == 0 else secrets.randbits(63)
         return GenerationParams(max_new_tokens=self.max_tokens or default_tokens, temperature=temperature,
-                                top_p=max(self.top_p, 1e-6), seed=self.seed, stop=tuple(s for s in stop if s))
+                                top_p=max(self.top_p, 1e-6), seed=seed, stop=tuple(s for s in stop if s))
 
 
 Prompt = Annotated[str, Field(max_length=MAX_TEXT)]
