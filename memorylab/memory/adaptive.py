@@ -96,13 +96,13 @@ class ConfidencePolicy:
         # The QA training format ends an answer at the line break (then EOS); nothing past it is the answer.
         self.params = GenerationParams(max_new_tokens=max_new_tokens, stop=("\n",))
         context = getattr(generator, "max_length", None)
-        if max_prompt_tokens is None and isinstance(context, int):
+        derived = max_prompt_tokens is None and isinstance(context, int)
+        if derived:
             max_prompt_tokens = context - 1 - max_new_tokens
-            if max_prompt_tokens < 16:
-                raise ValueError(f"the generator's {context}-token context leaves no room for a question beside "
-                                 f"{max_new_tokens} answer tokens (the confidence policy needs >= 16 for it)")
         if max_prompt_tokens is not None and max_prompt_tokens < 16:
-            raise ValueError(f"max_prompt_tokens must leave room for a question (>= 16), got {max_prompt_tokens}")
+            raise ValueError(f"the generator's {context}-token context leaves no room for a question beside "
+                             f"{max_new_tokens} answer tokens (>= 16 needed)" if derived else
+                             f"max_prompt_tokens must leave room for a question (>= 16), got {max_prompt_tokens}")
         self.max_prompt_tokens = max_prompt_tokens
 
     def answer_confidences(self, questions: Sequence[str]) -> list[tuple[str, float]]:

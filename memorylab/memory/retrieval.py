@@ -93,22 +93,18 @@ class HybridRetriever:
             raise ValueError(f"HybridRetriever.search: mode must be one of {', '.join(MODES)}, got {mode!r}.")
         if top_k <= 0:
             return []
-        # The ids passing the filters, for the BM25 arm and for dense hits scored earlier (a dense search filters
-        # itself); the memories as they are now.
-        needed = filters and (mode != "dense" or dense_hits is not None)
-        allowed = self._filtered_ids(tenant, agent, filters) if needed else None
         if dense_hits is not None:
-            current = ((self.store.get(tenant, agent, r.id), s) for r, s in dense_hits)
-            dense_hits = [(r, s) for r, s in current if r is not None and (allowed is None or r.id in allowed)]
+            now = self.store.current(tenant, agent, [r.id for r, _ in dense_hits], dict(filters) if filters else None)
+            dense_hits = [(now[r.id], s) for r, s in dense_hits if r.id in now]
         depth = self.dense_depth(mode, top_k, candidates)
         if mode == "dense":
             return dense_hits if dense_hits is not None else self._dense(tenant, agent, query, depth, filters,
                                                                          query_vector)
         if mode == "bm25":
-            return self._bm25(tenant, agent, query, top_k, allowed)
+            return self._bm25(tenant, agent, query, top_k, filters)
         dense = dense_hits if dense_hits is not None else self._dense(tenant, agent, query, depth, filters,
                                                                       query_vector)
-        sparse = self._bm25(tenant, agent, query, depth, allowed)
+        sparse = self._bm25(tenant, agent, query, depth, filters)
         by_id = {r.id: r for r, _ in dense}
         by_id.update((r.id, r) for r, _ in sparse)
         fused = reciprocal_rank_fusion([[r.id for r, _ in dense], [r.id for r, _ in sparse]],
@@ -129,9 +125,9 @@ class HybridRetriever:
         return self.store.dense_search(tenant, agent, np.asarray(query_vector, dtype=np.float32), top_k,
                                        filters=dict(filters) if filters else None)
 
-    def _bm25(self, tenant: str, agent: str, query: str, top_k: int, allowed: Optional[set[str]],
+    def _bm25(self, tenant: str, agent: str, query: str, top_k: int, filters: Optional[Mapping[str, Any]],
               ) -> list[tuple[MemoryRecord, float]]:
-        """BM25 hits among the `allowed` ids (None: every memory of the agent)."""
+        allowed = self._filtered_ids(tenant, agent, filters) if filters else None
         if allowed is not None and not allowed:
             return []
         hits = self.fulltext.search(tenant, agent, query, top_k, ids=allowed)

@@ -328,6 +328,16 @@ class MemoryStore:
             p = self._partitions.get((tenant, agent))
             return p.records.get(memory_id) if p else None
 
+    def current(self, tenant: str, agent: str, ids: list[str],
+                filters: Optional[dict[str, Any]] = None) -> dict[str, MemoryRecord]:
+        """The live memories among `ids` as they are now, by id, those that pass `filters` (checked as a search
+        checks them): hits scored earlier, read again in one look."""
+        with self._mirror_lock:
+            p = self._partitions.get((tenant, agent))
+            keep = compile_filters(filters, p.metadata_keys if p else Counter())
+            found = (p.records.get(i) for i in ids) if p else ()
+            return {r.id: r for r in found if r is not None and (keep is None or keep(r))}
+
     def records(self, tenant: str, agent: str) -> list[MemoryRecord]:
         """Every live memory of the agent in list order (created_at, id)."""
         with self._mirror_lock:
