@@ -19,6 +19,8 @@ from typing import Any, Iterable, Optional, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from memorylab.dotted import describe as _a
+from memorylab.dotted import set_dotted
 from memorylab.errors import MemorylabError
 from memorylab.scenario import KINDS
 
@@ -174,17 +176,10 @@ def _apply_overrides(data: dict, overrides: Iterable[str], out: _Problems) -> se
         except yaml.YAMLError:
             out.add(SET, key, f"value is not valid YAML: {raw!r}")
             continue
-        node = data
-        for i, part in enumerate(parts[:-1]):
-            if node.get(part) is None:  # absent, or `train:` left empty in the file
-                node[part] = {}
-            if not isinstance(node[part], dict):
-                where = ".".join(parts[: i + 1])
-                out.add(SET, key, f"{where} is {_a(node[part])}, not a mapping, so it has no key '{parts[i + 1]}'")
-                break
-            node = node[part]
+        problem = set_dotted(data, parts, value)
+        if problem:
+            out.add(SET, key, problem)
         else:
-            node[parts[-1]] = value
             applied.add(parts)
     return applied
 
@@ -349,11 +344,3 @@ def _check_paths(model: BaseModel, base: Path, loc: Loc = ()) -> list[tuple[Loc,
             if not target.exists():
                 problems.append((here, f"no such file or directory: {target}"))
     return problems
-
-
-def _a(value: Any) -> str:
-    """'a list', 'an integer'...: what a value is, in words, for messages."""
-    if value is None:
-        return "nothing (null)"
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
-    return names.get(type(value), f"a {type(value).__name__}")

@@ -185,7 +185,7 @@ def test_run_set_below_a_refused_mapping_is_blamed(cli, no_runners):
 def test_run_set_through_a_non_mapping(cli, no_runners):
     Path("s.yaml").write_text(MINIMAL)
     code, _, err = cli("run", "s.yaml", "--set", "name.x=1")
-    assert (code, err) == (2, ["s.yaml:--set: name.x: name is a string, not a mapping, so it has no key 'x'"])
+    assert (code, err) == (2, ["s.yaml:--set: name.x: name is a string, not a mapping or a list, so it has no key 'x'"])
 
 
 def test_run_refuses_a_non_empty_run_folder(cli, no_runners):

@@ -105,10 +105,40 @@ def test_override_problems_name_set_and_come_with_file_problems(in_tmp):
         "resources, ray",
         "s.yaml:--set: oops: expected a.b.c=VALUE, got 'oops'",
         "s.yaml:--set: set: expected a dotted path before '=', got '=3'",
-        "s.yaml:--set: name.x: name is a string, not a mapping, so it has no key 'x'",
+        "s.yaml:--set: name.x: name is a string, not a mapping or a list, so it has no key 'x'",
         "s.yaml:--set: train..lr: expected a dotted path before '=', got 'train..lr=1'",
         "s.yaml:--set: train.lr: Input should be greater than 0 (got -1)",
     ]
+
+
+UNLEARN = (
+    "# memorylab run s.yaml\nname: s\nkind: unlearning\nworld: {num_people: 12, forget: 2, holdout: 2}\n"
+    "methods:\n  - {method: grad_ascent, lr: 1.0e-4}\n  - {method: npo, lr: 2.0e-4}\n"
+)
+
+
+def test_override_enters_list_items_by_position(in_tmp):
+    path = write(UNLEARN)
+    s = load_scenario(path, ["methods.1.lr=5e-4", "methods.0.steps=3"])
+    assert [(m.method, m.lr) for m in s.methods] == [("grad_ascent", 1e-4), ("npo", 5e-4)]
+    assert s.methods[0].steps == 3
+    # A whole item can be replaced too, and a problem inside an item set by --set is blamed on --set.
+    s = load_scenario(path, ["methods.0={method: simnpo, lr: 1.0e-5}"])
+    assert (s.methods[0].method, s.methods[0].lr) == ("simnpo", 1e-5)
+    assert problems(path, ["methods.1.lr=-1"]) == ["s.yaml:--set: methods.1.lr: Input should be greater than 0 (got -1)"]
+
+
+def test_override_list_positions_that_do_not_exist_are_refused(in_tmp):
+    path = write(UNLEARN)
+    assert problems(path, ["methods.2.lr=1", "methods.first.lr=1", "methods.-1.lr=1", "methods.0.lr.x=1"]) == [
+        "s.yaml:--set: methods.2.lr: methods is a list of 2 item(s); '2' is not one of its positions 0..1",
+        "s.yaml:--set: methods.first.lr: methods is a list of 2 item(s); 'first' is not one of its positions 0..1",
+        "s.yaml:--set: methods.-1.lr: methods is a list of 2 item(s); '-1' is not one of its positions 0..1",
+        "s.yaml:--set: methods.0.lr.x: methods.0.lr is a number, not a mapping or a list, so it has no key 'x'",
+    ]
+    with pytest.raises(ScenarioError) as e:
+        load_scenario_dict(write(MINIMAL + "extra: []\n", "t.yaml"), ["extra.0=1"])
+    assert e.value.problems == ["t.yaml:--set: extra.0: extra is a list of 0 item(s); '0' is not one of its positions: it is empty"]
 
 
 def test_override_breaking_a_model_validator_names_set_when_file_omits_the_mapping(in_tmp):

@@ -1,4 +1,4 @@
-"""Dotted paths (`methods.0.lr`) into a scenario: do they name a field, and setting them in a raw mapping.
+"""Dotted paths (`methods.0.lr`) into a scenario: do they name a field (setting them: memorylab.dotted).
 
 A swept path is checked against the validated model rather than the raw YAML, so a field the file leaves at
 its default (`methods.0.retain_weight`) can be swept, while a typo (`methods.0.lerning_rate`) cannot.
@@ -11,6 +11,8 @@ import difflib
 from typing import Any, Mapping, Optional
 
 from pydantic import BaseModel
+
+from memorylab.dotted import set_dotted
 
 
 def field_problem(model: BaseModel, path: str) -> Optional[str]:
@@ -39,22 +41,11 @@ def field_problem(model: BaseModel, path: str) -> Optional[str]:
 
 
 def with_values(raw: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of the raw scenario mapping with each dotted path set to its value (mappings and list
-    items on the way are created or entered; a list index past the end is an error)."""
+    """A deep copy of the raw scenario mapping with each dotted path set to its value (paths were checked
+    against the scenario by `field_problem` first, so a path that leaves the mapping is a bug: it raises)."""
     out = copy.deepcopy(dict(raw))
     for path, value in values.items():
-        node: Any = out
-        parts = path.split(".")
-        for part in parts[:-1]:
-            if isinstance(node, list):
-                node = node[int(part)]
-            else:
-                if not isinstance(node.get(part), (dict, list)):
-                    node[part] = {}
-                node = node[part]
-        last = parts[-1]
-        if isinstance(node, list):
-            node[int(last)] = value
-        else:
-            node[last] = value
+        problem = set_dotted(out, path.split("."), value)
+        if problem:
+            raise ValueError(f"{path}: {problem}")
     return out
