@@ -39,21 +39,29 @@ def holds_only_marker(folder: Path) -> bool:
 def marked_folder(folder: Path, kind: str, *, overwrite: bool = False) -> Iterator[Path]:
     """The run folder for the length of a run: cleared first with `overwrite`, created, marked as memorylab's.
 
-    A run that fails before writing anything else (an unreachable cluster, say) takes its marker back, and the
-    folder too when it made it: the next run must not be told that the folder is in the way."""
+    A run that fails before writing anything into the folder (an unreachable cluster, a `--resume` of a folder
+    that holds no run) takes back the marker it added, and the folder too when it made it: the next run must not
+    be told that the folder is in the way, and a folder of someone else's files must not become deletable."""
     if overwrite and folder.exists():
         clear_run_folder(folder)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / MARKER).write_text(f"{kind}\n")
+    marker = folder / MARKER
+    before = _names_besides_marker(folder)
+    ours = not marker.exists() or not before  # a lone marker is the remnant of a run that never began
+    marker.write_text(f"{kind}\n")
     try:
         yield folder
     except BaseException:
-        if holds_only_marker(folder):
-            (folder / MARKER).unlink()
-            if created:
+        if ours and _names_besides_marker(folder) == before:
+            marker.unlink(missing_ok=True)
+            if created and not any(folder.iterdir()):
                 folder.rmdir()
         raise
+
+
+def _names_besides_marker(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name != MARKER)
 
 
 def run_scenario(scenario: Any, out_dir: Path, *, address: Optional[str] = None,

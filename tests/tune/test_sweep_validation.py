@@ -170,8 +170,11 @@ def test_resuming_where_no_experiment_is_fails_before_ray_starts(tmp_path):
     result = CliRunner().invoke(app, ["tune", str(path), "--out", str(tmp_path / "exp"), "--resume"])
     assert result.exit_code == 1 and "holds no Tune experiment to resume" in result.output, result.output
     assert not ray.is_initialized() and "Traceback" not in result.output
-    names = {p.name for p in (tmp_path / "exp").iterdir()}
-    assert "notes.txt" in names and "sweep.json" not in names and "shared" not in names
+    # Left as it was: no memorylab marker either, which would make someone else's folder deletable by --overwrite.
+    assert [p.name for p in (tmp_path / "exp").iterdir()] == ["notes.txt"]
+    result = CliRunner().invoke(app, ["tune", str(path), "--out", str(tmp_path / "exp"), "--overwrite"])
+    assert result.exit_code == 1 and "was not written by memorylab; refusing to delete it" in result.output
+    assert (tmp_path / "exp" / "notes.txt").read_text() == "mine"
 
 
 def test_values_that_fit_one_by_one_but_not_together_are_refused(tmp_path):
