@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Union
 
 from memorylab.data.shared import find_shared
+from memorylab.models.documents import Example
 from memorylab.errors import MemorylabError
 
 PathLike = Union[str, os.PathLike]
@@ -104,13 +105,19 @@ def load_tofu_split(name: str, folder: Optional[PathLike] = None) -> list[TofuIt
     return items
 
 
-def qa_documents(items: Iterable[TofuItem]) -> list[str]:
-    """Items as training documents / prompts in memorylab's QA format ("Question: ...\\nAnswer: ...")."""
+def qa_examples(items: Iterable[TofuItem]) -> list[Example]:
+    """Items as training examples in memorylab's QA format ("Question: ...\nAnswer: ..."): the question part
+    is the prompt, not scored, as TOFU fine-tunes and unlearns on answers only."""
     # Imported here, not at the top: memorylab.evaluation imports memorylab.data, so a top-level import
     # would become a cycle as soon as memorylab.data re-exports this module.
-    from memorylab.evaluation import QA_FORMAT
+    from memorylab.evaluation import QA_PROMPT
 
-    return [QA_FORMAT.format(question=it.question, answer=it.answer) for it in items]
+    return [Example(prompt=QA_PROMPT.format(question=it.question), answer=f" {it.answer}") for it in items]
+
+
+def qa_documents(items: Iterable[TofuItem]) -> list[str]:
+    """Items as whole texts in the QA format (what membership inference and VerbMem read)."""
+    return [example.text for example in qa_examples(items)]
 
 
 def load_tofu(folder: Optional[PathLike] = None, forget: str = "forget10", retain: str = "retain90",

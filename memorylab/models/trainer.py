@@ -1,5 +1,5 @@
-"""The trainer loop: packed documents, AdamW, linear warm-up then cosine decay, gradient clipping,
-seeded, resumable from the last checkpoint in its folder.
+"""The trainer loop: packed documents (or one example a row: memorylab.models.documents), AdamW, linear
+warm-up then cosine decay, gradient clipping, seeded, resumable from the last checkpoint in its folder.
 
 The batch at step s is a pure function of (documents, seed, s), so a run resumed from a checkpoint sees
 exactly the batches an uninterrupted run would have seen, and gives the same weights.
@@ -20,6 +20,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from memorylab.models.documents import Document, Example, ExampleTokens, context_length, document_text
 from memorylab.progress import progress_bar
 from memorylab.scenario import TrainConfig
 
@@ -37,25 +38,46 @@ class TrainResult:
     resumed_from: Optional[int] = None
 
 
-def tokenize_documents(tokenizer: PreTrainedTokenizerBase, documents: Sequence[str], seq_len: int) -> list[list[int]]:
-    """[BOS] + tokens + [EOS] per document; a document longer than a row is cut into row-sized pieces."""
-    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+def tokenize_documents(tokenizer: PreTrainedTokenizerBase, documents: Sequence[Document],
+                       seq_len: int) -> list[list[int]]:
+    """[BOS] + tokens + [EOS] per document. A text longer than a row is cut into row-sized pieces; an Example
+    (memorylab.models.documents) stays one piece, its prompt marked as context, cut to the row's length as
+    TOFU truncates to its max_length (its prompt must leave room for some of the answer)."""
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    texts = [document_text(d) for d in documents]
+    # A prompt's own token count, as TOFU counts its question tokens: the prompt tokenized alone.
+    prompts = [d.prompt for d in documents if isinstance(d, Example)]
+    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
+    prompt_lengths = iter(map(len, prompt_ids))
     pieces: list[list[int]] = []
-    for ids in tokenizer(list(documents), add_special_tokens=False)["input_ids"]:
-        doc = ([bos] if bos is not None else []) + list(ids) + ([eos] if eos is not None else [])
-        pieces.extend(doc[i:i + seq_len] for i in range(0, len(doc), seq_len))
+    for document, ids in zip(documents, tokenizer(texts, add_special_tokens=False)["input_ids"]):
+        doc = bos + list(ids) + eos
+        if isinstance(document, Example):
+            context = len(bos) + next(prompt_lengths)
+            if context >= seq_len:
+                raise ValueError(f"an example's prompt is {context} tokens (with BOS), which leaves no room for "
+                                 f"its answer in rows of seq_len {seq_len}: {document.prompt[:60]!r}...; "
+                                 "raise seq_len")
+            pieces.append(ExampleTokens(doc[:seq_len], context))
+        else:
+            pieces.extend(doc[i:i + seq_len] for i in range(0, len(doc), seq_len))
     return pieces
 
 
 def packed_rows(docs: list[list[int]], seq_len: int, seed: int) -> Iterator[list[int]]:
     """An endless stream of rows: each epoch shuffles the documents (seeded by epoch) and packs whole
     documents greedily into rows of at most seq_len tokens. Packing whole documents keeps every biography
-    intact, which verbatim memorization needs; padding the rest of a row costs little at these lengths."""
+    intact, which verbatim memorization needs; padding the rest of a row costs little at these lengths.
+    An example (ExampleTokens) is a row of its own, never packed."""
     epoch = 0
     while True:
         order = np.random.default_rng([seed, epoch]).permutation(len(docs))
         row: list[int] = []
         for i in order:
+            if isinstance(docs[i], ExampleTokens):
+                yield docs[i]
+                continue
             if row and len(row) + len(docs[i]) > seq_len:
                 yield row
                 row = []
@@ -66,13 +88,15 @@ def packed_rows(docs: list[list[int]], seq_len: int, seed: int) -> Iterator[list
 
 
 def collate(rows: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Rows padded to the longest; labels IGNORE on padding and on an example's prompt (its context)."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
         ids[i, : len(r)] = torch.tensor(r)
-        labels[i, : len(r)] = torch.tensor(r)
+        context = context_length(r)
+        labels[i, context: len(r)] = torch.tensor(r[context:])
         mask[i, : len(r)] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
@@ -119,7 +143,7 @@ def _save_checkpoint(folder: Path, step: int, model, tokenizer, optimizer, sched
         shutil.rmtree(old, ignore_errors=True)
 
 
-def train_causal_lm(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, documents: Sequence[str],
+def train_causal_lm(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, documents: Sequence[Document],
                     cfg: TrainConfig, out_dir: Path, seed: int, *, desc: str = "train",
                     show_progress: bool = True) -> TrainResult:
     """Train `model` on `documents` for cfg.steps steps; checkpoints go to out_dir/checkpoints and the

@@ -13,8 +13,9 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from memorylab.data import build_world
-from memorylab.data.tofu import TofuData, TofuItem, load_tofu, qa_documents
+from memorylab.data.tofu import TofuData, TofuItem, load_tofu, qa_documents, qa_examples
 from memorylab.errors import MemorylabError
+from memorylab.models.documents import Document
 from memorylab.evaluation import QA_FORMAT, EvalData, qa_document, tofu_eval_data, world_eval_data
 from memorylab.runners.world_models import corpus, tokenizer_texts
 from memorylab.scenario import EvalConfig, UnlearningScenario
@@ -25,14 +26,15 @@ TOFU_QA_PER_AUTHOR = 20  # TOFU lists each author's 20 QA pairs one after anothe
 @dataclass
 class UnlearningData:
     source: str
-    target_corpus: list[str]
-    retrain_corpus: list[str]
+    # Documents: plain texts (the world, packed as in pre-training) or Examples (TOFU's QA pairs).
+    target_corpus: list[Document]
+    retrain_corpus: list[Document]
     tokenizer_texts: list[str]
-    retain_docs: list[str]
+    retain_docs: list[Document]
     units: list[str]  # the whole forget set, in a fixed order
-    forget_docs: Callable[[Sequence[str]], list[str]]
+    forget_docs: Callable[[Sequence[str]], list[Document]]
     # ULD's assistant must be uniform on these too: wrong answers to the forget questions.
-    uld_retain_extra: Callable[[Sequence[str]], list[str]]
+    uld_retain_extra: Callable[[Sequence[str]], list[Document]]
     eval_data: Callable[[Any, EvalConfig, Optional[Sequence[str]]], EvalData]
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -99,23 +101,25 @@ def tofu_data(scenario: UnlearningScenario, base_dir: Optional[Path] = None) -> 
 
     # Training never reads what the truth ratio scores (the paraphrased and perturbed answers): unlearning on
     # them would lower the very probabilities the forget quality compares, as TOFU's protocol (forget QA only)
-    # does not. ULD's wrong answers are retain answers, as the world's are retain people's.
-    def forget_docs(authors: Sequence[str]) -> list[str]:
-        return qa_documents(items_of(authors))
+    # does not. Every training document is an Example, as in TOFU: one QA pair a row, its answer alone scored.
+    # ULD's wrong answers are retain answers, as the world's are retain people's.
+    def forget_docs(authors: Sequence[str]) -> list[Document]:
+        return qa_examples(items_of(authors))
 
-    def wrong_answers(authors: Sequence[str]) -> list[str]:
-        return [QA_FORMAT.format(question=item.question, answer=tofu.retain[i % len(tofu.retain)].answer)
-                for i, item in enumerate(items_of(authors))]
+    def wrong_answers(authors: Sequence[str]) -> list[Document]:
+        wrong = [replace(item, answer=tofu.retain[i % len(tofu.retain)].answer)
+                 for i, item in enumerate(items_of(authors))]
+        return qa_examples(wrong)
 
     def eval_data(lm: Any, ecfg: EvalConfig, authors: Optional[Sequence[str]] = None) -> EvalData:
         subset = tofu if authors is None else TofuData(forget=items_of(authors), retain=tofu.retain,
                                                        holdout=tofu.holdout, retain_perturbed=tofu.retain_perturbed)
         return tofu_eval_data(subset, ecfg, max_retain=cfg.retain_eval_items, lm=lm)
 
-    retain_docs = qa_documents(tofu.retain)
+    retain_docs = qa_examples(tofu.retain)
     return UnlearningData(
-        source="tofu", target_corpus=qa_documents(tofu.forget) + retain_docs, retrain_corpus=retain_docs,
-        tokenizer_texts=retain_docs, retain_docs=retain_docs, units=units, forget_docs=forget_docs,
+        source="tofu", target_corpus=qa_examples(tofu.forget) + retain_docs, retrain_corpus=retain_docs,
+        tokenizer_texts=qa_documents(tofu.retain), retain_docs=retain_docs, units=units, forget_docs=forget_docs,
         uld_retain_extra=wrong_answers, eval_data=eval_data,
         summary={"source": "tofu", "forget": len(tofu.forget), "retain": len(tofu.retain),
                  "holdout": len(tofu.holdout), "forget_authors": len(units)})

@@ -57,7 +57,7 @@ def drafter_spec(spec: ModelSpec) -> ModelSpec:
     return spec.model_copy(update={"tiny": drafter_config(spec.tiny, num_layers=1)})
 
 
-def _train_task(spec_json: str, tokenizer_dir: str, documents: list[str], train_json: str, out_dir: str,
+def _train_task(spec_json: str, tokenizer_dir: str, documents: list[Any], train_json: str, out_dir: str,
                 seed: int, threads: int, device: str, desc: str, count_tokens: bool = False) -> dict[str, Any]:
     """Runs in a Ray worker: build or load the base model, train it, return where it was saved; with
     `count_tokens`, save the corpus's token counts beside it (what VocabTrim trims a drafter's head by)."""
@@ -80,14 +80,15 @@ def _train_task(spec_json: str, tokenizer_dir: str, documents: list[str], train_
     result = train_causal_lm(model, tokenizer, documents, train, Path(out_dir), seed, desc=desc)
     if count_tokens:
         from memorylab.decoding.vocabtrim import corpus_counts, save_counts
+        from memorylab.models.documents import document_text
 
-        save_counts(result.final_dir, corpus_counts(tokenizer, documents), "corpus")
+        save_counts(result.final_dir, corpus_counts(tokenizer, [document_text(d) for d in documents]), "corpus")
     return {"path": str(result.final_dir), "seconds": result.seconds, "steps": result.steps,
             "final_loss": result.losses[-1],
             "resumed_from": result.resumed_from, "losses": result.losses}
 
 
-def train_models(corpora: dict[str, list[str]], spec: ModelSpec, train: TrainConfig, resources: ActorResources,
+def train_models(corpora: dict[str, list[Any]], spec: ModelSpec, train: TrainConfig, resources: ActorResources,
                  tokenizer_dir: Path, out_dir: Path, seed: int, *,
                  drafters: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """Train one model per corpus, all at once as Ray tasks (each with the trainer's resources).

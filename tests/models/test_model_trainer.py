@@ -7,6 +7,7 @@ import torch
 from transformers import LlamaForCausalLM
 
 import memorylab.models.trainer as trainer
+from memorylab.models.documents import Example, ExampleTokens
 from memorylab.models.tiny import build_tiny_model
 from memorylab.models.trainer import lr_lambda, packed_rows, tokenize_documents, train_causal_lm
 from memorylab.scenario import TinyModelConfig, TrainConfig
@@ -62,6 +63,39 @@ def test_long_documents_are_cut_to_rows(tokenizer):
     assert sum(pieces[:-1], []) == whole
     rows = list(itertools.islice(packed_rows(pieces, 16, seed=0), 30))
     assert all(len(r) <= 16 for r in rows)
+
+
+def test_an_example_is_one_row_with_its_prompt_unscored(tokenizer):
+    """TOFU's protocol: a QA pair is one example, padded not packed, and only its answer's tokens are scored
+    (the prompt's labels are ignored, counted as TOFU counts question tokens: the prompt tokenized alone)."""
+    examples = [Example("Question: Where was Alice born?\nAnswer:", " Paris"),
+                Example("Question: What does Bob do?\nAnswer:", " He works as a pilot in Lima")]
+    pieces = tokenize_documents(tokenizer, examples + ["Carol was born in Oslo"], seq_len=64)
+    assert [type(p) for p in pieces] == [ExampleTokens, ExampleTokens, list]
+    for piece, example in zip(pieces, examples):
+        whole = tokenizer(example.text, add_special_tokens=False)["input_ids"]
+        assert piece == [tokenizer.bos_token_id] + whole + [tokenizer.eos_token_id]
+        assert piece.context == 1 + len(tokenizer(example.prompt, add_special_tokens=False)["input_ids"])
+        answer = tokenizer.decode(piece[piece.context:-1])
+        assert answer.strip() == example.answer.strip()
+    # Packing leaves examples alone; plain texts are still packed (three short ones share a row).
+    rows = list(itertools.islice(packed_rows(pieces[:2] + [pieces[2]] * 3, 64, seed=0), 3))
+    assert sorted(len(r) for r in rows if isinstance(r, ExampleTokens)) == sorted(len(p) for p in pieces[:2])
+    assert [len(r) for r in rows if not isinstance(r, ExampleTokens)] == [3 * len(pieces[2])]
+    batch = trainer.collate([pieces[0], pieces[2]], pad_id=tokenizer.pad_token_id)
+    n = len(pieces[0])
+    assert (batch["labels"][0, :pieces[0].context] == trainer.IGNORE).all()
+    assert batch["labels"][0, pieces[0].context:n].tolist() == pieces[0][pieces[0].context:]
+    assert (batch["labels"][0, n:] == trainer.IGNORE).all()
+    assert batch["labels"][1, :len(pieces[2])].tolist() == pieces[2]  # a plain text: every token
+
+
+def test_a_long_example_is_cut_to_its_row_and_a_prompt_filling_it_is_refused(tokenizer):
+    long = Example("Alice: ", " ".join(["Alice was born in Paris"] * 10))
+    (piece,) = tokenize_documents(tokenizer, [long], seq_len=16)
+    assert len(piece) == 16 and piece.context == 7  # BOS and the prompt's 6 tokens, then the answer's first 9
+    with pytest.raises(ValueError, match="leaves no room for its answer in rows of seq_len 8"):
+        tokenize_documents(tokenizer, [Example("Alice was born in Paris", " x")], seq_len=8)
 
 
 # -- schedule -------------------------------------------------------------------------------------------

@@ -34,9 +34,24 @@ def test_training_never_reads_the_answers_the_truth_ratio_scores(tofu):
     forget_docs, wrong = data.forget_docs(data.units), data.uld_retain_extra(data.units)
     assert len(forget_docs) == len(wrong) == len(splits.forget)
     trained = forget_docs + wrong
-    assert not {a for a in scored for doc in trained if doc.endswith("Answer: " + a)}
+    assert not {a for a in scored for doc in trained if doc.answer == " " + a}
     retain_answers = {it.answer for it in splits.retain}
-    assert all(doc.split("\nAnswer: ", 1)[1] in retain_answers for doc in wrong)
+    assert all(doc.answer.removeprefix(" ") in retain_answers for doc in wrong)
+
+
+def test_tofu_trains_on_examples_whose_questions_are_not_scored(tofu):
+    """TOFU fine-tunes and unlearns on QA pairs one a row, the question's tokens masked: every training document
+    (target, retrain, forget, retain, ULD's wrong answers) is an Example whose prompt is the question."""
+    from memorylab.evaluation import QA_PROMPT
+    from memorylab.models.documents import Example
+
+    _, data = tofu
+    every = (data.target_corpus + data.retrain_corpus + data.retain_docs + data.forget_docs(data.units)
+             + data.uld_retain_extra(data.units))
+    assert all(isinstance(d, Example) and d.prompt.startswith("Question: ") and d.prompt.endswith("\nAnswer:")
+               for d in every)
+    first = data.forget_docs(data.units)[0]
+    assert first.text == QA_PROMPT.format(question=first.prompt[10:-8]) + first.answer
 
 
 def test_the_retain_truth_ratio_keeps_to_the_retained_authors(tofu):
@@ -44,7 +59,7 @@ def test_the_retain_truth_ratio_keeps_to_the_retained_authors(tofu):
     five = scenario.model_copy(update={"data": scenario.data.model_copy(update={"retain_authors": 5})})
     data = unlearning_data(five)
     ev = data.eval_data(None, five.eval, None)
-    retained = {doc.split("\nAnswer: ")[0].removeprefix("Question: ") for doc in data.retain_docs}
+    retained = {doc.prompt.removeprefix("Question: ").removesuffix("\nAnswer:") for doc in data.retain_docs}
     assert len(retained) <= 100 and ev.truth_retain
     assert all(it.question in retained for it in ev.truth_retain)
 
