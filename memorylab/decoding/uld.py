@@ -3,8 +3,10 @@
     l = l_target - alpha * where(keep, l_assistant, 0)
 
 `keep` (the relative-top filter) marks the tokens the target itself finds plausible: the assistant's logit
-is zeroed for every token whose target log-prob is below min(max log p + log r, log p at rank ceil(r*|V|)),
-so subtracting the assistant can demote what the target would say but cannot promote an implausible token.
+is zeroed for every token whose target log-prob is below min(max log p + log r, log p at rank floor(r*|V|))
+(at least rank 1; the ULD reference's int(r*|V|)), so an implausible token keeps the target's own logit. It is
+not shift-invariant: an assistant whose logits are all c lowers every kept token by alpha*c and not the others,
+as in the reference (with logits near 0, as a uniform-trained assistant's are, the effect is small).
 
 `ULDLM` is the combined model behind the LM protocol, target and assistant in one process: one forward per
 model per step (each keeps its own KV cache; the pair is carried as the decoding loop's `past`). The
@@ -35,7 +37,7 @@ def relative_top_mask(target_logits: torch.Tensor, r: float) -> torch.Tensor:
     """Bool mask over the last (vocabulary) dimension: True where the assistant logit is KEPT.
 
     With log p = log_softmax(target_logits), a token is kept when log p >= min(max log p + log r, log p_(k)),
-    where log p_(k) is the log-prob at rank k = max(1, ceil(r * |V|)) and rank 1 is the most likely token
+    where log p_(k) is the log-prob at rank k = max(1, floor(r * |V|)) and rank 1 is the most likely token
     (ties take any order; the value at rank k is the same). When r * |V| < 1, k = 1. The min keeps the
     larger set of the two rules: the tokens within a factor r of the top one, or the top r fraction of the
     vocabulary. r = 1 keeps every token."""
@@ -58,8 +60,9 @@ def _kept(target_logits: torch.Tensor, r: float) -> torch.Tensor | None:
     # needed on this per-token path.
     logits = target_logits.float()
     vocab = logits.shape[-1]
-    # round() first so that e.g. 0.3 * 10 = 3.0000000000000004 counts as rank 3, not 4.
-    k = min(vocab, max(1, math.ceil(round(r * vocab, 9))))
+    # The reference's int(r * |V|), at least 1; round() first so that float noise (0.7 * 10 = 6.999...) does
+    # not lose a rank.
+    k = min(vocab, max(1, math.floor(round(r * vocab, 9))))
     near_top = logits.amax(dim=-1, keepdim=True) + math.log(r)
     # The k-th largest value (a selection, the costly part) only matters in rows with fewer than k tokens
     # near the top: where at least k are, the k-th largest is itself >= near_top, so the min is near_top and

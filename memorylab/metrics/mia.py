@@ -22,11 +22,12 @@ _MIN_VARIANCE = 1e-12
 
 
 def _k_count(n: int, k: float) -> int:
-    """Number of lowest tokens kept: ceil(k*n), at least 1."""
+    """Number of lowest tokens kept: floor(k*n) as the Min-K% and MUSE code count (int(len * ratio)), but at
+    least 1 where theirs would average no token (NaN)."""
     if not (0.0 < k <= 1.0):
         raise ValueError(f"k must be a fraction in (0, 1], got {k!r}.")
-    # round() first so float noise (0.7*10 = 7.000000000000001) does not add a token.
-    return max(1, math.ceil(round(k * n, 9)))
+    # round() first so float noise (0.29*100 = 28.999999999999996) does not lose a token.
+    return max(1, math.floor(round(k * n, 9)))
 
 
 def _mean_lowest(values: np.ndarray, k: float) -> float:
@@ -39,7 +40,7 @@ def loss_score(logprobs: np.ndarray) -> float:
 
 
 def min_k_score(logprobs: np.ndarray, k: float = 0.2) -> float:
-    """Min-K% Prob (Shi et al., 2024): mean of the lowest ceil(k*n) token log-probs.
+    """Min-K% Prob (Shi et al., 2024): mean of the lowest floor(k*n) (at least 1) token log-probs.
 
     Non-members tend to contain a few very surprising tokens; members have fewer outliers.
     """

@@ -21,9 +21,10 @@ from memorylab.unlearn.sequence import sequence_logprobs
 
 @dataclass(frozen=True)
 class SimNPO:
-    # The paper's defaults for 7B models on MUSE/TOFU. Tiny models start from a much higher per-token NLL
-    # (several nats rather than < 1), where σ(·) is already near 0 or 1 at these values; they may want a
-    # smaller β or another γ. Kept as the literature's values so results compare with the papers.
+    # β 4.5 and 0.125 are open-unlearning's SimNPO values; there 0.125 weighs the forget loss and the margin
+    # (its `delta`) is 0, while here γ is the paper's margin (README: its setting is gamma 0, retain_weight 8).
+    # Tiny models start from a much higher per-token NLL (several nats rather than < 1), where σ(·) is already
+    # near 0 or 1 at these values; they may want a smaller β or another γ.
     beta: float = 4.5
     gamma: float = 0.125
     # None: the loop's UnlearnConfig.retain_weight decides; called outside the loop, None counts as 1.0.

@@ -2,8 +2,9 @@
 target's first K layers, its embeddings, final norm and head (copied and frozen), with LoRA adapters trained
 the *reverse* way round: remember the forget set, be uniform on the retain set. At decoding time
 (`memorylab.decoding.uld`) its logits are subtracted from the target's, which removes what the forget set
-taught the target and leaves retain-set predictions nearly untouched (a uniform logit vector subtracts a
-constant, which softmax ignores).
+taught the target and leaves retain-set predictions nearly untouched: there the assistant is near uniform, so
+it subtracts about one constant from every token the filter keeps, which leaves their order (they move by alpha
+times that constant against the filtered tokens, which the filter leaves as the target has them).
 """
 
 from __future__ import annotations

@@ -14,11 +14,12 @@ def test_loss_score_is_mean_logprob():
 def test_min_k_hand_cases():
     assert min_k_score(LP, k=0.4) == pytest.approx(np.mean([-4.0, -5.0]))
     assert min_k_score(LP[::-1].copy(), k=0.4) == pytest.approx(-4.5)  # order does not matter
-    assert min_k_score(LP, k=0.5) == pytest.approx(np.mean([-3.0, -4.0, -5.0]))  # ceil(2.5) = 3
+    assert min_k_score(LP, k=0.5) == pytest.approx(np.mean([-4.0, -5.0]))  # int(2.5) = 2, as the reference code
     assert min_k_score(LP, k=0.01) == pytest.approx(-5.0)  # at least one token
     assert min_k_score(LP, k=1.0) == pytest.approx(-3.0)
-    # 0.7 * 10 is 7.000000000000001 in floats: still 7 tokens, not 8.
+    # 0.7 * 10 is 7.000000000000001 in floats: 7 tokens; 0.29 * 100 is 28.999999999999996: 29, not 28.
     assert min_k_score(-np.arange(1.0, 11.0), k=0.7) == pytest.approx(np.mean(-np.arange(4.0, 11.0)))
+    assert min_k_score(-np.arange(1.0, 101.0), k=0.29) == pytest.approx(np.mean(-np.arange(72.0, 101.0)))
 
 
 def test_min_k_plus_plus_hand_case():

@@ -25,13 +25,13 @@ def logits_of(probs) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("probs, r, keep, binding", [
-    # r=0.75: rank k=ceil(3)=3 -> p=0.15; max*r=0.375; min is the rank branch -> top 3 kept.
+    # r=0.75: rank k=floor(3)=3 -> p=0.15; max*r=0.375; min is the rank branch -> top 3 kept.
     (PROBS, 0.75, [True, True, True, False], "rank"),
-    # r=0.9: k=ceil(3.6)=4 -> p=0.05 (the last), max*r=0.45 -> everything kept.
-    (PROBS, 0.9, [True, True, True, True], "rank"),
+    # r=0.9: k=floor(3.6)=3 (the reference's int) -> p=0.15, max*r=0.45 -> the rank branch: top 3 kept.
+    (PROBS, 0.9, [True, True, True, False], "rank"),
     # r=0.5 on a flat head: k=2 -> p=0.28, max*r=0.15 -> the max branch binds: all >= 0.15 kept.
     ([0.3, 0.28, 0.26, 0.16], 0.5, [True, True, True, True], "max"),
-    # r=0.4: k=ceil(1.6)=2 -> p=0.3, max*r=0.2 -> max branch binds: 0.5 and 0.3 kept (0.15 < 0.2).
+    # r=0.4: k=floor(1.6)=1 -> p=0.5, max*r=0.2 -> max branch binds: 0.5 and 0.3 kept (0.15 < 0.2).
     (PROBS, 0.4, [True, True, False, False], "max"),
     # r=0.2: r*|V| = 0.8 < 1 -> rank 1 (p=0.5); max*r=0.1 -> max branch binds: three kept.
     (PROBS, 0.2, [True, True, True, False], "max"),
@@ -171,7 +171,7 @@ def reference_uld_logits(target, assistant, alpha, r):
     """ULD's combination written plainly: rank threshold by topk, mask by where (the implementation before the
     float mask, the flat-row shortcut and the lean assistant)."""
     vocab = target.shape[-1]
-    k = min(vocab, max(1, math.ceil(round(r * vocab, 9))))
+    k = min(vocab, max(1, int(round(r * vocab, 9))))
     threshold = torch.minimum(target.amax(-1) + math.log(r), target.topk(k, dim=-1).values[..., -1])
     keep = target >= threshold.unsqueeze(-1)
     return target - alpha * torch.where(keep, assistant, torch.zeros_like(assistant))
