@@ -270,6 +270,14 @@ def _subset_target(point: Mapping[str, Any], target: Mapping[str, Any]) -> Mappi
     return {**target, "knowmem_forget": point.get("target_knowmem_forget", target.get("knowmem_forget"))}
 
 
+def target_knowmem_by_point(rows: Sequence[Mapping[str, Any]], axis: str,
+                            target: Mapping[str, Any]) -> dict[Any, Optional[float]]:
+    """The target's KnowMem forget at each point of a trend (x -> value), on that point's own forget people, as
+    the table compares: every method at one x forgets the same people. Older reports: the whole set's."""
+    recorded = {r[axis]: _num(r["target_knowmem_forget"]) for r in rows if r.get("target_knowmem_forget") is not None}
+    return {r[axis]: recorded.get(r[axis], _num(target.get("knowmem_forget"))) for r in rows}
+
+
 def plot_names(report: Mapping[str, Any]) -> list[str]:
     """The PNG files unlearning_plots writes for this report (and render_unlearning_markdown links)."""
     names = ["efficacy_utility.png"]
@@ -353,9 +361,11 @@ def _trend_plot(report: Mapping[str, Any], section: str, axis: str, xlabel: str,
         ks = [_num(r.get("knowmem_forget")) for r in rows]
         axes[0].plot(xs, [math.nan if u is None else u for u in us], marker="o", label=method)
         axes[1].plot(xs, [math.nan if k is None else k for k in ks], marker="o", label=method)
-    tk = _num(target.get("knowmem_forget"))
-    if tk is not None:
-        axes[1].axhline(tk, color="k", linestyle=":", linewidth=0.8, label="target")
+    per_x = target_knowmem_by_point(report[section], axis, target)
+    if any(v is not None for v in per_x.values()):
+        xs = sorted(per_x)
+        axes[1].plot(xs, [math.nan if per_x[x] is None else per_x[x] for x in xs], color="k", linestyle=":",
+                     linewidth=0.8, label="target (same people)")
     axes[0].set_ylabel("utility (KnowMem retain / target)")
     axes[1].set_ylabel("KnowMem forget")
     for ax in axes:

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from memorylab.runners.unlearning_report import (UNLEARNING_METRICS, findings, forget_efficacy,
-                                                 render_unlearning_markdown, unlearning_plots, utility,
+                                                 render_unlearning_markdown, target_knowmem_by_point,
+                                                 unlearning_plots, utility,
                                                  write_unlearning_report)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -189,6 +190,9 @@ def test_a_trend_point_compares_with_the_target_on_its_own_forget_subset(report)
     assert "| 0.700 |" in uld_5  # 1 - 0.15 / 0.5, not 1 - 0.15 / 0.80 (the whole forget set's)
     uld_20 = [ln for ln in table.splitlines() if ln.startswith("| uld | 20 |")][0]
     assert "| 0.775 |" in uld_20  # no subset figure recorded: the whole set's, 1 - 0.18 / 0.80
+    # The plot's target line reads the same reference at each size.
+    reference = target_knowmem_by_point(report["scalability"], "forget_size", report["models"]["target"])
+    assert reference == {5: 0.5, 20: 0.8}
 
 
 def test_the_privleak_finding_reads_the_sign_as_muse_does(report):
