@@ -28,9 +28,14 @@ def register_backend(name: str, target: str) -> None:
     BACKENDS[name] = target
 
 
+def unknown_backend(name: str) -> str:
+    """The sentence that refuses a backend name nobody registered."""
+    return f"unknown backend {name!r}; known backends: {', '.join(sorted(BACKENDS))}"
+
+
 def backend_class(name: str) -> Any:
     if name not in BACKENDS:
-        raise KeyError(f"unknown backend {name!r}; known backends: {', '.join(sorted(BACKENDS))}")
+        raise KeyError(unknown_backend(name))
     module_name, _, attr = BACKENDS[name].partition(":")
     try:
         module = importlib.import_module(module_name)

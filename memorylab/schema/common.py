@@ -85,10 +85,10 @@ class ModelSpec(Strict):
     @classmethod
     def _known_backend(cls, name: str) -> str:
         # Checked when the scenario loads, not when a model actor first looks it up (after training).
-        from memorylab.models.registry import BACKENDS
+        from memorylab.models.registry import BACKENDS, unknown_backend
 
         if name not in BACKENDS:
-            raise ValueError(f"unknown backend {name!r}; known backends: {', '.join(sorted(BACKENDS))}")
+            raise ValueError(unknown_backend(name))
         return name
 
     @property
