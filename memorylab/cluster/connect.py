@@ -39,19 +39,58 @@ def _host_port(address: str) -> Optional[tuple[str, int]]:
 
 
 def _check_reachable(address: str) -> None:
-    """Fail in seconds, with a sentence, when nothing accepts TCP connections at the address."""
+    """Fail in seconds, with a sentence, when nothing accepts TCP connections at the address, or what does
+    is not a gRPC server (Ray's GCS and its client server both are)."""
     target = _host_port(address)
     if target is None:
         return
     try:
-        with socket.create_connection(target, timeout=PROBE_TIMEOUT_S):
-            pass
+        with socket.create_connection(target, timeout=PROBE_TIMEOUT_S) as sock:
+            reply = None if _tls() else _http2_reply(sock)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise MemorylabError(
             f"could not reach the Ray cluster at {address!r}: nothing accepts connections at "
             f"{target[0]}:{target[1]} ({reason}); check ray.address in the scenario, --address or RAY_ADDRESS"
         ) from exc
+    if reply is not None and not _is_settings_frame(reply):
+        seen = f"it answered {reply[:24]!r}" if reply else "it closed the connection"
+        raise MemorylabError(
+            f"could not reach the Ray cluster at {address!r}: {target[0]}:{target[1]} accepts connections but is "
+            f"not Ray's GCS ({seen} to an HTTP/2 greeting); the GCS listens on port 6379 unless `ray start "
+            f"--port` says otherwise (8265 is the dashboard, for `ray job submit`)")
+
+
+# HTTP/2's client preface and an empty SETTINGS frame: a gRPC server's first answer is its own SETTINGS frame.
+_HTTP2_GREETING = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_SETTINGS = 4
+
+
+def _tls() -> bool:
+    """A cluster with Ray's TLS on (RAY_USE_TLS) expects a TLS handshake first: no plain greeting there."""
+    return os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")
+
+
+def _http2_reply(sock: socket.socket) -> Optional[bytes]:
+    """The first bytes the server answers an HTTP/2 greeting with (b"" if it closes); None when it says
+    nothing within the probe's time, which proves nothing either way."""
+    try:
+        sock.sendall(_HTTP2_GREETING)
+        reply = b""
+        while len(reply) < 9:
+            chunk = sock.recv(9 - len(reply))
+            if not chunk:
+                break
+            reply += chunk
+        return reply
+    except socket.timeout:
+        return None
+    except ConnectionResetError:
+        return b""
+
+
+def _is_settings_frame(reply: bytes) -> bool:
+    return len(reply) == 9 and reply[3] == _SETTINGS and reply[5:9] == b"\0\0\0\0"
 
 
 def _one_line(exc: BaseException) -> str:

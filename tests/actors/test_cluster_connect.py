@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 import time
 
 import pytest
@@ -50,6 +52,58 @@ def test_unresolvable_host_is_a_sentence_too(ray_down, monkeypatch):
     with pytest.raises(MemorylabError, match=r"no-such-head\.invalid:6379"):
         connect("no-such-head.invalid:6379")
     assert not ray.is_initialized()
+
+
+@contextlib.contextmanager
+def _server(reply: bytes | None):
+    """A loopback TCP server that answers every connection with `reply` (None: closes it at once)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                if reply is not None:
+                    conn.recv(64)
+                    conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("reply, seen", [
+    (b"HTTP/1.1 400 Bad Request\r\n\r\n", "it answered b'HTTP/1.1 '"),  # the dashboard's port, say
+    (None, "it closed the connection"),
+])
+def test_something_else_than_ray_at_the_address_is_refused_at_once(ray_down, monkeypatch, reply, seen):
+    """ray.init would retry a server that is not Ray's GCS for ~40 s (ignoring SIGTERM meanwhile)."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    with _server(reply) as address:
+        started = time.monotonic()
+        with pytest.raises(MemorylabError) as info:
+            connect(address)
+        assert time.monotonic() - started < 5
+    message = str(info.value)
+    assert f"{address} accepts connections but is not Ray's GCS ({seen} to an HTTP/2 greeting)" in message
+    assert "port 6379" in message and "\n" not in message and not ray.is_initialized()
+
+
+def test_a_grpc_greeting_passes_the_preflight_and_tls_skips_it(monkeypatch):
+    from memorylab.cluster.connect import _check_reachable
+
+    settings = bytes([0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100])  # a server's SETTINGS frame
+    with _server(settings) as address:
+        _check_reachable(address)
+    monkeypatch.setenv("RAY_USE_TLS", "1")  # a TLS GCS answers a plain greeting with nothing useful
+    with _server(b"\x15\x03\x03\x00\x02\x02\x46") as address:
+        _check_reachable(address)
 
 
 @pytest.mark.parametrize("address, expected", [
