@@ -184,3 +184,10 @@ def test_every_problem_is_one_line(in_tmp):
     path = write("name: 'a\n  b'\nkind: memorization\nworld: 5\nmodel:\n  dtype: int8\n")
     for line in problems(path):
         assert "\n" not in line and line.startswith("s.yaml:")
+
+
+def test_seeds_are_refused_where_numpy_torch_or_optuna_would_refuse_them_after_training(in_tmp):
+    path = write(MINIMAL + "seed: -1\nworld: {seed: 4294967296}\n")
+    assert problems(path) == ["s.yaml:4: seed: Input should be greater than or equal to 0 (got -1)",
+                              "s.yaml:5: world.seed: Input should be less than 4294967296 (got 4294967296)"]
+    assert load_scenario(path, ["seed=4294967295", "world.seed=0"]).seed == 2**32 - 1

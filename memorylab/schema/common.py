@@ -22,6 +22,10 @@ def _names_a_folder(v: str) -> str:
 RunName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$"), AfterValidator(_names_a_folder)]
 
 
+# Seeds feed numpy (non-negative only), torch and Optuna (below 2**32): refused at load, not after training.
+Seed = Annotated[int, Field(ge=0, lt=2**32, description="a non-negative integer below 2**32")]
+
+
 class Strict(BaseModel):
     # No inf or NaN in any number: a YAML `.inf` would validate, then reach a worker as JSON `null`.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -30,7 +34,7 @@ class Strict(BaseModel):
 class WorldConfig(Strict):
     """The synthetic memorization world: fictitious people split by person, plus canaries."""
 
-    seed: Optional[int] = Field(None, description="defaults to the scenario seed")
+    seed: Optional[Seed] = Field(None, description="defaults to the scenario seed")
     num_people: int = Field(48, ge=3, description="people generated in all")
     forget: int = Field(6, ge=1, description="people whose facts form the forget split")
     holdout: int = Field(6, ge=1, description="people never trained on: the non-members")
@@ -186,7 +190,7 @@ class ScenarioBase(Strict):
     name: RunName
     kind: str  # each kind narrows it to its Literal; declared here so it is listed second, after name
     description: str = ""
-    seed: int = 0
+    seed: Seed = 0
     world: WorldConfig = WorldConfig()
     model: ModelSpec = ModelSpec()
     train: TrainConfig = TrainConfig()

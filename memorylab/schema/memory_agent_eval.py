@@ -8,7 +8,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
-from memorylab.schema.common import RunName, Strict
+from memorylab.schema.common import RunName, Seed, Strict
 from memorylab.schema.memory_agent import RerankerName
 
 COMPETENCIES = ("accurate_retrieval", "test_time_learning", "long_range_understanding", "conflict_resolution")
@@ -45,7 +45,7 @@ class MemoryAgentEvalScenario(Strict):
     name: RunName
     kind: Literal["memory_agent_eval"]
     description: str = ""
-    seed: int = 0
+    seed: Seed = 0
     agent: Union[str, dict[str, Any]] = Field(
         ..., description="the memory_agent scenario: a path (relative to this file) or the scenario inline")
     url: Optional[str] = Field(None, description="evaluate a running server instead of starting one")

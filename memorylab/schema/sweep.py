@@ -14,7 +14,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from memorylab.schema.common import ActorResources, RayConfig, RunName, Strict
+from memorylab.schema.common import ActorResources, RayConfig, RunName, Seed, Strict
 
 DOMAINS = ("choice", "grid", "uniform", "loguniform", "randint")
 
@@ -95,7 +95,7 @@ class Objective(Strict):
 class SearchConfig(Strict):
     algorithm: Literal["random", "optuna"] = Field(
         "random", description="random (with grid values crossed) or optuna (TPE; NSGA-II for several objectives)")
-    seed: Optional[int] = Field(None, description="the searcher's seed (default: the sweep's seed)")
+    seed: Optional[Seed] = Field(None, description="the searcher's seed (default: the sweep's seed)")
 
 
 class SchedulerConfig(Strict):
@@ -113,7 +113,7 @@ class SweepScenario(Strict):
     name: RunName
     kind: Literal["sweep"]
     description: str = ""
-    seed: int = 0
+    seed: Seed = 0
     scenario: Union[str, dict[str, Any]] = Field(
         ..., description="the wrapped scenario: a file path (relative to this file) or an inline mapping")
     space: dict[str, Domain] = Field(..., description="dotted path in the wrapped scenario -> domain")
