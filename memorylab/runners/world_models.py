@@ -15,6 +15,7 @@ import ray
 from memorylab.cluster.resources import actor_options, device_for, torch_threads
 from memorylab.data import World
 from memorylab.evaluation import qa_document
+from memorylab.runners.training_record import check_training_record, training_record
 from memorylab.scenario import ActorResources, ModelSpec, TrainConfig
 
 
@@ -94,13 +95,16 @@ def train_models(corpora: dict[str, list[Any]], spec: ModelSpec, train: TrainCon
     """Train one model per corpus, all at once as Ray tasks (each with the trainer's resources).
 
     A model whose folder already holds a finished training (final/train_log.json) is reused, not retrained:
-    that is what lets an interrupted run resume. Every model starts from the same seed, so the only
-    difference between a target and its retrain reference is the data. The corpora named in `drafters` train
+    that is what lets an interrupted run resume; a folder whose model was trained with another spec, other
+    settings, seed or documents is refused (runners.training_record). Every model starts from the same seed,
+    so the only difference between a target and its retrain reference is the data. The corpora named in `drafters` train
     speculative-decoding drafters of the tiny `spec` (drafter_spec), saved with their token counts."""
     task = ray.remote(_train_task).options(**actor_options(resources), max_retries=0)
     pending, results = {}, {}
     for name, documents in corpora.items():
         folder = out_dir / "models" / name
+        model = drafter_spec(spec) if name in drafters else spec
+        check_training_record(folder, training_record(model, train, seed, documents))
         log = folder / "final" / "train_log.json"
         saved = json.loads(log.read_text()) if log.exists() else {}
         if saved.get("steps") == train.steps:
@@ -108,7 +112,6 @@ def train_models(corpora: dict[str, list[Any]], spec: ModelSpec, train: TrainCon
                              "final_loss": saved["losses"][-1], "resumed_from": "finished",
                              "losses": saved["losses"]}
             continue
-        model = drafter_spec(spec) if name in drafters else spec
         pending[name] = task.remote(model.model_dump_json(), str(tokenizer_dir), documents, train.model_dump_json(),
                                     str(folder), seed, torch_threads(resources),
                                     device_for(resources, spec.device), f"train {name}", name in drafters)

@@ -9,6 +9,7 @@ import pytest
 import ray
 
 from memorylab.cluster import ray_session
+from memorylab.errors import MemorylabError
 from memorylab.runners import run_scenario
 from memorylab.scenario_loader import load_scenario
 
@@ -68,3 +69,8 @@ def test_resume_reuses_finished_models(local_ray, tmp_path):
     again = run_scenario(scenario, tmp_path / "run", resume=True)
     assert all(t["resumed_from"] == "finished" for t in again["training"].values())
     assert again["models"] == first["models"]
+    # Resumed with another learning rate, the run must not pass the old models off as trained with it.
+    changed = load_scenario(QUICKSTART, MINUTE + ["train.lr=0.02"])
+    with pytest.raises(MemorylabError, match=r"train\.lr was 0\.003, now 0\.02.*--overwrite"):
+        run_scenario(changed, tmp_path / "run", resume=True)
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["models"] == first["models"]

@@ -1,0 +1,62 @@
+"""What a trained model was trained with, kept beside it, so a resumed run reuses only a model it would train.
+
+`--resume` keeps finished models and continues from checkpoints. Without a record, a run resumed with
+another learning rate, world or seed would reuse the old model and report the new settings as its own. The
+record (models/<name>/training.json) is written before training starts, so checkpoints are covered too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from memorylab.errors import MemorylabError
+from memorylab.models.documents import Example
+
+RECORD = "training.json"
+# Settings that change when checkpoints are written, not what is trained.
+NOT_TRAINING = frozenset({"checkpoint_every"})
+
+
+def training_record(model: Any, train: Any, seed: int, documents: Sequence[Any]) -> dict[str, Any]:
+    """The model spec, training settings, seed and a digest of the documents (texts and example prompts)."""
+    digest = hashlib.sha256()
+    for d in documents:
+        digest.update(json.dumps([d.prompt, d.answer] if isinstance(d, Example) else d).encode())
+        digest.update(b"\0")
+    return {"model": model.model_dump(mode="json"),
+            "train": train.model_dump(mode="json", exclude=set(NOT_TRAINING)),
+            "seed": seed, "documents": {"count": len(documents), "sha256": digest.hexdigest()}}
+
+
+def check_training_record(folder: Path, record: dict[str, Any]) -> None:
+    """Refuse a model folder whose record differs from `record`; write `record` into a folder without one.
+
+    A folder trained before records existed (it has a model or checkpoints but no record) is trusted as
+    before, and gets no record: its settings are unknown."""
+    path = folder / RECORD
+    if path.exists():
+        saved = json.loads(path.read_text())
+        differs = _differences(saved, record)
+        if differs:
+            raise MemorylabError(
+                f"{folder} holds a model trained with other settings than this run's ({'; '.join(differs[:3])}); "
+                "run with --overwrite to train afresh, or choose another --out")
+        return
+    if (folder / "final").exists() or (folder / "checkpoints").exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
+
+
+def _differences(saved: Any, now: Any, where: str = "") -> list[str]:
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return [d for key in sorted(set(saved) | set(now), key=str)
+                for d in _differences(saved.get(key), now.get(key), f"{where}.{key}" if where else str(key))]
+    if saved == now:
+        return []
+    if where == "documents.sha256":
+        return ["the training documents differ"]
+    return [f"{where} was {saved!r}, now {now!r}"]
