@@ -27,9 +27,11 @@ from memorylab.scenario import KINDS
 Loc = tuple[str, ...]  # a field path such as ("train", "lr"); list indices are strings too ("0")
 SET = "--set"  # stands for the line of a problem that a command-line override caused
 
-# Fields that may name a local file or folder; checked only when the value looks like a path, since the
-# same fields also hold HF hub ids ("gpt2") and the built-in "tiny".
-_PATH_FIELDS = {"name", "path"}
+# Fields that may name a local file or folder to read (a model, a reference model, `*_path`); checked only
+# when the value looks like a path, since the same fields also hold HF hub ids ("gpt2") and the built-in
+# "tiny". Outputs (a sweep's storage_path) need not exist yet.
+_PATH_FIELDS = {"name", "path", "base", "target", "retrain"}
+_OUTPUT_PATH_FIELDS = {"storage_path"}
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -205,8 +207,16 @@ def _validate(data: dict, lines: dict[Loc, int], set_paths: set[Loc], out: _Prob
             message = _message(err, cls, raw)
             out.add(_line_of(loc, lines, set_paths, message), ".".join(loc) or "file", message)
         return None
-    for loc, message in _check_paths(model, base):
-        out.add(where(loc), ".".join(loc), message)
+    paths = _local_paths(model, base)
+    for loc, target in paths:
+        if not target.exists():
+            out.add(where(loc), ".".join(loc), f"no such file or directory: {target}")
+    if paths and not out.lines:
+        # Every run reads the paths as written next to the scenario file, wherever the command runs from; the
+        # raw config (recorded in reports, and the base of a sweep's trials) says where they are too.
+        for loc, target in paths:
+            set_dotted(data, loc, str(target))
+        model = cls.model_validate(data)
     if kind == "sweep":  # a sweep is checked against the scenario it wraps (its fields and its report)
         from memorylab.tune.checks import check_sweep
 
@@ -320,27 +330,24 @@ def _unwrap_optional(tp: Any) -> Any:
     return tp
 
 
-def _check_paths(model: BaseModel, base: Path, loc: Loc = ()) -> list[tuple[Loc, str]]:
-    """Problems for path-like fields (`name`, `path`, `*_path`) naming a local path that does not exist.
+def _local_paths(model: BaseModel, base: Path, loc: Loc = ()) -> list[tuple[Loc, Path]]:
+    """The path-like fields (`_PATH_FIELDS`, `*_path`) whose value names a local path, each resolved against
+    the scenario file's folder (not the folder the command runs from), `~` expanded.
 
-    Checked here rather than in the schema so that validation stays pure and a relative path is resolved
-    against the scenario file's folder, not the folder the command happens to run from.
-    """
-    problems: list[tuple[Loc, str]] = []
+    Found here rather than in the schema so that validation stays pure and knows nothing of the file."""
+    found: list[tuple[Loc, Path]] = []
     for name, value in model:
         here = loc + (name,)
         if isinstance(value, BaseModel):
-            problems += _check_paths(value, base, here)
+            found += _local_paths(value, base, here)
         elif isinstance(value, (dict, list, tuple)):  # e.g. a list of models in a later kind
             for key, child in value.items() if isinstance(value, dict) else enumerate(value):
                 if isinstance(child, BaseModel):
-                    problems += _check_paths(child, base, here + (str(key),))
+                    found += _local_paths(child, base, here + (str(key),))
         elif (
             isinstance(value, str)
-            and (name in _PATH_FIELDS or name.endswith("_path"))
+            and (name in _PATH_FIELDS or name.endswith("_path")) and name not in _OUTPUT_PATH_FIELDS
             and value.startswith(("/", "./", "../", "~"))
         ):
-            target = Path(os.path.normpath(base / Path(value).expanduser()))
-            if not target.exists():
-                problems.append((here, f"no such file or directory: {target}"))
-    return problems
+            found.append((here, Path(os.path.normpath(base / Path(value).expanduser()))))
+    return found

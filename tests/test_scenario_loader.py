@@ -165,7 +165,26 @@ def test_local_model_path_is_resolved_next_to_the_scenario(in_tmp):
     found = problems(path)
     assert found == [f"sub/s.yaml:5: model.name: no such file or directory: {in_tmp / 'sub' / 'ckpt'}"]
     (in_tmp / "sub" / "ckpt").mkdir()
-    assert load_scenario(path).model.name == "./ckpt"
+    # Read as written next to the scenario, wherever the command runs from; the raw config says so too.
+    assert load_scenario(path).model.name == str(in_tmp / "sub" / "ckpt")
+    assert load_scenario_dict(path)["model"]["name"] == "./ckpt"  # unvalidated: as the file has it
+
+
+def test_reference_models_are_local_paths_checked_and_resolved_too(in_tmp):
+    continual = ("# memorylab run s.yaml\nname: s\nkind: continual\nreference: {base: ../out/models/base/final}\n"
+                 "arms: [{name: a, max_lr: 1.0e-3}]\n")
+    path = write(continual, name="sub/s.yaml")
+    assert problems(path) == [f"sub/s.yaml:4: reference.base: no such file or directory: {in_tmp / 'out/models/base/final'}"]
+    (in_tmp / "out" / "models" / "base" / "final").mkdir(parents=True)
+    assert load_scenario(path).reference.base == str(in_tmp / "out" / "models" / "base" / "final")
+    unlearning = UNLEARN + "reference: {target: ./t, retrain: EleutherAI/pythia-70m}\n"
+    assert problems(write(unlearning)) == [f"s.yaml:8: reference.target: no such file or directory: {in_tmp / 't'}"]
+
+
+def test_a_sweeps_storage_path_is_an_output_that_need_not_exist(in_tmp):
+    inner = "scenario: {name: inner, kind: memorization}\nspace: {train.lr: {choice: [0.001, 0.002]}}\n"
+    sweep = f"name: sw\nkind: sweep\nstorage_path: ./not-yet\n{inner}objectives: [{{name: v, minimize: models.target.ppl_holdout}}]\n"
+    assert load_scenario(write(sweep)).storage_path == "./not-yet"
 
 
 def test_hub_ids_and_tiny_are_not_paths(in_tmp):
