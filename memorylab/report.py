@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 PACKAGES = ("memorylab", "torch", "transformers", "tokenizers", "ray", "peft", "lancedb", "numpy",
-            "scikit-learn", "scipy", "rouge-score", "faker", "sentence-transformers")
+            "scikit-learn", "scipy", "rouge-score", "faker", "sentence-transformers", "optuna")
 
 
 def versions() -> dict[str, str]:
