@@ -52,7 +52,8 @@ class ArmConfig(Strict):
     max_lr: float = Field(..., gt=0, description="the peak LR the schedule re-warms to")
     warmup_steps: int = Field(0, ge=0, description="linear re-warming to max_lr; 0 starts at max_lr")
     schedule: Literal["cosine", "infinite", "constant"] = "cosine"
-    min_lr: float = Field(0.0, ge=0, description="the LR at the last step (cosine, infinite)")
+    min_lr: float = Field(0.0, ge=0, description="the LR at the last step (cosine; infinite with anneal > 0, "
+                                                 "while anneal 0 stays at the constant LR to the end)")
     cooldown: float = Field(0.3, ge=0, le=1, description="infinite: fraction of post-warm-up steps cooling "
                                                          "down from max_lr to the constant LR")
     constant_ratio: float = Field(0.5, gt=0, le=1, description="infinite: the constant LR as a fraction of max_lr")
