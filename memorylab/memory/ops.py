@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_
 from memorylab.memory.facts import Candidate, Fact, Retraction, extract, normalized_value, parse_fact
 from memorylab.memory.records import Event, MemoryRecord
 from memorylab.memory.store import MemoryNotFound, MemoryStore
+from memorylab.memory.store_rows import check_metadata
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ class MemoryWriter:
             meta = dict(metadata)
             if m.get("timestamp") is not None:
                 meta["timestamp"] = m["timestamp"]
+            check_metadata(meta)  # before any fact of the call is written, not at the first bad one
             out += [(c, meta) for c in extract(content)]
         return out
 

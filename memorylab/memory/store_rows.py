@@ -15,6 +15,7 @@ from memorylab.errors import MemorylabError
 from memorylab.memory.records import MemoryRecord
 
 RECORD_FILTERS = ("source", "subject", "attribute")  # record fields a filter may name; other keys are metadata
+MAX_METADATA_DEPTH = 32  # nesting of a memory's metadata (the metadata object itself is level 1)
 
 
 class MemoryNotFound(MemorylabError, KeyError):
@@ -68,12 +69,34 @@ def check_names(tenant: Any, agent: Any, memory_id: Any) -> None:
 
 
 def check_metadata(metadata: Any) -> None:
+    """Refuses what could be stored but not read back: metadata nested deeper than MAX_METADATA_DEPTH
+    (every later read of the memory failed to serialize it), and NaN or Infinity (not JSON: read back as null)."""
     if not isinstance(metadata, dict):
         raise MemoryQueryError(f"metadata must be a dict, got {type(metadata).__name__}")
+    if _deeper_than(metadata, MAX_METADATA_DEPTH):
+        raise MemoryQueryError(f"metadata: nested deeper than {MAX_METADATA_DEPTH} levels of objects and lists")
     try:
-        json.dumps(metadata)
+        json.dumps(metadata, allow_nan=False)
     except (TypeError, ValueError) as e:
-        raise MemoryQueryError(f"metadata must be JSON-serializable: {e}") from None
+        raise MemoryQueryError(f"metadata must be JSON-serializable, without NaN or Infinity: {e}") from None
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether dicts and lists nest more than `limit` levels (the outermost is level 1). Iterative, so that no
+    depth (nor a container holding itself) can exhaust the stack."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def encode_cursor(record: MemoryRecord) -> str:

@@ -9,6 +9,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from memorylab.memory.records import HistoryEntry, MemoryRecord
+from memorylab.memory.store_rows import check_metadata
 
 AGENT_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
 MAX_TEXT = 20_000
@@ -38,6 +39,16 @@ def valid_unicode(value: Any, where: str = "") -> Any:
     return value
 
 
+def valid_metadata(value: Optional[dict]) -> Optional[dict]:
+    """A memory's metadata as the store will take it (store_rows.check_metadata: nesting at most 32 deep, no
+    NaN or Infinity, which Python's JSON parser accepts), with valid Unicode; a ValueError (422) if not.
+    Checked here too so the refusal is a 422 naming `metadata` before any fact of the request is written."""
+    if value is not None:
+        check_metadata(value)  # first: valid_unicode recurses, and this bounds the depth
+        valid_unicode(value)
+    return value
+
+
 class Message(_Body):
     role: Literal["system", "user", "assistant", "tool"]
     content: str = Field(..., max_length=MAX_TEXT)
@@ -49,10 +60,7 @@ class AddMemoriesRequest(_Body):
     infer: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict, max_length=64)
 
-    @field_validator("metadata")
-    @classmethod
-    def _unicode(cls, value: Any) -> Any:
-        return valid_unicode(value)
+    _metadata = field_validator("metadata")(valid_metadata)
 
 
 class MemoryEvent(BaseModel):
@@ -89,10 +97,7 @@ class UpdateMemoryRequest(_Body):
     memory: str = Field(..., min_length=1, max_length=MAX_TEXT)
     metadata: Optional[dict[str, Any]] = Field(None, max_length=64)
 
-    @field_validator("metadata")
-    @classmethod
-    def _unicode(cls, value: Any) -> Any:
-        return valid_unicode(value)
+    _metadata = field_validator("metadata")(valid_metadata)
 
 
 class HistoryItem(BaseModel):

@@ -66,12 +66,18 @@ async def _unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
 async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
     """FastAPI's 422, except that it cannot fail: the errors echo the input, and an input holding a lone
     surrogate ("\\ud800" in JSON, which pydantic refuses) cannot be encoded as UTF-8; those replies are
-    written with ASCII escapes instead of becoming a 500."""
+    written with ASCII escapes instead of becoming a 500. NaN and Infinity (which Python's JSON parser
+    accepts, and metadata refuses) have no JSON spelling at all: the inputs holding them are left out."""
     content = {"detail": jsonable_encoder(exc.errors())}
     try:
         return JSONResponse(content, status_code=422)
-    except UnicodeEncodeError:
-        return Response(json.dumps(content, ensure_ascii=True), status_code=422, media_type="application/json")
+    except ValueError:  # UnicodeEncodeError is one
+        try:
+            text = json.dumps(content, ensure_ascii=True, allow_nan=False)
+        except ValueError:
+            text = json.dumps({"detail": [{k: v for k, v in e.items() if k != "input"} for e in content["detail"]]},
+                              ensure_ascii=True)
+        return Response(text, status_code=422, media_type="application/json")
 
 
 def accepted(result: Any) -> Any:

@@ -83,6 +83,15 @@ def test_near_duplicate_and_same_value_are_noop(writer, store):
     assert store.count() == 2
 
 
+def test_metadata_refused_before_any_fact_is_written(writer, store):
+    messages = user("Jo Doe lives in Bern.") + user("Al Roe lives in Rome.", timestamp=float("nan"))
+    with pytest.raises(ValueError, match="metadata"):
+        writer.add_messages("t", "a", messages)
+    with pytest.raises(ValueError, match="metadata"):
+        writer.add_messages("t", "a", user("Jo Doe lives in Bern."), metadata={"x": float("inf")})
+    assert store.count() == 0
+
+
 def test_conflict_updates_with_history(writer, store):
     (added,) = writer.add_messages("t", "a", user("Jo Doe works for Acme Corp."))
     (changed,) = writer.add_messages("t", "a", user("Actually, Jo Doe now works for Globex."))

@@ -226,6 +226,35 @@ def test_bad_inputs_name_the_field(store):
         store.add(rec("x", metadata={"f": object()}), vec(1))
 
 
+def nested(depth: int) -> dict:
+    """Metadata whose objects and lists nest `depth` levels, the metadata object itself included."""
+    inner: list = []
+    for _ in range(depth - 2):
+        inner = [inner]
+    return {"k": inner}
+
+
+@pytest.mark.parametrize("metadata,message", [
+    (nested(33), "deeper than 32"), (nested(600), "deeper than 32"),
+    ({"score": float("nan")}, "NaN"), ({"x": [1.0, float("inf")]}, "Infinity"),
+])
+def test_metadata_that_could_not_be_read_back_is_refused(store, metadata, message):
+    # Stored, 600 levels made every later read of the memory fail (pydantic's serialization depth), and NaN or
+    # Infinity came back as null; refused, nothing is written and what was stored is untouched.
+    kept = store.add(rec("kept", metadata={"ok": 1}), vec(1))
+    with pytest.raises(MemoryQueryError, match=message):
+        store.add(rec("x", metadata=metadata), vec(2))
+    with pytest.raises(MemoryQueryError, match=message):
+        store.update("t1", "a1", kept.id, "changed", vec(3), metadata=metadata)
+    assert [(r.text, r.metadata) for r in store.records("t1", "a1")] == [("kept", {"ok": 1})]
+    assert [(r.text, r.metadata) for r in MemoryStore(store.path, dim=DIM).records("t1", "a1")] == [("kept", {"ok": 1})]
+
+
+def test_metadata_32_levels_deep_is_stored_and_read_back(store):
+    r = store.add(rec("deep", metadata=nested(32)), vec(1))
+    assert MemoryStore(store.path, dim=DIM).get("t1", "a1", r.id).metadata == nested(32)
+
+
 def test_bulk_load_of_10k_rows_is_one_write_and_searchable(tmp_path):
     store = MemoryStore(tmp_path / "mem", dim=384)
     n = 10_000

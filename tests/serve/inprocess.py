@@ -1,0 +1,101 @@
+"""The real FastAPI app over a real Retriever (MiniLM, the LanceDB store, BM25) in this process, without Ray
+Serve: request checks in a second or two instead of the served app's 25 s start (conftest.py). Deployments
+the Ingress calls (the MemoryAgent, the Generator) are plain objects behind `Handle`, which answers `.remote`
+the way a Serve deployment handle does."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Optional
+
+from fastapi.testclient import TestClient
+
+from memorylab.models.protocol import GenerationParams
+from memorylab.schema.memory_agent import MemorySettings
+from memorylab.serve import ingress
+from memorylab.serve.auth import KeyRing
+from memorylab.serve.retriever import Retriever
+from served_app import KEYS, MODEL_NAME
+
+
+class _Response:
+    """A DeploymentResponse's two uses: `await` it (on the event loop) or `.result()` (in a worker thread)."""
+
+    def __init__(self, fn: Any, args: tuple, kwargs: dict) -> None:
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+
+    def result(self) -> Any:
+        out = self.fn(*self.args, **self.kwargs)
+        return asyncio.run(out) if inspect.iscoroutine(out) else out
+
+    def __await__(self):
+        out = self.fn(*self.args, **self.kwargs)
+        return (out if inspect.iscoroutine(out) else asyncio.sleep(0, out)).__await__()
+
+
+class Handle:
+    """`handle.method.remote(...)` for a plain object, as for a deployment."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        return SimpleNamespace(remote=lambda *a, **k: _Response(getattr(self._target, name), a, k))
+
+
+class WordGenerator:
+    """A generator with one token per word and `context` tokens of context, refusing what LogitsLM refuses:
+    a start token + prompt + new tokens over the context."""
+
+    def __init__(self, context: int = 256) -> None:
+        self.context = context
+
+    def context_length(self) -> int:
+        return self.context
+
+    def encode(self, texts: list[str]) -> list[list[str]]:
+        return [t.split() for t in texts]
+
+    def decode(self, ids: list[list[str]]) -> list[str]:
+        return [" ".join(i) for i in ids]
+
+    def generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
+        for i, p in enumerate(prompts):
+            n = 1 + len(p.split())
+            if n + params.max_new_tokens > self.context:
+                raise ValueError(f"text {i} has {n} tokens plus {params.max_new_tokens} new tokens, over the "
+                                 f"model's {self.context}-token context")
+        return ["Bern" for _ in prompts]
+
+
+def memory_settings(**sections: dict) -> dict:
+    """MemorySettings as the Ingress gets them (a dict), with `section={key: value}` overrides."""
+    memory = MemorySettings().model_dump()
+    for section, values in sections.items():
+        memory[section].update(values)
+    return memory
+
+
+def start(folder: Path, memory: Optional[dict] = None, *, agent: Any = None, generator: Any = None,
+          generator_replicas: int = 1, generation: Optional[dict] = None) -> SimpleNamespace:
+    """Makes this process's Ingress replica (what the routes read) and returns it; `client(replica)` talks to it."""
+    memory = memory or memory_settings()
+    retriever = Retriever(str(folder), memory)
+
+    async def dense_arm(query, service=retriever.service):  # @serve.batch needs a replica: the same, one query
+        return service.dense_arm([query])[0]
+
+    retriever._dense_arm = dense_arm
+    replica = SimpleNamespace(retriever=retriever, keys=KeyRing({k: t for t, k in KEYS.items()}), settings=memory,
+                              policy=memory["adaptive"]["policy"], agent=agent, generator=generator,
+                              model_name=MODEL_NAME, generation=generation or {"max_new_tokens": 8},
+                              generator_replicas=generator_replicas)
+    ingress._REPLICA["ingress"] = replica
+    return replica
+
+
+def client() -> TestClient:
+    return TestClient(ingress.fastapi_app, raise_server_exceptions=False)

@@ -1,0 +1,58 @@
+"""Requests against the real FastAPI app and Retriever in this process (inprocess.py), without Ray Serve."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from inprocess import client, start
+from memorylab.serve import ingress
+from served_app import agent_id, auth
+
+
+@pytest.fixture(scope="module")
+def replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    yield start(tmp_path_factory.mktemp("inprocess"))
+    ingress._REPLICA.pop("ingress", None)
+
+
+@pytest.fixture
+def http(replica) -> TestClient:
+    ingress._REPLICA["ingress"] = replica  # another module's replica may have been made meanwhile
+    return client()
+
+
+def post_raw(http: TestClient, url: str, raw: str, method: str = "POST"):
+    return http.request(method, url, content=raw.encode(), headers={**auth("acme"), "Content-Type": "application/json"})
+
+
+def add(http: TestClient, agent: str, text: str, **message) -> dict:
+    reply = http.post(f"/v1/agents/{agent}/memories", headers=auth("acme"),
+                      json={"messages": [{"role": "user", "content": text, **message}]})
+    assert reply.status_code == 200, reply.text
+    return reply.json()["results"][0]
+
+
+DEEP = '{"k": ' + "[" * 600 + "]" * 600 + "}"  # 1.3 KB of JSON
+
+
+@pytest.mark.parametrize("metadata,message", [(DEEP, "deeper than 32"), ('{"score": NaN}', "NaN"),
+                                              ('{"x": [Infinity]}', "Infinity")])
+def test_metadata_the_store_could_not_read_back_is_422_naming_metadata(http, metadata, message):
+    # Stored, 600 levels made GET of the memory and every list page holding it a 500 (pydantic's serialization
+    # depth), and NaN or Infinity came back as null. Refused on add and on update; the memory stays as it was.
+    agent = agent_id()
+    kept = add(http, agent, "Jo Doe lives in Bern.")
+    added = post_raw(http, f"/v1/agents/{agent}/memories",
+                     '{"messages": [{"role": "user", "content": "Al Roe lives in Rome."}], "metadata": %s}' % metadata)
+    updated = post_raw(http, f"/v1/agents/{agent}/memories/{kept['id']}",
+                       '{"memory": "Jo Doe lives in Basel.", "metadata": %s}' % metadata, method="PUT")
+    for reply in (added, updated):
+        assert reply.status_code == 422, reply.text
+        (error,) = reply.json()["detail"]
+        assert error["loc"] == ["body", "metadata"] and message in error["msg"], error
+    listed = http.get(f"/v1/agents/{agent}/memories", headers=auth("acme"))
+    assert [(m["memory"], m["metadata"]) for m in listed.json()["results"]] == [("Jo Doe lives in Bern.", {})]
+
