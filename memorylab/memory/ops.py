@@ -8,7 +8,7 @@ Choices, and why:
     fact with a (subject, attribute) key and a live memory with that key: same value -> NOOP, another value
         -> UPDATE that memory (its history keeps the old text). Values, not cosines, decide here: "lives in
         Bern" and "lives in Berlin" embed above any duplicate threshold yet are a change;
-    otherwise the most similar memory above `duplicate_threshold` -> NOOP, unless both have keys and the
+    otherwise the most similar memory at or above `duplicate_threshold` -> NOOP, unless both have keys and the
         keys differ (a fact about another person or attribute is never a duplicate);
     otherwise ADD.
     retraction: with a key, every memory of that key (whose text holds the value, when one was named); with
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 LLM_MAX_NEW_TOKENS = 512
 COVER_THRESHOLD = 0.85  # an op text at least this similar to a fact is taken to be that fact's op
+COSINE_EPS = 1e-6  # float32 rounding: an identical text's cosine may read 0.99999994, still "at" 1.0
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class OpResult:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    duplicate_threshold: float = 0.92  # cosine above which a fact is already known (NOOP)
+    duplicate_threshold: float = 0.92  # cosine at or above which a fact is already known (NOOP)
     retraction_threshold: float = 0.5  # cosine from which a retraction without a key may delete a memory
     candidates: int = 5  # similar memories shown to the LLM per new fact
     fact_roles: tuple[str, ...] = ("user",)  # whose messages carry facts
@@ -187,7 +188,7 @@ class MemoryWriter:
                 return [self._update(tenant, agent, old, item.text, vector, source, metadata)]
         for record, score in self.store.dense_search(tenant, agent, vector, 1):
             differ = item.key and record.subject and record.attribute and (record.subject, record.attribute) != item.key
-            if score > self.config.duplicate_threshold and not differ:
+            if score >= self.config.duplicate_threshold - COSINE_EPS and not differ:
                 return [OpResult(record.id, record.text, "NOOP")]
         return [self._add(tenant, agent, item.text, vector, source, metadata)]
 

@@ -83,6 +83,19 @@ def test_near_duplicate_and_same_value_are_noop(writer, store):
     assert store.count() == 2
 
 
+@pytest.mark.parametrize("sentence,repeat", [
+    ("I like green tea with honey.", "I like green tea with honey."),
+    ("Jo Doe enjoys long walks on the beach at dawn.", "Jo Doe enjoys long walks on the beach at dawn!"),
+])
+def test_duplicate_threshold_is_at_or_above(store, embedder, sentence, repeat):
+    # The schema documents "cosine at or above which a fact is a NOOP": a repeat whose cosine equals the
+    # threshold (1.0 for the very same sentence) is a NOOP; with `>` it was stored again.
+    cosine = float(embedder.embed([sentence])[0] @ embedder.embed([repeat])[0])
+    writer = MemoryWriter(store, embedder, PolicyConfig(duplicate_threshold=min(1.0, cosine)))
+    (added,) = writer.add_messages("t", "a", user(sentence))
+    assert events(writer.add_messages("t", "a", user(repeat))) == ["NOOP"] and store.count() == 1, cosine
+
+
 def test_metadata_refused_before_any_fact_is_written(writer, store):
     messages = user("Jo Doe lives in Bern.") + user("Al Roe lives in Rome.", timestamp=float("nan"))
     with pytest.raises(ValueError, match="metadata"):
