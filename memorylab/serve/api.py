@@ -4,9 +4,9 @@ the field) and publishes them in /openapi.json. Sizes are bounded so one request
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from memorylab.memory.records import HistoryEntry, MemoryRecord
 from memorylab.memory.store_rows import check_metadata
@@ -14,6 +14,7 @@ from memorylab.memory.store_rows import check_metadata
 AGENT_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
 MAX_TEXT = 20_000
 MAX_MESSAGES = 200
+_DATETIME = TypeAdapter(datetime)
 
 
 class _Body(BaseModel):
@@ -52,7 +53,21 @@ def valid_metadata(value: Optional[dict]) -> Optional[dict]:
 class Message(_Body):
     role: Literal["system", "user", "assistant", "tool"]
     content: str = Field(..., max_length=MAX_TEXT)
-    timestamp: Optional[datetime] = None
+    timestamp: Union[str, int, float, None] = Field(
+        None, description="when it was said: ISO 8601 or Unix seconds. Kept as sent (the memories' metadata."
+                          "timestamp), so a `timestamp` filter finds them with the value as sent")
+
+    @field_validator("timestamp")
+    @classmethod
+    def _a_time(cls, value: Any) -> Any:
+        # Stored as sent, not as pydantic rewrites a datetime ("+00:00" became "Z"): a filter with the value
+        # the client sent missed it. Checked all the same, as a datetime field would check it.
+        if value is not None:
+            try:
+                _DATETIME.validate_python(value)
+            except ValidationError:
+                raise ValueError("not a date and time: ISO 8601 (2024-05-01T10:00:00Z) or Unix seconds") from None
+        return value
 
 
 class AddMemoriesRequest(_Body):

@@ -56,3 +56,20 @@ def test_metadata_the_store_could_not_read_back_is_422_naming_metadata(http, met
     listed = http.get(f"/v1/agents/{agent}/memories", headers=auth("acme"))
     assert [(m["memory"], m["metadata"]) for m in listed.json()["results"]] == [("Jo Doe lives in Bern.", {})]
 
+
+def test_a_timestamp_filter_finds_memories_with_the_value_as_sent(http):
+    # pydantic rewrote "+00:00" as "Z" before storing, so filtering with the value the client sent missed.
+    agent = agent_id()
+    for sent, text in (("2024-05-01T10:00:00+00:00", "Jo Doe lives in Bern."),
+                       ("2024-05-01T12:00:00+02:00", "Al Roe works for Acme."), (1714557600, "Cy Moss drives a van.")):
+        memory = add(http, agent, text, timestamp=sent)
+        assert memory["event"] == "ADD", memory
+        got = http.get(f"/v1/agents/{agent}/memories/{memory['id']}", headers=auth("acme")).json()
+        assert got["metadata"]["timestamp"] == sent, got
+        hits = http.post(f"/v1/agents/{agent}/search", headers=auth("acme"),
+                         json={"query": text, "filters": {"timestamp": sent}}).json()["results"]
+        assert [h["id"] for h in hits] == [memory["id"]], (sent, hits)
+    reply = http.post(f"/v1/agents/{agent}/memories", headers=auth("acme"),
+                      json={"messages": [{"role": "user", "content": "Al Roe lives in Rome.", "timestamp": "soon"}]})
+    assert reply.status_code == 422 and reply.json()["detail"][0]["loc"] == ["body", "messages", 0, "timestamp"]
+
