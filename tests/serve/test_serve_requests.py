@@ -73,3 +73,8 @@ def test_a_timestamp_filter_finds_memories_with_the_value_as_sent(http):
                       json={"messages": [{"role": "user", "content": "Al Roe lives in Rome.", "timestamp": "soon"}]})
     assert reply.status_code == 422 and reply.json()["detail"][0]["loc"] == ["body", "messages", 0, "timestamp"]
 
+
+def test_healthz_tells_nothing_about_tenants(http):
+    add(http, agent_id(), "Jo Doe lives in Bern.")
+    assert http.get("/healthz").json() == {"status": "ok"}  # no key needed, so no count of anyone's memories
+
