@@ -144,7 +144,8 @@ class SearchRequest(_Body):
     top_k: int = Field(5, ge=1, le=100)
     filters: dict[str, Any] = Field(default_factory=dict, max_length=16)
     rerank: Optional[Literal["none", "cross_encoder", "listwise_first"]] = Field(
-        None, description="default: the scenario's reranker")
+        None, description="default: the scenario's reranker; listwise_first needs an agent with one generator "
+                          "replica (400 otherwise)")
     mode: Optional[Literal["dense", "bm25", "hybrid"]] = Field(None, description="default: the scenario's mode")
     adaptive: bool = Field(False, description="let the agent's adaptive policy decide whether to retrieve at all")
 

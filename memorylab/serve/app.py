@@ -86,4 +86,4 @@ def build_app(args: Union[dict, BuildArgs]) -> Any:
         str(folder), memory, agent, generator, keys, scenario.name, scenario.serve.max_body_bytes, generation,
         batch_size=scenario.serve.retriever_batch_size, batch_wait_ms=scenario.serve.batch_wait_ms,
         device=device_for(res.ingress, "auto"), policy=scenario.memory.adaptive.policy,
-        num_threads=torch_threads(res.ingress))
+        num_threads=torch_threads(res.ingress), generator_replicas=scenario.serve.generator_replicas)

@@ -164,13 +164,14 @@ class Ingress:
     def __init__(self, folder: str, memory: dict[str, Any], agent: Any, generator: Any, keys: dict[str, str],
                  model_name: str, max_body_bytes: int, generation: dict[str, Any], batch_size: int = 16,
                  batch_wait_ms: float = 6.0, device: str = "cpu", policy: str = "always",
-                 num_threads: int = 1) -> None:
+                 num_threads: int = 1, generator_replicas: int = 1) -> None:
         import torch
 
         torch.set_num_threads(num_threads)  # the embedder's threads follow the replica's num_cpus
         self.retriever = Retriever(folder, memory, batch_size=batch_size, batch_wait_ms=batch_wait_ms,
                                    generator=generator, device=device)
         self.agent, self.generator = agent, generator
+        self.generator_replicas = generator_replicas  # a request's listwise reranker needs exactly one
         self.settings = memory
         self.policy = policy
         self.keys = KeyRing(keys)

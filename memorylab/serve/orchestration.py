@@ -46,6 +46,12 @@ async def retrieve(ingress: Any, tenant: str, agent: str, query: str, top_k: int
                    rerank: Optional[str], mode: Optional[str]) -> Any:
     """(hits, timings): the hybrid top_k, or the top rerank_depth reordered by the reranker and cut to top_k."""
     rerank = rerank or ingress.settings["reranker"]["name"]
+    if rerank == "listwise_first" and ingress.generator_replicas > 1:
+        # Its generator session (a KV cache) is begun by one call and ended by another, and Serve routes each
+        # call on its own: across replicas the end missed the replica holding the cache, which then leaked.
+        # The scenario refuses it as the default reranker; a request naming it is refused here.
+        return Refusal(400, f"rerank: 'listwise_first' keeps a session on one generator replica, and this agent "
+                            f"has {ingress.generator_replicas} (serve.generator_replicas); ask for another reranker")
     depth = max(top_k, ingress.settings["retrieval"]["rerank_depth"]) if rerank != "none" else top_k
     t = time.perf_counter()
     hits = await ingress.retriever.search(tenant, agent, query, depth, mode, filters)

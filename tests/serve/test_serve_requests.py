@@ -7,7 +7,7 @@ from typing import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from inprocess import client, start
+from inprocess import Handle, client, start
 from memorylab.serve import ingress
 from served_app import agent_id, auth
 
@@ -77,4 +77,33 @@ def test_a_timestamp_filter_finds_memories_with_the_value_as_sent(http):
 def test_healthz_tells_nothing_about_tenants(http):
     add(http, agent_id(), "Jo Doe lives in Bern.")
     assert http.get("/healthz").json() == {"status": "ok"}  # no key needed, so no count of anyone's memories
+
+
+class Reranker:
+    """The MemoryAgent's rerank, recording the rerankers asked for."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def rerank(self, name, query, records, top_k):
+        self.asked.append(name)
+        return list(reversed(records))[:top_k]
+
+
+@pytest.mark.parametrize("replicas,status", [(2, 400), (1, 200)])
+def test_listwise_rerank_per_request_needs_one_generator_replica(http, replica, monkeypatch, replicas, status):
+    # Its generator session is begun by `step` and ended by `end_session`, two calls Serve may route to two
+    # replicas: the session leaked. The scenario refuses it as the default; a request naming it is refused too.
+    agent = agent_id()
+    add(http, agent, "Jo Doe lives in Bern.")
+    reranker = Reranker()
+    monkeypatch.setattr(replica, "agent", Handle(reranker))
+    monkeypatch.setattr(replica, "generator_replicas", replicas)
+    reply = http.post(f"/v1/agents/{agent}/search", headers=auth("acme"),
+                      json={"query": "Jo Doe", "rerank": "listwise_first"})
+    assert reply.status_code == status, reply.text
+    if status == 400:
+        assert reply.json()["detail"].startswith("rerank: ") and reranker.asked == [], reply.text
+    else:
+        assert reranker.asked == ["listwise_first"]
 
