@@ -15,7 +15,7 @@ from memorylab.memory.records import MemoryRecord
 from memorylab.memory.rerank import make_reranker
 from memorylab.models.protocol import GenerationParams
 from memorylab.metrics.knowmem import clean_answer
-from memorylab.serve.prompts import answer_prompt
+from memorylab.serve.prompts import PromptTooLong, answer_prompt
 from memorylab.serve.retriever import Refusal, remote_message
 
 ANSWER_STOPS = ("\n", "Question:")
@@ -28,6 +28,7 @@ class MemoryAgent:
         self.settings = memory
         self.generation = generation
         self._rerankers: dict[str, Any] = {}
+        self._context: Optional[int] = None  # the generator's context length, read on the first answer
         adaptive = memory["adaptive"]
         # The confidence policy's prompt (the question alone) gets the budget of the answer's prompt.
         kwargs = {"temperature": adaptive["temperature"], "max_prompt_tokens": generation["max_context_tokens"]}
@@ -73,12 +74,26 @@ class MemoryAgent:
         """The records best first by reranker `name`, or a Refusal when that reranker cannot run here."""
         return await asyncio.to_thread(self._rerank, name, query, records, top_k)
 
+    def _context_length(self) -> int:
+        if self._context is None:
+            self._context = int(self.lm.handle.context_length.remote().result())
+        return self._context
+
     async def answer(self, question: str, records: list[MemoryRecord], max_tokens: Optional[int] = None) -> Any:
-        """The generator's answer with `records` (already in context order) before the question."""
-        prompt, used = await asyncio.to_thread(answer_prompt, self.lm, records, question,
-                                               self.generation["max_context_tokens"],
-                                               self.settings["retrieval"]["reorder"])
-        params = GenerationParams(max_new_tokens=max_tokens or self.generation["max_new_tokens"], stop=ANSWER_STOPS)
+        """The generator's answer with `records` (already in context order) before the question. The prompt
+        gets max_context_tokens, or less when the answer's max_tokens needs the room: memories are dropped
+        first, and only a question that cannot fit at all is refused (400 naming max_tokens)."""
+        max_new = max_tokens or self.generation["max_new_tokens"]
+        context = await asyncio.to_thread(self._context_length)
+        room = context - 1 - max_new  # the generator puts a start token before the prompt
+        try:
+            prompt, used = await asyncio.to_thread(answer_prompt, self.lm, records, question,
+                                                   self.generation["max_context_tokens"],
+                                                   self.settings["retrieval"]["reorder"], room)
+        except PromptTooLong as e:
+            return Refusal(400, f"max_tokens: {max_new} new tokens leave {max(room, 0)} of the model's "
+                                f"{context}-token context to the prompt, and {e}")
+        params = GenerationParams(max_new_tokens=max_new, stop=ANSWER_STOPS)
         try:
             answer = (await asyncio.to_thread(self.lm.generate, [prompt], params))[0]
         except ValueError as e:  # the generator refused: prompt + max_tokens over its context

@@ -22,3 +22,7 @@ class Generator(ModelActor):
         # `speculative` (generator.speculative): the drafter lives in this replica, beside the model.
         super().__init__("generator", source, backend=backend, dtype=dtype, device=device,
                          num_threads=num_threads, seed=seed, speculative=speculative)
+
+    def context_length(self) -> int:
+        """The model's context in tokens: what a prompt, its start token and the new tokens must fit."""
+        return self.lm.max_length

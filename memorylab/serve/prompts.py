@@ -3,7 +3,7 @@ models are trained on, cut to the model's context budget."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from memorylab.evaluation import QA_PROMPT
 from memorylab.memory.records import MemoryRecord
@@ -22,14 +22,24 @@ def answer_text(memories: Sequence[str], question: str) -> str:
     return "".join(f"{m}\n" for m in memories) + ("\n" if memories else "") + QA_PROMPT.format(question=question)
 
 
+class PromptTooLong(ValueError):
+    """The question alone does not fit beside the tokens the answer may generate."""
+
+
 def answer_prompt(lm: Any, records: Sequence[MemoryRecord], question: str, budget: int,
-                  best_at_both_ends: bool = True) -> tuple[str, list]:
+                  best_at_both_ends: bool = True, room: Optional[int] = None) -> tuple[str, list]:
     """Memories one per line before the question; memories are dropped, least relevant first, until the
     prompt fits `budget` tokens: from the middle when the records come best at both ends (reorder_for_context),
     from the end when they come best first.
 
+    `room`: the tokens the generator leaves the prompt beside the answer (its context less the start token
+    and the answer's max tokens). The prompt then fits min(budget, room): memories go first, so a large
+    max_tokens costs memories, not a refusal; only a question that alone is over `room` is refused
+    (PromptTooLong), where one that is only over `budget` keeps its end.
+
     Every candidate prompt is tokenized in one call: the generator may be a remote deployment, and one call
     per dropped memory was one round trip each."""
+    limit = budget if room is None else min(budget, room)
     candidates = [list(records)]
     while candidates[-1]:
         fewer = list(candidates[-1])
@@ -38,8 +48,10 @@ def answer_prompt(lm: Any, records: Sequence[MemoryRecord], question: str, budge
     prompts = [answer_text([r.text for r in kept], question) for kept in candidates]
     lengths = [len(ids) for ids in lm.encode(prompts)]
     for prompt, kept, length in zip(prompts, candidates, lengths):
-        if length <= budget:
+        if length <= limit:
             return prompt, kept
-    # Even the question alone is too long: keep its end, the part asked.
-    ids = lm.encode([prompts[-1]])[0][-budget:]
+    if room is not None and lengths[-1] > room:
+        raise PromptTooLong(f"the question alone takes {lengths[-1]} tokens")
+    # Even the question alone is over the budget: keep its end, the part asked.
+    ids = lm.encode([prompts[-1]])[0][-limit:]
     return lm.decode([ids])[0], []

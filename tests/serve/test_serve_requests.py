@@ -1,4 +1,6 @@
-"""Requests against the real FastAPI app and Retriever in this process (inprocess.py), without Ray Serve."""
+"""Requests against the real FastAPI app and Retriever in this process (inprocess.py), without Ray Serve:
+metadata the store could not read back, timestamps as sent, /healthz, the per-request listwise reranker, and
+the answer's token budget, on the memory routes and the OpenAI chat route."""
 
 from __future__ import annotations
 
@@ -7,9 +9,11 @@ from typing import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from inprocess import Handle, client, start
+from inprocess import Handle, WordGenerator, client, memory_settings, start
+from memorylab.memory.records import MemoryRecord
 from memorylab.serve import ingress
-from served_app import agent_id, auth
+from memorylab.serve.agent import MemoryAgent
+from served_app import MODEL_NAME, agent_id, auth
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +111,51 @@ def test_listwise_rerank_per_request_needs_one_generator_replica(http, replica, 
     else:
         assert reranker.asked == ["listwise_first"]
 
+
+@pytest.fixture
+def answering(tmp_path) -> Iterator:
+    """A replica whose MemoryAgent (the real class) answers with a 256-token generator, one token a word, and
+    retrieves 40 memories: more than the prompt budget of 224 tokens holds."""
+    generation = {"max_new_tokens": 8, "max_context_tokens": 224}
+    memory = memory_settings(retrieval={"top_k": 40, "reorder": False})
+    generator = Handle(WordGenerator(context=256))
+    agent = MemoryAgent.func_or_class(generator, memory, generation)
+    replica = start(tmp_path, memory, agent=Handle(agent), generator=generator, generation=generation)
+    texts = [f"Jo Doe fact number {i} is here and now" for i in range(40)]  # 9 words each
+    vectors = replica.retriever.service.embedder.embed(texts)
+    replica.retriever.service.store.add_many(
+        [MemoryRecord(id=f"m{i}", tenant="acme", agent="jo", text=t, created_at=i + 1, updated_at=i + 1)
+         for i, t in enumerate(texts)], vectors)
+    yield replica
+    ingress._REPLICA.pop("ingress", None)
+
+
+CHAT = "/v1/agents/jo/chat"
+OPENAI = "/v1/chat/completions"
+
+
+def ask(route: str, question: str, max_tokens: int):
+    messages = [{"role": "user", "content": question}]
+    body = ({"messages": messages, "max_tokens": max_tokens} if route == CHAT else
+            {"model": MODEL_NAME, "agent_id": "jo", "messages": messages, "max_tokens": max_tokens})
+    return client().post(route, json=body, headers=auth("acme"))
+
+
+@pytest.mark.parametrize("route", [CHAT, OPENAI])
+def test_the_answers_max_tokens_costs_memories_not_a_400(answering, route):
+    # The prompt was cut to max_context_tokens whatever max_tokens asked: once memories filled it, the
+    # generator refused prompt + max_tokens (a 400 blaming max_tokens). Now the prompt leaves the answer room.
+    replies = {n: ask(route, "Where does Jo Doe live?", n) for n in (8, 64, 200)}
+    assert all(r.status_code == 200 for r in replies.values()), {n: r.text for n, r in replies.items()}
+    used = {n: len(r.json()["used_memories"] if route == CHAT else r.json()["memorylab"]["used_memories"])
+            for n, r in replies.items()}
+    assert (used[8], used[64], used[200]) == (24, 20, 5), used  # prompts of 223 (the budget), 191 and 55 tokens
+
+
+@pytest.mark.parametrize("route", [CHAT, OPENAI])
+def test_only_a_question_that_cannot_fit_beside_max_tokens_is_400(answering, route):
+    reply = ask(route, " ".join(["word"] * 60), 200)  # 62 prompt tokens; 256 - 1 - 200 leave 55
+    assert reply.status_code == 400, reply.text
+    detail = reply.json()["detail"]
+    assert detail.startswith("max_tokens: 200 new tokens leave 55 of the model's 256-token context") and \
+        "question alone takes 62 tokens" in detail, detail
