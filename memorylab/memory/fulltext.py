@@ -46,6 +46,9 @@ class _Partition:
 
     ids: list[Optional[str]] = field(default_factory=list)  # slot -> memory id (None: free slot)
     slot_of: dict[str, int] = field(default_factory=dict)
+    # slot -> (created_at, id): what ties are broken on. Slots are reused after deletes and a restart replays
+    # memories in created_at order, so a tie broken by slot ranked differently before and after a restart.
+    order_key: dict[int, tuple[float, str]] = field(default_factory=dict)
     terms_of: dict[int, tuple[str, ...]] = field(default_factory=dict)  # slot -> its distinct terms
     free: list[int] = field(default_factory=list)
     doc_len: np.ndarray = field(default_factory=lambda: np.zeros(64, dtype=np.float64))
@@ -54,7 +57,7 @@ class _Partition:
     # term -> (slots, tfs) arrays, rebuilt on the first query after that term's postings change.
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
-    def add(self, memory_id: str, tokens: list[str]) -> None:
+    def add(self, memory_id: str, tokens: list[str], created_at: float = 0.0) -> None:
         if self.free:
             slot = self.free.pop()
         else:
@@ -64,6 +67,7 @@ class _Partition:
                 self.doc_len = np.concatenate([self.doc_len, np.zeros(len(self.doc_len), dtype=np.float64)])
         self.ids[slot] = memory_id
         self.slot_of[memory_id] = slot
+        self.order_key[slot] = (created_at, memory_id)
         self.doc_len[slot] = len(tokens)
         self.total_len += len(tokens)
         counts = Counter(tokens)
@@ -85,6 +89,7 @@ class _Partition:
         self.total_len -= self.doc_len[slot]
         self.doc_len[slot] = 0.0
         self.ids[slot] = None
+        del self.order_key[slot]
         self.free.append(slot)
 
     def term_arrays(self, term: str) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +121,7 @@ class FullTextIndex:
         with self._lock:
             part = self._parts.setdefault((record.tenant, record.agent), _Partition())
             part.remove(record.id)  # an UPDATE replaces the old text's postings
-            part.add(record.id, tokens)
+            part.add(record.id, tokens, record.created_at)
 
     def on_delete(self, record: MemoryRecord) -> None:
         with self._lock:
@@ -149,7 +154,7 @@ class FullTextIndex:
 
         `ids`, when given, restricts the results to those memories (how a caller applies filters before
         the cut, so a filter never empties a top-k that has matches further down). Ties go to the
-        lower slot, i.e. usually the earlier memory.
+        earlier memory (created_at, then id), so the order is the same after a restart.
         """
         if top_k <= 0:
             return []
@@ -162,11 +167,11 @@ class FullTextIndex:
                 allowed = np.fromiter((part.slot_of[i] for i in ids if i in part.slot_of), dtype=np.int64)
                 slots = np.intersect1d(slots, allowed, assume_unique=True)
             if len(slots) > top_k:
-                # argpartition keeps this O(matches); only the top_k are sorted.
-                top = slots[np.argpartition(-scores[slots], top_k - 1)[:top_k]]
-            else:
-                top = slots
-            order = sorted(top.tolist(), key=lambda s: (-scores[s], s))
+                # O(matches): the k-th best score, then every slot scoring at least that, ties at the cut
+                # included (argpartition alone would pick among them arbitrarily); only those are sorted.
+                kth = np.partition(scores[slots], len(slots) - top_k)[len(slots) - top_k]
+                slots = slots[scores[slots] >= kth]
+            order = sorted(slots.tolist(), key=lambda s: (-scores[s], part.order_key[s]))[:top_k]
             return [(part.ids[s], float(scores[s])) for s in order]
 
     def _score(self, part: _Partition, query: str) -> tuple[np.ndarray, np.ndarray]:

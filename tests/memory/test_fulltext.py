@@ -117,6 +117,30 @@ def test_deleting_everything_empties_the_partition_and_slots_are_reused():
     assert [h[0] for h in index.search("t", "a", "Caroline", 5)] == ["m0"]
 
 
+def test_ties_go_to_the_earlier_memory_before_and_after_a_restart():
+    # Ties used to go to the lower slot; slots are reused after a delete, and a restart replays memories in
+    # created_at order, so the same query over the same memories ranked differently after a restart.
+    def coffee(i, created_at):
+        return MemoryRecord(id=f"m{i}", tenant="t", agent="a", text=f"Person{i} likes coffee",
+                            created_at=created_at, updated_at=created_at)
+
+    live = FullTextIndex()
+    for i in range(6):
+        live.on_upsert(coffee(i, float(i)))
+    live.on_delete(coffee(0, 0.0))
+    live.on_delete(coffee(1, 1.0))
+    live.on_upsert(coffee(6, 6.0))  # takes a freed slot
+    live.on_upsert(coffee(7, 3.0))  # same created_at as m3: the id decides
+    restarted = FullTextIndex()
+    for record in sorted([coffee(i, float(i)) for i in range(2, 7)] + [coffee(7, 3.0)],
+                         key=lambda r: (r.created_at, r.id)):
+        restarted.on_upsert(record)
+    for top_k in (1, 2, 3, 6):  # ties at the cut too: the earliest of them are kept
+        want = ["m2", "m3", "m7", "m4", "m5", "m6"][:top_k]
+        for index in (live, restarted):
+            assert [i for i, _ in index.search("t", "a", "coffee", top_k)] == want, top_k
+
+
 def test_tenants_and_agents_are_isolated():
     index = FullTextIndex()
     index.on_upsert(rec(0, "the secret code is blue", tenant="t1", agent="a"))
