@@ -2,6 +2,10 @@
 
 The embedder loads once per actor (about a second) and stays warm; LanceDB lives on local disk under the
 run folder, so what the actor writes survives the actor.
+
+Several actors may share a folder on one node: their writes to a table take turns under a file lock
+(memory/lance_files.py), since two concurrent upserts of one new id would both insert it. The lock is local
+to a machine: a table on storage shared by several nodes needs a single writer.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from memorylab.cluster.resources import actor_options, torch_threads
 from memorylab.scenario import ActorResources
 
 from memorylab.memory.embedder import EMBED_DIM, load_embedder
+from memorylab.memory.lance_files import TableLock
 
 
 class RetrieverActor:
@@ -33,7 +38,9 @@ class RetrieverActor:
         self.table_name = table
         schema = pa.schema([pa.field("id", pa.string()), pa.field("text", pa.string()),
                             pa.field("vector", pa.list_(pa.float32(), EMBED_DIM))])
-        self.table = self.db.create_table(table, schema=schema, exist_ok=True)
+        self.lock = TableLock(db_path, table)
+        with self.lock.write():
+            self.table = self.db.create_table(table, schema=schema, exist_ok=True)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         # Unit vectors, so a dot product is the cosine similarity.
@@ -51,7 +58,8 @@ class RetrieverActor:
         vectors = self.embed(list(latest.values()))
         rows = [{"id": i, "text": t, "vector": v.tolist()} for (i, t), v in zip(latest.items(), vectors)]
         # An upsert, not an append: appending an id again left two rows, and searches returned both texts.
-        self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
+        with self.lock.write():  # another actor's upsert of the same new id would insert it a second time
+            self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
         return len(texts)
 
     def search(self, query: str, top_k: int = 5) -> list[dict[str, Any]]:
@@ -64,7 +72,8 @@ class RetrieverActor:
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
             quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
-            self.table.delete(f"id IN ({quoted})")
+            with self.lock.write():
+                self.table.delete(f"id IN ({quoted})")
 
     def count(self) -> int:
         return self.table.count_rows()

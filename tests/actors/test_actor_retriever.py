@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import ray
 
@@ -107,3 +109,40 @@ def test_rows_survive_the_actor_and_other_actors_see_them(actors):
     hits = _call(second, "search", "Space launch postponed due to wind.", 5)
     assert hits[0]["id"] == "rocket"
     assert {h["id"] for h in hits} == {"cat", "rocket", "bread"}  # the deleted rows stay deleted
+
+
+# -- the actor's class in this process (no Ray): writers sharing a folder -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """Two RetrieverActors on one table, as two actors on one node would be (each opens its own lock file)."""
+    from memorylab.actors.retriever_actor import RetrieverActor
+
+    folder = str(tmp_path_factory.mktemp("shared"))
+    return folder, RetrieverActor(folder, table="shared"), RetrieverActor(folder, table="shared")
+
+
+def test_two_actors_upserting_the_same_ids_at_once_leave_one_row_each(pair):
+    # Two concurrent merge-inserts of one new id both found it missing and both inserted it: duplicate rows.
+    _, first, second = pair
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def write(actor, tag: str) -> None:
+        try:
+            for i in range(12):
+                start.wait(timeout=60)  # both upserts of round i begin together
+                actor.add([f"same{i}", f"{tag}{i}"], [f"{tag} wrote item {i}", f"{tag} alone {i}"])
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(a, t)) for a, t in ((first, "A"), (second, "B"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    ids = first.table.to_arrow().column("id").to_pylist()
+    assert sorted(ids) == sorted({*ids}) and len(ids) == 36, sorted(ids)
+
