@@ -20,7 +20,7 @@ from memorylab.cluster.resources import actor_options, torch_threads
 from memorylab.scenario import ActorResources
 
 from memorylab.memory.embedder import EMBED_DIM, load_embedder
-from memorylab.memory.lance_files import TableLock
+from memorylab.memory.lance_files import TableLock, erase_deleted_rows
 
 
 class RetrieverActor:
@@ -49,7 +49,8 @@ class RetrieverActor:
 
     def add(self, ids: Sequence[str], texts: Sequence[str]) -> int:
         """Store the texts under their ids; an id already stored gets the new text (one row per id, also when
-        an id repeats within the call: its last text). Returns the number of texts given."""
+        an id repeats within the call: its last text). Returns the number of texts given. A replaced text is
+        erased from disk, as a deleted one is."""
         if len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids for {len(texts)} texts")
         if not texts:
@@ -59,24 +60,30 @@ class RetrieverActor:
         rows = [{"id": i, "text": t, "vector": v.tolist()} for (i, t), v in zip(latest.items(), vectors)]
         # An upsert, not an append: appending an id again left two rows, and searches returned both texts.
         with self.lock.write():  # another actor's upsert of the same new id would insert it a second time
-            self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
+            merged = self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
+            if getattr(merged, "num_updated_rows", 1):  # an older lancedb returns None: erase anyway
+                erase_deleted_rows(self.table)
         return len(texts)
 
     def search(self, query: str, top_k: int = 5) -> list[dict[str, Any]]:
-        if self.table.count_rows() == 0:
-            return []
-        hits = (self.table.search(self.embed([query])[0]).metric("cosine").limit(top_k)
-                .select(["id", "text"]).to_list())
+        vector = self.embed([query])[0]
+        with self.lock.read():  # not while a writer drops the versions this read may be on
+            if self.table.count_rows() == 0:
+                return []
+            hits = self.table.search(vector).metric("cosine").limit(top_k).select(["id", "text"]).to_list()
         return [{"id": h["id"], "text": h["text"], "score": 1.0 - float(h["_distance"])} for h in hits]
 
     def delete(self, ids: Sequence[str]) -> None:
+        """Deletes the rows and erases their texts from disk (data files and older versions of the table)."""
         if ids:
             quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
             with self.lock.write():
-                self.table.delete(f"id IN ({quoted})")
+                if getattr(self.table.delete(f"id IN ({quoted})"), "num_deleted_rows", 1):
+                    erase_deleted_rows(self.table)
 
     def count(self) -> int:
-        return self.table.count_rows()
+        with self.lock.read():
+            return self.table.count_rows()
 
 
 def create_retriever_actor(db_path: str, resources: ActorResources, table: str = "documents",

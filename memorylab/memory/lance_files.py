@@ -1,18 +1,34 @@
-"""Who may write a LanceDB table: a lock that serializes the writers of one table on one machine.
+"""What LanceDB leaves on disk, and who may write it: erasing deleted rows from a table's files, and a lock
+that serializes the writers of one table on one machine.
+
+A LanceDB delete or merge-insert only marks rows deleted and commits a new version: the old text stays in its
+data file and every older version still names it. Erasing it means compacting (data files rewritten without
+the deleted rows) and then dropping every version but the newest, with their files.
 
 LanceDB lets writers commit concurrently, and two merge-inserts of the same new id both see it missing and
 both insert it: two rows. `TableLock` is an flock on a file beside the table, so the writers of a table on
-one machine (actors in several processes, or threads) take turns. flock does not reach across machines (nor,
-reliably, across NFS clients): a table on storage shared by several nodes must have a single writer.
+one machine (actors in several processes, or threads) take turns, and readers wait while a writer erases old
+versions they might be reading. flock does not reach across machines (nor, reliably, across NFS clients): a
+table on storage shared by several nodes must have a single writer.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import warnings
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator
+
+
+def erase_deleted_rows(table: Any) -> None:
+    """Compacts `table` and drops all its versions but the newest, so deleted and overwritten rows are gone
+    from disk. LanceDB warns that readers of older versions would fail: callers hold the table's write lock."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
 
 
 class TableLock:

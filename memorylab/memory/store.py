@@ -29,7 +29,6 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterable, Optional, Protocol, Sequence
 
@@ -37,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from memorylab.errors import MemorylabError
+from memorylab.memory.lance_files import erase_deleted_rows
 from memorylab.memory.records import HistoryEntry, MemoryRecord
 from memorylab.memory.store_rows import (  # noqa: F401  (MemoryNotFound, MemoryQueryError: part of this API)
     MemoryNotFound, MemoryQueryError, check_metadata, check_names, compile_filters, decode_cursor,
@@ -300,13 +300,9 @@ class MemoryStore:
                 with self._mirror_lock:
                     self._partitions[(tenant, agent)].remove(memory_id)
                 self._notify("on_delete", [live])
-            # Every earlier version of the table still holds the text: compact, then drop all but this one.
-            # LanceDB warns that readers of older versions would fail; this store is the table's only user.
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                self._table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+            # Every earlier version of the table still holds the text: compact, then drop all but this one
+            # (this store is the table's only user, so no reader is on an older version).
+            erase_deleted_rows(self._table)
         return live
 
     def _merge(self, rows: pa.Table) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 import ray
@@ -111,7 +112,7 @@ def test_rows_survive_the_actor_and_other_actors_see_them(actors):
     assert {h["id"] for h in hits} == {"cat", "rocket", "bread"}  # the deleted rows stay deleted
 
 
-# -- the actor's class in this process (no Ray): writers sharing a folder -------------------------------------------
+# -- the actor's class in this process (no Ray): writers sharing a folder, erasure ----------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -145,4 +146,21 @@ def test_two_actors_upserting_the_same_ids_at_once_leave_one_row_each(pair):
     assert not errors, errors
     ids = first.table.to_arrow().column("id").to_pylist()
     assert sorted(ids) == sorted({*ids}) and len(ids) == 36, sorted(ids)
+
+
+def files_holding(folder: str, text: str) -> list[str]:
+    return [str(f) for f in Path(folder).rglob("*") if f.is_file() and text.encode() in f.read_bytes()]
+
+
+def test_delete_and_overwrite_erase_the_text_from_disk(pair):
+    # A LanceDB delete only marks rows: the text stayed in the data files and in every older version.
+    folder, actor, other = pair
+    actor.add(["pin", "sky", "pw"], ["Ana's PIN is 4417-secret", "the sky is blue", "Bo's password is hunter2-x"])
+    assert files_holding(folder, "4417-secret") and files_holding(folder, "hunter2-x")
+    actor.delete(["pin"])
+    actor.add(["pw"], ["Bo changed his password"])
+    assert files_holding(folder, "4417-secret") == [] and files_holding(folder, "hunter2-x") == []
+    # The other actor, whose table was at an older version, reads the compacted one.
+    assert [(h["id"], h["text"]) for h in other.search("Bo changed his password", 1)] == [("pw", "Bo changed his password")]
+    assert "pin" not in {h["id"] for h in other.search("Ana's PIN", 50)}
 
