@@ -66,6 +66,10 @@ class RetrieverActor:
         return len(texts)
 
     def search(self, query: str, top_k: int = 5) -> list[dict[str, Any]]:
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {top_k}")
+        if top_k == 0:
+            return []
         vector = self.embed([query])[0]
         with self.lock.read():  # not while a writer drops the versions this read may be on
             if self.table.count_rows() == 0:

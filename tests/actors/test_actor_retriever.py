@@ -112,7 +112,7 @@ def test_rows_survive_the_actor_and_other_actors_see_them(actors):
     assert {h["id"] for h in hits} == {"cat", "rocket", "bread"}  # the deleted rows stay deleted
 
 
-# -- the actor's class in this process (no Ray): writers sharing a folder, erasure ----------------------------------
+# -- the actor's class in this process (no Ray): writers sharing a folder, erasure, top_k -------------------
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +164,9 @@ def test_delete_and_overwrite_erase_the_text_from_disk(pair):
     assert [(h["id"], h["text"]) for h in other.search("Bo changed his password", 1)] == [("pw", "Bo changed his password")]
     assert "pin" not in {h["id"] for h in other.search("Ana's PIN", 50)}
 
+
+def test_search_top_k_zero_is_empty_and_negative_is_refused(pair):
+    _, actor, _ = pair
+    assert actor.search("the sky", 0) == []
+    with pytest.raises(ValueError, match="top_k must be >= 0, got -1"):
+        actor.search("the sky", -1)
