@@ -161,7 +161,8 @@ def test_delete_and_overwrite_erase_the_text_from_disk(pair):
     actor.add(["pw"], ["Bo changed his password"])
     assert files_holding(folder, "4417-secret") == [] and files_holding(folder, "hunter2-x") == []
     # The other actor, whose table was at an older version, reads the compacted one.
-    assert [(h["id"], h["text"]) for h in other.search("Bo changed his password", 1)] == [("pw", "Bo changed his password")]
+    hits = other.search("Bo changed his password", 1)
+    assert [(h["id"], h["text"]) for h in hits] == [("pw", "Bo changed his password")]
     assert "pin" not in {h["id"] for h in other.search("Ana's PIN", 50)}
 
 
