@@ -100,23 +100,23 @@ def test_a_long_example_is_cut_to_its_row_and_a_prompt_filling_it_is_refused(tok
 
 # -- schedule -------------------------------------------------------------------------------------------
 def test_lr_warmup_then_cosine_to_min():
-    f = lr_lambda(TrainConfig(steps=11, warmup_steps=2, min_lr_ratio=0.1))
+    f = lr_lambda(TrainConfig(steps=10, warmup_steps=2, min_lr_ratio=0.1))
     assert f(0) == pytest.approx(0.5)
     assert f(1) == pytest.approx(1.0)
     assert f(2) == pytest.approx(1.0)  # the cosine starts at the peak
-    assert f(6) == pytest.approx(0.1 + 0.9 * 0.5)  # half way from step 2 to step 10: cos(pi/2) = 0
+    assert f(6) == pytest.approx(0.1 + 0.9 * 0.5)  # half way: cos(pi/2) = 0
     assert f(4) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4)))
-    assert f(10) == pytest.approx(0.1)  # the last step (steps - 1) trains at the minimum
+    assert f(10) == pytest.approx(0.1)
     assert f(50) == pytest.approx(0.1)  # stays at the floor past the end
     values = [f(s) for s in range(2, 11)]
     assert all(a > b for a, b in zip(values, values[1:]))
 
 
 def test_lr_without_warmup_starts_at_peak():
-    f = lr_lambda(TrainConfig(steps=5, warmup_steps=0, min_lr_ratio=0.0))
+    f = lr_lambda(TrainConfig(steps=4, warmup_steps=0, min_lr_ratio=0.0))
     assert f(0) == pytest.approx(1.0)
     assert f(2) == pytest.approx(0.5)
-    assert f(4) == pytest.approx(0.0, abs=1e-12)  # the last of 5 steps
+    assert f(4) == pytest.approx(0.0, abs=1e-12)
 
 
 # -- training -------------------------------------------------------------------------------------------
