@@ -238,9 +238,12 @@ def tune(
     from memorylab.tune.analysis import analyze_experiment
     from memorylab.tune.checks import wrapped_scenario
     from memorylab.tune.experiment import run_sweep
+    from memorylab.tune.resume import check_same_sweep
 
     try:
         wrapped, wrapped_raw, wrapped_path = wrapped_scenario(sweep, file)
+        if resume:  # before Ray starts: a resume that asks for another sweep is refused at once
+            check_same_sweep(folder, sweep, wrapped)
         with marked_folder(folder, "sweep", overwrite=overwrite):
             record = run_sweep(sweep, wrapped, wrapped_raw, folder, scenario_path=wrapped_path, address=address,
                                resume=resume, raw_config=raw_config)
@@ -254,7 +257,8 @@ def tune(
         typer.echo(f"interrupted; continue with: memorylab tune {file} --out {folder} --resume", err=True)
         raise typer.Exit(130)
     typer.echo(table)
-    typer.echo(f"{record['trials']} trials ({record['errored']} failed) in {record['wall_s']:.0f} s; "
+    wall_s = (record.get("resumes") or [record])[-1]["wall_s"]  # this invocation's
+    typer.echo(f"{record['trials']} trials ({record['errored']} failed) in {wall_s:.0f} s; "
                f"analysis: {folder / 'analysis.md'}")
     if record["errored"]:
         raise typer.Exit(1)

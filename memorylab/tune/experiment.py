@@ -6,7 +6,8 @@ setup:  load the wrapped scenario; when no swept field changes what its trials w
 run:    a Tuner over the trainable of memorylab/tune/trainable.py, with the searcher and scheduler the file
         names; each trial reserves `trial_resources`, and the wrapped runner's tasks run inside that
         reservation (Tune's placement groups capture child tasks).
-report: sweep.json (config, versions, seeds, shared setup, wall time), then the analysis (analysis.csv/md,
+report: sweep.json (config, versions, seeds, shared setup, wall time; a resume keeps it and adds itself to
+        `resumes`), then the analysis (analysis.csv/md,
         pareto.png) as `memorylab analyze` writes it.
 """
 
@@ -23,6 +24,7 @@ from memorylab.report import versions, write_json
 from memorylab.schema.sweep import SweepScenario
 from memorylab.tune.analysis import SWEEP_FILE
 from memorylab.tune.fields import reports_progress, runner_module
+from memorylab.tune.resume import check_same_sweep, resume_record
 from memorylab.tune.space import param_space
 from memorylab.tune.trainable import TrialSpec, run_trial
 
@@ -110,8 +112,11 @@ def run_sweep(sweep: SweepScenario, wrapped: Any, wrapped_raw: dict, folder: Pat
         "scenario": sweep.name, "kind": sweep.kind, "config": sweep.model_dump(mode="json"),
         "wrapped": {"kind": wrapped.kind, "config": wrapped.model_dump(mode="json")},
         "versions": versions(), "seed": sweep.seed, "searcher_seed": sweep.searcher_seed,
-        "resumed": resume, "raw_config": raw_config, "finished": False,
+        "raw_config": raw_config, "finished": False,
     }
+    if resume:  # the sweep is the recorded one (the CLI checked): keep its record, note this resume in it
+        check_same_sweep(folder, sweep, wrapped)
+        record = resume_record(folder, record)
     # Tune saves the experiment's state at most every 10 s by default; every 2 s keeps what an interruption
     # loses small (a trial that finished in between is not re-run anyway: see trainable.RESULT_FILE).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
@@ -143,7 +148,9 @@ def run_sweep(sweep: SweepScenario, wrapped: Any, wrapped_raw: dict, folder: Pat
                                           failure_config=tune.FailureConfig(max_failures=0)))
         grid = tuner.fit()
     errors = [str(r.error).splitlines()[0] for r in grid if r.error is not None]
-    record.update(shared=fixed, trials=len(grid), errored=len(errors), errors=errors[:5],
-                  wall_s=round(time.perf_counter() - began, 3), finished=True)
+    wall_s = round(time.perf_counter() - began, 3)
+    record.update(shared=fixed, trials=len(grid), errored=len(errors), errors=errors[:5], finished=True)
+    # A resume keeps the first run's wall time (absent when that run was interrupted) and notes its own.
+    (record["resumes"][-1] if resume else record)["wall_s"] = wall_s
     write_json(folder / SWEEP_FILE, record)
     return record
