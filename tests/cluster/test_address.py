@@ -87,3 +87,16 @@ def test_stopping_the_agent_without_a_connection_starts_nothing(ray_down, monkey
     monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("stop_agent() must not start or join a Ray"))
     stop_agent()
     assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize("command", ["run", "tune"])
+def test_overwrite_keeps_the_previous_run_when_the_new_one_cannot_connect(ray_down, monkeypatch, tmp_path,
+                                                                           command):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    address, folder = f"127.0.0.1:{closed_port()}", tmp_path / "runs" / "x"
+    folder.mkdir(parents=True)
+    (folder / MARKER).write_text(f"{command}\n")
+    (folder / "report.json").write_text("{}")
+    assert_refused(*invoke(command, tmp_path, "--address", address, "--overwrite", folder=folder), address)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([MARKER, "report.json"])
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["x"]  # nothing left aside
