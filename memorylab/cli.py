@@ -121,9 +121,8 @@ def run(
         )
     except ScenarioError as e:  # a runner re-checking the scenario (e.g. a referenced file) is still bad input
         _fail(e.problems)
-    except MemorylabError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1)
+    except (MemorylabError, OSError, *_ray_task_errors()) as e:
+        _failure(e)
     except KeyboardInterrupt:
         # Caught here because click would turn it into "Aborted!" with exit code 1.
         typer.echo(f"interrupted; partial results may be in {out_dir}", err=True)
@@ -201,6 +200,7 @@ def _experiment_folder(out: Optional[Path], default: Path, overwrite: bool, resu
     folder = out if out is not None else default
     if folder.exists() and not folder.is_dir():
         _fail([f"error: {folder} exists and is not a folder"])
+    _check_creatable(folder, "--out " if out is not None else "")
     if overwrite and resume:
         _fail(["error: --overwrite and --resume contradict each other; pass one"])
     # A folder holding only the marker is a run that failed before it began (killed while connecting, say).
@@ -209,6 +209,35 @@ def _experiment_folder(out: Optional[Path], default: Path, overwrite: bool, resu
         _fail([f"error: {folder} already exists and is not empty; "
                "pass --overwrite (start afresh), --resume (continue it) or choose --out"])
     return folder
+
+
+def _check_creatable(folder: Path, option: str) -> None:
+    """Refuse (exit 2) a folder that cannot be made (a file on its path, /proc, no permission) by making it:
+    the folders made here are removed again, the run makes (and marks) its folder itself."""
+    made = [p for p in [folder, *folder.parents] if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _fail([f"error: cannot create {option}{folder}: {e.strerror or e}"])
+    for path in made:
+        path.rmdir()
+
+
+def _ray_task_errors() -> tuple[type, ...]:
+    from ray.exceptions import RayTaskError  # loaded already by then: only a run reaches this
+
+    return (RayTaskError,)
+
+
+def _failure(e: BaseException) -> NoReturn:
+    """A run that failed with an error the user can act on (a MemorylabError, an OSError such as a model that
+    cannot be downloaded): one line, exit 1. An error raised in a Ray task is reported as its cause."""
+    from memorylab.tune.errors import error_line, user_facing
+
+    if user_facing(e) is None:
+        raise e  # an error in a Ray task that is a bug: its traceback is what helps
+    typer.echo(f"error: {error_line(e)}", err=True)
+    raise typer.Exit(1)
 
 
 @app.command()
@@ -250,9 +279,8 @@ def tune(
         table = analyze_experiment(folder)
     except ScenarioError as e:
         _fail(e.problems)
-    except MemorylabError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1)
+    except (MemorylabError, OSError, *_ray_task_errors()) as e:
+        _failure(e)
     except KeyboardInterrupt:
         typer.echo(f"interrupted; continue with: memorylab tune {file} --out {folder} --resume", err=True)
         raise typer.Exit(130)

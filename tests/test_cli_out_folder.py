@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from memorylab.cli import app
 from memorylab.errors import MemorylabError
 from memorylab.runners import MARKER, marked_folder, previous_run_aside
 
@@ -68,3 +70,53 @@ def test_overwrite_never_moves_a_folder_memorylab_did_not_write(tmp_path):
         with marked_folder(folder, "continual", overwrite=True):
             pass
     assert [p.name for p in tmp_path.iterdir()] == ["mine"] and (folder / "thesis.tex").exists()
+
+
+SCENARIOS = Path(__file__).parents[1] / "scenarios"
+FILES = {"run": SCENARIOS / "quickstart.yaml", "tune": SCENARIOS / "sweep_methods.yaml"}
+
+
+@pytest.mark.parametrize("command", sorted(FILES))
+def test_an_out_folder_that_cannot_be_made_is_refused_in_one_line(tmp_path, command):
+    (tmp_path / "afile").write_text("")
+    unmakeable = [(tmp_path / "afile" / "sub", "Not a directory")]
+    if Path("/proc/self").exists():
+        unmakeable.append((Path("/proc/memorylab-test/x"), "No such file or directory"))
+    for out, reason in unmakeable:
+        result = CliRunner().invoke(app, [command, str(FILES[command]), "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().splitlines() == [f"error: cannot create --out {out}: {reason}"]
+    # A folder that can be made is not left behind by the check.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def fail_in_a_ray_task(cause: BaseException):
+    from ray.exceptions import RayTaskError
+
+    def run_scenario(*args, **kwargs):
+        traceback = f"\x1b[36mray::train()\x1b[39m\nTraceback (most recent call last):\n  ...\n{cause!r}"
+        raise RayTaskError("train", traceback, cause).as_instanceof_cause()
+    return run_scenario
+
+
+def test_an_os_error_in_a_ray_task_ends_as_one_line(tmp_path, monkeypatch):
+    hub = OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nCheck your connection.")
+    monkeypatch.setattr("memorylab.runners.run_scenario", fail_in_a_ray_task(hub))
+    result = CliRunner().invoke(app, ["run", str(FILES["run"]), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [
+        "error: OSError: We couldn't connect to 'https://huggingface.co' to load the files. Check your connection."]
+
+
+def test_a_bug_in_a_ray_task_keeps_its_traceback(tmp_path, monkeypatch):
+    monkeypatch.setattr("memorylab.runners.run_scenario", fail_in_a_ray_task(TypeError("a bug")))
+    result = CliRunner().invoke(app, ["run", str(FILES["run"]), "--out", str(tmp_path / "x")])
+    assert isinstance(result.exception, TypeError) and "error:" not in result.output
+
+
+def test_error_line_is_the_last_meaningful_line_without_colours():
+    from memorylab.tune.errors import error_line, last_line
+
+    text = "\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=1)\nTraceback:\n  x = f()\n      ^^^\nTypeError: bad\n\n"
+    assert last_line(text) == "TypeError: bad"
+    assert error_line(MemorylabError("line one\nline two")) == "line one line two"
