@@ -112,11 +112,3 @@ def test_a_bug_in_a_ray_task_keeps_its_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr("memorylab.runners.run_scenario", fail_in_a_ray_task(TypeError("a bug")))
     result = CliRunner().invoke(app, ["run", str(FILES["run"]), "--out", str(tmp_path / "x")])
     assert isinstance(result.exception, TypeError) and "error:" not in result.output
-
-
-def test_error_line_is_the_last_meaningful_line_without_colours():
-    from memorylab.tune.errors import error_line, last_line
-
-    text = "\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=1)\nTraceback:\n  x = f()\n      ^^^\nTypeError: bad\n\n"
-    assert last_line(text) == "TypeError: bad"
-    assert error_line(MemorylabError("line one\nline two")) == "line one line two"

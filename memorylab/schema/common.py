@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 def _names_a_folder(v: str) -> str:
@@ -184,6 +184,19 @@ class RayConfig(Strict):
     num_cpus: Optional[int] = Field(None, ge=1, description="CPUs of a local Ray (default: all)")
 
 
+def fits_in_local_ray(resources: BaseModel, ray: RayConfig, where: str) -> None:
+    """Raise a ValueError naming the first ActorResources in `resources` (or `resources` itself) that asks
+    more CPUs than the local Ray of `ray` will have; nothing to check when Ray is joined or gets every CPU."""
+    if ray.address is not None or ray.num_cpus is None:
+        return
+    named = {where: resources} if isinstance(resources, ActorResources) else {
+        f"{where}.{name}": getattr(resources, name) for name in type(resources).model_fields}
+    for name, res in named.items():
+        if isinstance(res, ActorResources) and res.num_cpus > ray.num_cpus:
+            raise ValueError(f"{name}.num_cpus is {res.num_cpus:g}, more than the {ray.num_cpus} CPUs of the local "
+                             "Ray that ray.num_cpus starts: it would wait forever; lower it or raise ray.num_cpus")
+
+
 class ScenarioBase(Strict):
     """What every kind that trains models on the world shares; each kind adds its `kind` Literal and more."""
 
@@ -200,6 +213,15 @@ class ScenarioBase(Strict):
 
     # Kinds whose runner trains eval.speculative's drafter 'train' beside its models (memorization, unlearning).
     trains_drafter: ClassVar[bool] = False
+
+    @field_validator("ray")
+    @classmethod
+    def _fits_local_ray(cls, ray: RayConfig, info: ValidationInfo) -> RayConfig:
+        """An actor or task asking more CPUs than the local Ray that ray.num_cpus starts would wait forever
+        (Ray only prints that no node can fulfil it). GPUs are not checked: a local Ray counts the machine's."""
+        if "resources" in info.data:  # validated before ray (declared first); absent when it was refused
+            fits_in_local_ray(info.data["resources"], ray, "resources")
+        return ray
 
     @model_validator(mode="after")
     def _trainable_drafter(self) -> "ScenarioBase":

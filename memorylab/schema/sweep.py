@@ -12,9 +12,9 @@ import ast
 import math
 from typing import Any, Literal, Optional, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from memorylab.schema.common import ActorResources, RayConfig, RunName, Seed, Strict
+from memorylab.schema.common import ActorResources, RayConfig, RunName, Seed, Strict, fits_in_local_ray
 
 DOMAINS = ("choice", "grid", "uniform", "loguniform", "randint")
 
@@ -136,6 +136,13 @@ class SweepScenario(Strict):
             if not path or "" in path.split("."):
                 raise ValueError(f"{path!r} is not a dotted path such as methods.0.lr")
         return space
+
+    @field_validator("ray")
+    @classmethod
+    def _fits_local_ray(cls, ray: RayConfig, info: ValidationInfo) -> RayConfig:
+        if "trial_resources" in info.data:  # a trial asking more CPUs than the local Ray has would never start
+            fits_in_local_ray(info.data["trial_resources"], ray, "trial_resources")
+        return ray
 
     @model_validator(mode="after")
     def _consistent(self) -> "SweepScenario":

@@ -88,9 +88,30 @@ def check_sweep(sweep: Any, lines: dict, set_paths: set, out: Any, base: Path) -
                 close = difflib.get_close_matches(dotted(path), sorted(fields), n=3, cutoff=0.6)
                 hint = f"; close: {', '.join(close)}" if close else f"; figures look like {min(fields)}"
                 add(loc, f"{dotted(path)} is not a figure of the {model.kind} report{hint}")
+    problem = _outgrows_trial(model, sweep.trial_resources)
+    if problem is not None:
+        add(("trial_resources",), problem)
     if sweep.scheduler.name == "asha" and not reports_progress(model.kind):
         add(("scheduler", "name"), f"asha stops trials early on intermediate results, and the {model.kind} "
                                    "runner reports only at the end; use fifo")
+
+
+# The wrapped kind's actors and tasks, by their resources field; each runs inside its trial's reservation.
+ROLES: dict[str, tuple[str, ...]] = {"memorization": ("trainer", "model"), "continual": ("trainer",),
+                                     "unlearning": ("trainer", "model", "unlearner")}
+
+
+def _outgrows_trial(model: Any, trial: Any) -> Optional[str]:
+    """Why an actor or task of the wrapped scenario could never start inside a trial's reservation, or None."""
+    reserved = {"num_cpus": trial.num_cpus, "num_gpus": trial.num_gpus, **trial.resources}
+    for role in ROLES.get(model.kind, ()):
+        res = getattr(model.resources, role)
+        for name, amount in {"num_cpus": res.num_cpus, "num_gpus": res.num_gpus, **res.resources}.items():
+            if amount > reserved.get(name, 0):
+                return (f"the wrapped scenario's resources.{role} ask {name} {amount:g}, more than each trial "
+                        f"reserves ({reserved.get(name, 0):g}): its runner's tasks run inside that reservation "
+                        "and could never start; raise trial_resources or lower the wrapped scenario's")
+    return None
 
 
 def _probe(kind: str, raw: dict, values: dict[str, Any]) -> Any:

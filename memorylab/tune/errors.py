@@ -35,7 +35,7 @@ def error_line(error: BaseException) -> str:
     """One line for an error: a MemorylabError's message, else `Type: message` of the cause a Ray error wraps
     (a multi-line message joined), else the last line of a Ray error's remote traceback."""
     cause = cause_of(error)
-    if type(cause).__module__.startswith("ray.") and "Traceback" in str(cause):
+    if type(cause).__module__.startswith("ray."):  # its cause is gone (not picklable): its text is a traceback
         return last_line(str(cause))
     message = " ".join(line.strip() for line in ANSI.sub("", str(cause)).splitlines() if line.strip())
     return message if isinstance(cause, MemorylabError) else f"{type(cause).__name__}: {message}"

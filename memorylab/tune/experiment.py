@@ -23,6 +23,7 @@ from memorylab.errors import MemorylabError
 from memorylab.report import versions, write_json
 from memorylab.schema.sweep import SweepScenario
 from memorylab.tune.analysis import SWEEP_FILE
+from memorylab.tune.errors import error_line
 from memorylab.tune.fields import reports_progress, runner_module
 from memorylab.tune.resume import check_same_sweep, resume_record
 from memorylab.tune.space import param_space
@@ -147,7 +148,7 @@ def run_sweep(sweep: SweepScenario, wrapped: Any, wrapped_raw: dict, folder: Pat
                                           progress_reporter=_reporter(sweep), verbose=1,
                                           failure_config=tune.FailureConfig(max_failures=0)))
         grid = tuner.fit()
-    errors = [str(r.error).splitlines()[0] for r in grid if r.error is not None]
+    errors = [error_line(r.error) for r in grid if r.error is not None]  # one line each, the error itself
     wall_s = round(time.perf_counter() - began, 3)
     record.update(shared=fixed, trials=len(grid), errored=len(errors), errors=errors[:5], finished=True)
     # A resume keeps the first run's wall time (absent when that run was interrupted) and notes its own.
