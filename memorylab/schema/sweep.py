@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import math
+from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -124,8 +125,16 @@ class SweepScenario(Strict):
     trial_resources: ActorResources = Field(
         ActorResources(), description="what each trial reserves; the wrapped runner's tasks run inside it")
     max_concurrent_trials: Optional[int] = Field(None, ge=1, description="default: as many as resources allow")
-    storage_path: Optional[str] = Field(None, description="experiment storage (default: runs/); --out wins")
+    storage_path: Optional[str] = Field(
+        None, description="folder the experiment folder <name> is written under (default: runs/); an output, so it "
+        "need not exist; ~ is expanded, a relative path is taken from the working directory (as --out is, not "
+        "from this file's folder); --out wins")
     ray: RayConfig = RayConfig()
+
+    @field_validator("storage_path")
+    @classmethod
+    def _expand_home(cls, path: Optional[str]) -> Optional[str]:
+        return None if path is None else str(Path(path).expanduser())  # never a literal `~` folder
 
     @field_validator("space")
     @classmethod

@@ -184,3 +184,16 @@ def test_values_that_fit_one_by_one_but_not_together_are_refused(tmp_path):
     assert any("s.yaml:9: space: values model.tiny.num_layers=2, methods.0.layers=3 do not fit the wrapped "
                "scenario together" in p and "uld layers (3) must be fewer" in p for p in found), found
     assert load_scenario_ok(tmp_path, sweep(scenario=uld, space=space.replace("[1, 3]", "[1, 1]")))
+
+
+def test_storage_path_is_an_output_taken_from_the_working_directory_with_home_expanded(tmp_path, monkeypatch):
+    path = tmp_path / "s.yaml"
+    path.write_text(sweep(extra="storage_path: ./newexp\n"))
+    assert load_scenario(path).storage_path == "newexp"  # need not exist, and is not the sweep file's folder
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    assert load_scenario(path, ["storage_path=~/exps"]).storage_path == str(home / "exps")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["tune", str(path), "--set", "storage_path=~/exps", "--resume"])
+    assert result.exit_code == 1 and f"{home / 'exps' / 's'} holds no Tune experiment" in result.output
+    assert not (tmp_path / "~").exists()
