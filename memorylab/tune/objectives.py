@@ -20,6 +20,7 @@ _BINARY: dict[type, Callable[[float, float], float]] = {
 }
 _UNARY: dict[type, Callable[[float], float]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 _CALLS: dict[str, Callable[..., float]] = {"abs": abs, "min": min, "max": max}
+_ARITY: dict[str, tuple[int, Optional[int]]] = {"abs": (1, 1), "min": (2, None), "max": (2, None)}  # fewest, most
 
 
 class ExpressionError(ValueError):
@@ -68,7 +69,11 @@ class Expression:
         elif isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
             self._check(node.operand)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS \
-                and node.args and not node.keywords:
+                and not node.keywords:
+            least, most = _ARITY[node.func.id]
+            if not least <= len(node.args) <= (most or len(node.args)):
+                told = "exactly one argument" if most == 1 else f"at least {least} arguments"
+                raise ExpressionError(f"{ast.unparse(node)!r}: {node.func.id} takes {told}")
             for arg in node.args:
                 self._check(arg)
         else:
@@ -79,8 +84,8 @@ class Expression:
     def value(self, report: Mapping[str, Any]) -> Optional[float]:
         try:
             result = self._eval(self._tree, report)
-        except (ZeroDivisionError, OverflowError, _Missing):
-            return None
+        except (ZeroDivisionError, OverflowError, TypeError, _Missing):
+            return None  # TypeError: arithmetic Python refuses, never a reason to fail a trial that ran
         return result if math.isfinite(result) else None
 
     def _eval(self, node: ast.AST, report: Mapping[str, Any]) -> float:
@@ -90,7 +95,10 @@ class Expression:
         if isinstance(node, ast.Constant):
             return float(node.value)
         if isinstance(node, ast.BinOp):
-            return _BINARY[type(node.op)](self._eval(node.left, report), self._eval(node.right, report))
+            result = _BINARY[type(node.op)](self._eval(node.left, report), self._eval(node.right, report))
+            if isinstance(result, complex):  # a negative number to a fractional power: no real value
+                raise _Missing(ast.unparse(node))
+            return result
         if isinstance(node, ast.UnaryOp):
             return _UNARY[type(node.op)](self._eval(node.operand, report))
         assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)

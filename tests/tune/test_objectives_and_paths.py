@@ -41,6 +41,20 @@ def test_anything_but_arithmetic_on_figures_is_refused(text):
         Expression(text)
 
 
+@pytest.mark.parametrize("text, says", [("max(list[0])", "max takes at least 2 arguments"),
+                                         ("min()", "min takes at least 2 arguments"),
+                                         ("abs(list[0], list[1])", "abs takes exactly one argument"),
+                                         ("abs()", "abs takes exactly one argument")])
+def test_calls_with_the_wrong_number_of_arguments_are_refused(text, says):
+    with pytest.raises(ExpressionError, match=says):
+        Expression(text)
+
+
+@pytest.mark.parametrize("text", ["(0 - list[0]) ** 0.5", "abs((0 - list[0]) ** 0.5)", "max((-2) ** 0.5, 1)"])
+def test_a_negative_to_a_fractional_power_is_no_value(text):
+    assert Expression(text).value(REPORT) is None
+
+
 def test_overflow_is_no_value():
     assert Expression("10.0 ** 400").value({}) is None
     assert math.isnan(float("nan"))  # the trainable turns None into NaN for Tune
