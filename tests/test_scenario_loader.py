@@ -184,7 +184,7 @@ def test_reference_models_are_local_paths_checked_and_resolved_too(in_tmp):
 def test_a_sweeps_storage_path_is_an_output_that_need_not_exist(in_tmp):
     inner = "scenario: {name: inner, kind: memorization}\nspace: {train.lr: {choice: [0.001, 0.002]}}\n"
     sweep = f"name: sw\nkind: sweep\nstorage_path: ./not-yet\n{inner}objectives: [{{name: v, minimize: models.target.ppl_holdout}}]\n"
-    assert load_scenario(write(sweep)).storage_path == "./not-yet"
+    assert Path(load_scenario(write(sweep)).storage_path) == Path("not-yet")  # not checked: made by the run
 
 
 def test_hub_ids_and_tiny_are_not_paths(in_tmp):
