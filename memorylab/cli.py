@@ -267,12 +267,9 @@ def tune(
     from memorylab.tune.analysis import analyze_experiment
     from memorylab.tune.checks import wrapped_scenario
     from memorylab.tune.experiment import run_sweep
-    from memorylab.tune.resume import check_same_sweep
 
     try:
         wrapped, wrapped_raw, wrapped_path = wrapped_scenario(sweep, file)
-        if resume:  # before Ray starts: a resume that asks for another sweep is refused at once
-            check_same_sweep(folder, sweep, wrapped)
         with marked_folder(folder, "sweep", overwrite=overwrite):
             record = run_sweep(sweep, wrapped, wrapped_raw, folder, scenario_path=wrapped_path, address=address,
                                resume=resume, raw_config=raw_config)

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from memorylab.config_diff import differences
 from memorylab.errors import MemorylabError
 from memorylab.models.documents import Example
 
@@ -39,7 +40,7 @@ def check_training_record(folder: Path, record: dict[str, Any]) -> None:
     path = folder / RECORD
     if path.exists():
         saved = json.loads(path.read_text())
-        differs = _differences(saved, record)
+        differs = [_told(*d) for d in differences(saved, record)]
         if differs:
             raise MemorylabError(
                 f"{folder} holds a model trained with other settings than this run's ({'; '.join(differs[:3])}); "
@@ -51,12 +52,5 @@ def check_training_record(folder: Path, record: dict[str, Any]) -> None:
     path.write_text(json.dumps(record, indent=1))
 
 
-def _differences(saved: Any, now: Any, where: str = "") -> list[str]:
-    if isinstance(saved, dict) and isinstance(now, dict):
-        return [d for key in sorted(set(saved) | set(now), key=str)
-                for d in _differences(saved.get(key), now.get(key), f"{where}.{key}" if where else str(key))]
-    if saved == now:
-        return []
-    if where == "documents.sha256":
-        return ["the training documents differ"]
-    return [f"{where} was {saved!r}, now {now!r}"]
+def _told(path: str, saved: Any, now: Any) -> str:
+    return "the training documents differ" if path == "documents.sha256" else f"{path} was {saved!r}, now {now!r}"

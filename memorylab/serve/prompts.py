@@ -46,12 +46,12 @@ def answer_prompt(lm: Any, records: Sequence[MemoryRecord], question: str, budge
         fewer.pop(len(fewer) // 2 if best_at_both_ends else -1)
         candidates.append(fewer)
     prompts = [answer_text([r.text for r in kept], question) for kept in candidates]
-    lengths = [len(ids) for ids in lm.encode(prompts)]
-    for prompt, kept, length in zip(prompts, candidates, lengths):
-        if length <= limit:
+    encoded = lm.encode(prompts)
+    for prompt, kept, ids in zip(prompts, candidates, encoded):
+        if len(ids) <= limit:
             return prompt, kept
-    if room is not None and lengths[-1] > room:
-        raise PromptTooLong(f"the question alone takes {lengths[-1]} tokens")
+    question = encoded[-1]  # the question alone
+    if room is not None and len(question) > room:
+        raise PromptTooLong(f"the question alone takes {len(question)} tokens")
     # Even the question alone is over the budget: keep its end, the part asked.
-    ids = lm.encode([prompts[-1]])[0][-limit:]
-    return lm.decode([ids])[0], []
+    return lm.decode([question[-limit:]])[0], []

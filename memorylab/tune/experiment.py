@@ -104,7 +104,10 @@ def run_sweep(sweep: SweepScenario, wrapped: Any, wrapped_raw: dict, folder: Pat
     from memorylab.cluster import ray_session
 
     folder = folder.absolute()
-    # Before Ray and the shared setup (which trains): a mistyped --out must not cost a training first.
+    # Before Ray and the shared setup (which trains): a resume that asks for another sweep than the one recorded,
+    # or a mistyped --out, must not cost a training first.
+    if resume:
+        check_same_sweep(folder, sweep, wrapped)
     if resume and not tune.Tuner.can_restore(str(folder)):
         raise MemorylabError(f"{folder} holds no Tune experiment to resume; run without --resume")
     folder.mkdir(parents=True, exist_ok=True)
@@ -115,8 +118,7 @@ def run_sweep(sweep: SweepScenario, wrapped: Any, wrapped_raw: dict, folder: Pat
         "versions": versions(), "seed": sweep.seed, "searcher_seed": sweep.searcher_seed,
         "raw_config": raw_config, "finished": False,
     }
-    if resume:  # the sweep is the recorded one (the CLI checked): keep its record, note this resume in it
-        check_same_sweep(folder, sweep, wrapped)
+    if resume:  # the recorded sweep's record is kept, with this resume noted in it
         record = resume_record(folder, record)
     # Tune saves the experiment's state at most every 10 s by default; every 2 s keeps what an interruption
     # loses small (a trial that finished in between is not re-run anyway: see trainable.RESULT_FILE).

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from memorylab.config_diff import differences
 from memorylab.report import versions
 from memorylab.scenario_loader import ScenarioError
 from memorylab.tune.analysis import SWEEP_FILE
@@ -30,27 +31,6 @@ def recorded_sweep(folder: Path) -> Optional[dict[str, Any]]:
     return record if isinstance(record, dict) else None
 
 
-def first_difference(recorded: Any, now: Any, prefix: str) -> Optional[tuple[str, Any, Any]]:
-    """(dotted path, recorded value, new value) of the first setting that differs, or None.
-
-    A list that changed length differs as a whole; a key the record lacks (a field added to memorylab since)
-    is not a difference."""
-    if isinstance(recorded, dict) and isinstance(now, dict):
-        for key in now:
-            if key in recorded:
-                found = first_difference(recorded[key], now[key], f"{prefix}.{key}")
-                if found:
-                    return found
-        return None
-    if isinstance(recorded, list) and isinstance(now, list) and len(recorded) == len(now):
-        for i, (a, b) in enumerate(zip(recorded, now)):
-            found = first_difference(a, b, f"{prefix}.{i}")
-            if found:
-                return found
-        return None
-    return None if recorded == now else (prefix, recorded, now)
-
-
 def check_same_sweep(folder: Path, sweep: Any, wrapped: Any) -> None:
     """Refuse (a ScenarioError, exit 2) a resume whose sweep differs from the one recorded in `folder`."""
     record = recorded_sweep(folder)
@@ -64,7 +44,7 @@ def check_same_sweep(folder: Path, sweep: Any, wrapped: Any) -> None:
     if recorded_wrapped is not None:
         compared.append(("scenario", recorded_wrapped, wrapped.model_dump(mode="json")))
     for name, before, now in compared:
-        found = first_difference(before, now, name)
+        found = next(differences(before, now, name), None)
         if found:
             path, was, is_now = found
             raise ScenarioError([
