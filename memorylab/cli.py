@@ -71,7 +71,7 @@ def validate(
     problems: List[str] = []
     for path in _expand(files):
         try:
-            scenario = load_scenario(path)
+            scenario = load_scenario(path, joins_ray=_joins_ray(None))
         except ScenarioError as e:
             problems += e.problems
             continue
@@ -94,7 +94,7 @@ def run(
 ) -> None:
     """Run one scenario and print the path of its report."""
     try:
-        scenario, raw_config = load_scenario_and_dict(file, overrides)
+        scenario, raw_config = load_scenario_and_dict(file, overrides, joins_ray=_joins_ray(address))
     except ScenarioError as e:
         _fail(e.problems)
 
@@ -146,7 +146,7 @@ def serve(
 ) -> None:
     """Serve a memory agent over HTTP (Ray Serve) until interrupted; OpenAPI docs at /docs."""
     try:
-        scenario, raw_config = load_scenario_and_dict(file, overrides)
+        scenario, raw_config = load_scenario_and_dict(file, overrides, joins_ray=_joins_ray(address))
     except ScenarioError as e:
         _fail(e.problems)
     if scenario.kind != "memory_agent":
@@ -185,6 +185,12 @@ def serve(
     except KeyboardInterrupt:
         stop_agent()
         typer.echo("stopped")
+
+
+def _joins_ray(given: Optional[str]) -> bool:
+    """Whether the run joins a cluster whatever the file says (see `_address`): then the file's ray.num_cpus,
+    which sizes a local Ray, is not checked against its resources."""
+    return bool(given or os.environ.get("RAY_ADDRESS"))
 
 
 def _address(given: Optional[str], scenario) -> Optional[str]:
@@ -254,7 +260,7 @@ def tune(
 ) -> None:
     """Run a sweep with Ray Tune, then write its analysis (analysis.md, pareto.png) into the folder."""
     try:
-        sweep, raw_config = load_scenario_and_dict(file, overrides)
+        sweep, raw_config = load_scenario_and_dict(file, overrides, joins_ray=_joins_ray(address))
     except ScenarioError as e:
         _fail(e.problems)
     if sweep.kind != "sweep":

@@ -23,6 +23,7 @@ from memorylab.dotted import describe as _a
 from memorylab.dotted import set_dotted
 from memorylab.errors import MemorylabError
 from memorylab.scenario import KINDS
+from memorylab.schema.common import JOINS_RAY
 
 Loc = tuple[str, ...]  # a field path such as ("train", "lr"); list indices are strings too ("0")
 SET = "--set"  # stands for the line of a problem that a command-line override caused
@@ -69,14 +70,21 @@ class _Problems:
         return [f"{self.file}:{line}: {field}: {message}" for line, field, message in order]
 
 
-def load_scenario(path: Union[str, os.PathLike], overrides: Iterable[str] = ()) -> BaseModel:
-    """The validated model of the file's kind, with overrides (`a.b.c=value`) applied; ScenarioError if not."""
-    return _load(Path(path), overrides, validate=True)[0]
+def load_scenario(path: Union[str, os.PathLike], overrides: Iterable[str] = (), *,
+                  joins_ray: bool = False) -> BaseModel:
+    """The validated model of the file's kind, with overrides (`a.b.c=value`) applied; ScenarioError if not.
+    `joins_ray`: as in `load_scenario_and_dict`."""
+    return _load(Path(path), overrides, validate=True, joins_ray=joins_ray)[0]
 
 
-def load_scenario_and_dict(path: Union[str, os.PathLike], overrides: Iterable[str] = ()) -> tuple[BaseModel, dict]:
-    """Both at once, from one read of the file: the validated model and the raw merged mapping."""
-    model, data = _load(Path(path), overrides, validate=True)
+def load_scenario_and_dict(path: Union[str, os.PathLike], overrides: Iterable[str] = (), *,
+                           joins_ray: bool = False) -> tuple[BaseModel, dict]:
+    """Both at once, from one read of the file: the validated model and the raw merged mapping.
+
+    `joins_ray`: the run joins a Ray cluster whatever the file's ray.address says (the command line's
+    --address, or $RAY_ADDRESS), so the checks against the local Ray that ray.num_cpus would start do not
+    apply."""
+    model, data = _load(Path(path), overrides, validate=True, joins_ray=joins_ray)
     return model, data
 
 
@@ -88,7 +96,8 @@ def load_scenario_dict(path: Union[str, os.PathLike], overrides: Iterable[str] =
     return _load(Path(path), overrides, validate=False)[1]
 
 
-def _load(path: Path, overrides: Iterable[str], validate: bool) -> tuple[Optional[BaseModel], dict]:
+def _load(path: Path, overrides: Iterable[str], validate: bool,
+          joins_ray: bool = False) -> tuple[Optional[BaseModel], dict]:
     out = _Problems(path)
     parsed = _read(path, out)
     if parsed is None:
@@ -97,7 +106,8 @@ def _load(path: Path, overrides: Iterable[str], validate: bool) -> tuple[Optiona
     if isinstance(overrides, str):  # one override passed bare would otherwise be read character by character
         overrides = [overrides]
     set_paths = _apply_overrides(data, overrides or (), out)
-    model = _validate(data, lines, set_paths, out, base=path.absolute().parent) if validate else None
+    context = {JOINS_RAY: joins_ray}
+    model = _validate(data, lines, set_paths, out, path.absolute().parent, context) if validate else None
     if out.lines:
         raise ScenarioError(out.lines)
     return model, data
@@ -186,7 +196,8 @@ def _apply_overrides(data: dict, overrides: Iterable[str], out: _Problems) -> se
     return applied
 
 
-def _validate(data: dict, lines: dict[Loc, int], set_paths: set[Loc], out: _Problems, base: Path):
+def _validate(data: dict, lines: dict[Loc, int], set_paths: set[Loc], out: _Problems, base: Path,
+              context: Optional[dict[str, Any]] = None):
     def where(loc: Loc) -> Union[int, str]:
         return _line_of(loc, lines, set_paths)
 
@@ -199,7 +210,7 @@ def _validate(data: dict, lines: dict[Loc, int], set_paths: set[Loc], out: _Prob
     if cls is None:
         return out.add(where(("kind",)), "kind", f"unknown kind {kind!r}; expected one of: {expected}")
     try:
-        model = cls.model_validate(data)
+        model = cls.model_validate(data, context=context)
     except ValidationError as e:
         for err in e.errors(include_url=False):
             raw = tuple(str(p) for p in err["loc"])  # with union tags, which find the member's model
@@ -216,7 +227,7 @@ def _validate(data: dict, lines: dict[Loc, int], set_paths: set[Loc], out: _Prob
         # raw config (recorded in reports, and the base of a sweep's trials) says where they are too.
         for loc, target in paths:
             set_dotted(data, loc, str(target))
-        model = cls.model_validate(data)
+        model = cls.model_validate(data, context=context)
     if kind == "sweep":  # a sweep is checked against the scenario it wraps (its fields and its report)
         from memorylab.tune.checks import check_sweep
 

@@ -38,6 +38,7 @@ import pyarrow as pa
 from memorylab.errors import MemorylabError
 from memorylab.memory.lance_files import erase_deleted_rows
 from memorylab.memory.records import HistoryEntry, MemoryRecord
+from memorylab.memory.store_mirror import Partition, similarities
 from memorylab.memory.store_rows import (  # noqa: F401  (MemoryNotFound, MemoryQueryError: part of this API)
     MemoryNotFound, MemoryQueryError, check_metadata, check_names, compile_filters, decode_cursor,
     encode_cursor, row_key, table_schema,
@@ -49,79 +50,10 @@ TABLE = "memories"
 COMPACT_EVERY = 256  # writes between LanceDB compactions: each single-row write adds a small data file
 
 
-def _similarities(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """(queries, memories) dot products of unit rows.
-
-    One query: einsum, not `@`: a matrix-vector product through multi-threaded OpenBLAS took 5-8 ms instead of
-    0.6 ms on 2 busy cores (its threads contend with LanceDB's and the server's); einsum's own loop is
-    single-threaded and as fast as BLAS on one thread. Several: one matrix product through torch, which keeps
-    to the process's torch threads (one in a served replica) and reads the 10,000 x 384 floats once for all the
-    queries: 0.18 ms a query for 16 queries instead of 0.57 ms each (and the reading is what suffers most when
-    other processes share the caches)."""
-    if len(queries) == 1:
-        return np.einsum("ij,j->i", vectors, queries[0])[None]
-    import torch
-
-    return (torch.from_numpy(queries) @ torch.from_numpy(vectors).T).numpy()
-
-
 class StoreListener(Protocol):
     def on_upsert(self, record: MemoryRecord) -> None: ...  # after an add or update became durable
 
     def on_delete(self, record: MemoryRecord) -> None: ...
-
-
-
-
-class _Partition:
-    """The live memories of one (tenant, agent). Rows of `vectors` are appended; an update or delete kills
-    its row (ids[row] = None) and the matrix is compacted when dead rows outnumber live ones."""
-
-    def __init__(self, dim: int) -> None:
-        self.vectors = np.zeros((16, dim), dtype=np.float32)
-        self.alive = np.zeros(16, dtype=bool)  # row -> live, so an unfiltered search needs no Python loop
-        self.ids: list[Optional[str]] = []  # row -> id, None for a dead row
-        self.row: dict[str, int] = {}
-        self.records: dict[str, MemoryRecord] = {}
-        self.order: list[tuple[float, str]] = []  # sorted (created_at, id): list order and cursor positions
-        self.metadata_keys: Counter = Counter()
-
-    def put(self, record: MemoryRecord, vector: np.ndarray) -> None:
-        if record.id in self.records:
-            self.remove(record.id)
-        n = len(self.ids)
-        if n == len(self.vectors):
-            self.vectors = np.concatenate([self.vectors, np.zeros_like(self.vectors)])
-            self.alive = np.concatenate([self.alive, np.zeros_like(self.alive)])
-        self.vectors[n] = vector
-        self.alive[n] = True
-        self.ids.append(record.id)
-        self.row[record.id] = n
-        self.records[record.id] = record
-        bisect.insort(self.order, (record.created_at, record.id))
-        self.metadata_keys.update(record.metadata.keys())
-
-    def remove(self, memory_id: str) -> None:
-        record = self.records.pop(memory_id)
-        row = self.row.pop(memory_id)
-        self.ids[row] = None
-        self.alive[row] = False
-        del self.order[bisect.bisect_left(self.order, (record.created_at, record.id))]
-        self.metadata_keys.subtract(record.metadata.keys())
-        if len(self.ids) > 64 and len(self.records) < len(self.ids) // 2:
-            self._compact()
-
-    def vector(self, memory_id: str) -> np.ndarray:
-        return self.vectors[self.row[memory_id]].copy()
-
-    def _compact(self) -> None:
-        live = [(i, m) for i, m in enumerate(self.ids) if m is not None]
-        vectors = np.zeros((max(16, 2 * len(live)), self.vectors.shape[1]), dtype=np.float32)
-        vectors[: len(live)] = self.vectors[[i for i, _ in live]]
-        alive = np.zeros(len(vectors), dtype=bool)
-        alive[: len(live)] = True
-        self.vectors, self.alive, self.ids = vectors, alive, [m for _, m in live]
-        self.row = {m: r for r, m in enumerate(self.ids)}
 
 
 class MemoryStore:
@@ -138,7 +70,7 @@ class MemoryStore:
             raise MemorylabError(f"the memory table under {self.path} holds vectors of another size than dim={dim}")
         self._write_lock = threading.RLock()
         self._mirror_lock = threading.Lock()
-        self._partitions: dict[tuple[str, str], _Partition] = {}
+        self._partitions: dict[tuple[str, str], Partition] = {}
         self._history: dict[str, list[HistoryEntry]] = {}  # key -> history, deleted memories included
         self._tombstones: set[str] = set()  # keys of deleted memories: re-adding one must replace its row
         self._owners: dict[str, tuple[float, str]] = {}  # agent -> (first created_at, tenant)
@@ -383,7 +315,7 @@ class MemoryStore:
                 return [[] for _ in queries]
             keep = compile_filters(filters, p.metadata_keys)
             n = len(p.ids)
-            scores = _similarities(p.vectors[:n], queries)
+            scores = similarities(p.vectors[:n], queries)
             alive = p.alive[:n].copy()
             if keep is not None:
                 alive[[p.row[m] for m, r in p.records.items() if not keep(r)]] = False
@@ -409,10 +341,10 @@ class MemoryStore:
         return owner[1] if owner else None
 
     # -- helpers -------------------------------------------------------------------------------------------
-    def _partition(self, tenant: str, agent: str) -> _Partition:
+    def _partition(self, tenant: str, agent: str) -> Partition:
         p = self._partitions.get((tenant, agent))
         if p is None:
-            p = self._partitions[(tenant, agent)] = _Partition(self.dim)
+            p = self._partitions[(tenant, agent)] = Partition(self.dim)
         return p
 
     def _own(self, record: MemoryRecord) -> None:

@@ -184,10 +184,16 @@ class RayConfig(Strict):
     num_cpus: Optional[int] = Field(None, ge=1, description="CPUs of a local Ray (default: all)")
 
 
-def fits_in_local_ray(resources: BaseModel, ray: RayConfig, where: str) -> None:
+# Validation context key (model_validate(..., context={JOINS_RAY: True})): the run joins a Ray cluster whatever
+# ray.address says (`--address` on the command line, or $RAY_ADDRESS), so no local Ray is started.
+JOINS_RAY = "joins_ray"
+
+
+def fits_in_local_ray(resources: BaseModel, ray: RayConfig, where: str, info: ValidationInfo) -> None:
     """Raise a ValueError naming the first ActorResources in `resources` (or `resources` itself) that asks
-    more CPUs than the local Ray of `ray` will have; nothing to check when Ray is joined or gets every CPU."""
-    if ray.address is not None or ray.num_cpus is None:
+    more CPUs than the local Ray of `ray` will have; nothing to check when Ray is joined (ray.address, or
+    JOINS_RAY in the validation context) or gets every CPU."""
+    if ray.address is not None or ray.num_cpus is None or (info.context or {}).get(JOINS_RAY):
         return
     named = {where: resources} if isinstance(resources, ActorResources) else {
         f"{where}.{name}": getattr(resources, name) for name in type(resources).model_fields}
@@ -220,7 +226,7 @@ class ScenarioBase(Strict):
         """An actor or task asking more CPUs than the local Ray that ray.num_cpus starts would wait forever
         (Ray only prints that no node can fulfil it). GPUs are not checked: a local Ray counts the machine's."""
         if "resources" in info.data:  # validated before ray (declared first); absent when it was refused
-            fits_in_local_ray(info.data["resources"], ray, "resources")
+            fits_in_local_ray(info.data["resources"], ray, "resources", info)
         return ray
 
     @model_validator(mode="after")

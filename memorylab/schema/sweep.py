@@ -150,7 +150,7 @@ class SweepScenario(Strict):
     @classmethod
     def _fits_local_ray(cls, ray: RayConfig, info: ValidationInfo) -> RayConfig:
         if "trial_resources" in info.data:  # a trial asking more CPUs than the local Ray has would never start
-            fits_in_local_ray(info.data["trial_resources"], ray, "trial_resources")
+            fits_in_local_ray(info.data["trial_resources"], ray, "trial_resources", info)
         return ray
 
     @model_validator(mode="after")

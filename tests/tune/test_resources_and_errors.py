@@ -29,6 +29,25 @@ def test_an_actor_asking_more_cpus_than_the_local_ray_is_refused(tmp_path):
     # Joining a cluster (or a local Ray with every CPU) is not checked: the cluster may well have them.
     load_scenario(path, ["ray.address=auto"])
     load_scenario(path, ["ray.num_cpus=null"])
+    load_scenario(path, joins_ray=True)  # --address on the command line, or $RAY_ADDRESS
+
+
+def test_a_command_line_address_or_ray_address_lifts_the_local_ray_check(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from memorylab.cli import app
+
+    path = tmp_path / "u.yaml"
+    path.write_text(yaml.safe_dump({**WRAPPED, "ray": LOCAL_2, "resources": {"unlearner": {"num_cpus": 4}}}))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    refused_here = CliRunner().invoke(app, ["validate", str(path)])
+    assert refused_here.exit_code == 2 and "more than the 2 CPUs of the local Ray" in refused_here.output
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    assert CliRunner().invoke(app, ["validate", str(path)]).exit_code == 0
+    monkeypatch.delenv("RAY_ADDRESS")
+    # `run --address` gets past loading to connecting (nothing listens on port 1), not refused at load.
+    joined = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "run"), "--address", "127.0.0.1:1"])
+    assert joined.exit_code == 1 and "could not reach the Ray cluster at '127.0.0.1:1'" in joined.output
 
 
 def test_a_sweep_whose_trials_cannot_fit_is_refused(tmp_path):
