@@ -83,9 +83,9 @@ class ConfidencePolicy:
 
     def __init__(self, generator: Any, *, threshold: float = DEFAULT_THRESHOLDS["confidence"],
                  aggregate: str = "min", max_new_tokens: int = 16, max_prompt_tokens: Optional[int] = None) -> None:
-        """`max_prompt_tokens` bounds a question's prompt (a longer question keeps its end, the part asked);
-        None: what the generator's context leaves beside its start token and the answer, when it says
-        (`max_length`), else no bound."""
+        """`max_prompt_tokens` bounds a question's prompt (a longer question keeps its end, the part asked),
+        and so does what the generator's context leaves beside its start token and the answer, when it says
+        (`max_length`); None: only the latter, if any."""
         if generator is None:
             raise ValueError("generator is required for the confidence policy (an LM-protocol model)")
         if not 0 <= threshold <= 1:
@@ -96,9 +96,12 @@ class ConfidencePolicy:
         # The QA training format ends an answer at the line break (then EOS); nothing past it is the answer.
         self.params = GenerationParams(max_new_tokens=max_new_tokens, stop=("\n",))
         context = getattr(generator, "max_length", None)
-        derived = max_prompt_tokens is None and isinstance(context, int)
+        room = context - 1 - max_new_tokens if isinstance(context, int) else None
+        # A given budget (the agent's max_context_tokens) is cut to the room too, as the answer's prompt is:
+        # otherwise a question as long as the budget overflows the context by the answer's tokens.
+        derived = room is not None and (max_prompt_tokens is None or room < max_prompt_tokens)
         if derived:
-            max_prompt_tokens = context - 1 - max_new_tokens
+            max_prompt_tokens = room
         if max_prompt_tokens is not None and max_prompt_tokens < 16:
             raise ValueError(f"the generator's {context}-token context leaves no room for a question beside "
                              f"{max_new_tokens} answer tokens (>= 16 needed)" if derived else

@@ -231,3 +231,9 @@ def test_confidence_cuts_a_question_too_long_for_the_context_to_its_end(knowing_
     policy.generator = lm
     with pytest.raises(ValueError, match="max_prompt_tokens"):
         make_policy("confidence", generator=lm, max_prompt_tokens=8)
+    # A budget the context cannot hold beside the answer's tokens (an agent's max_context_tokens as large as
+    # the context) is cut to the room, as the answer's prompt is.
+    roomy = make_policy("confidence", generator=lm, max_prompt_tokens=lm.max_length)
+    assert roomy.max_prompt_tokens == lm.max_length - 1 - 16
+    (decision,) = roomy.decide_many([long])
+    assert 0 <= decision.score <= 1
