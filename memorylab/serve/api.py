@@ -4,9 +4,9 @@ the field) and publishes them in /openapi.json. Sizes are bounded so one request
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from memorylab.memory.records import HistoryEntry, MemoryRecord
 from memorylab.memory.store_rows import check_metadata
@@ -19,6 +19,17 @@ _DATETIME = TypeAdapter(datetime)
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("only whitespace: give some text")
+    return value
+
+
+# A memory's text or a search query: whitespace alone is refused here (422 naming the field), not by the store
+# after validation passed it (a 400), nor searched (it matched memories at random).
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT), AfterValidator(_not_blank)]
 
 
 def valid_unicode(value: Any, where: str = "") -> Any:
@@ -109,7 +120,7 @@ class MemoryList(BaseModel):
 
 
 class UpdateMemoryRequest(_Body):
-    memory: str = Field(..., min_length=1, max_length=MAX_TEXT)
+    memory: Text
     metadata: Optional[dict[str, Any]] = Field(None, max_length=64)
 
     _metadata = field_validator("metadata")(valid_metadata)
@@ -140,7 +151,7 @@ class DeletedResponse(BaseModel):
 
 
 class SearchRequest(_Body):
-    query: str = Field(..., min_length=1, max_length=MAX_TEXT)
+    query: Text
     top_k: int = Field(5, ge=1, le=100)
     filters: dict[str, Any] = Field(default_factory=dict, max_length=16)
     rerank: Optional[Literal["none", "cross_encoder", "listwise_first"]] = Field(

@@ -1,6 +1,6 @@
 """Requests against the real FastAPI app and Retriever in this process (inprocess.py), without Ray Serve:
 metadata the store could not read back, timestamps as sent, /healthz, the per-request listwise reranker, and
-the answer's token budget, on the memory routes and the OpenAI chat route."""
+the answer's token budget, on the memory routes and the OpenAI chat route; blank texts."""
 
 from __future__ import annotations
 
@@ -159,3 +159,21 @@ def test_only_a_question_that_cannot_fit_beside_max_tokens_is_400(answering, rou
     detail = reply.json()["detail"]
     assert detail.startswith("max_tokens: 200 new tokens leave 55 of the model's 256-token context") and \
         "question alone takes 62 tokens" in detail, detail
+
+
+def test_blank_texts_are_422_naming_the_field(http):
+    # A memory of only whitespace was refused by the store with a 400 after validation had passed it, and a
+    # blank query was searched (it found memories at random).
+    agent = agent_id()
+    kept = add(http, agent, "Jo Doe lives in Bern.")
+    replies = {
+        ("body", "memory"): http.put(f"/v1/agents/{agent}/memories/{kept['id']}", headers=auth("acme"),
+                                     json={"memory": " \n\t"}),
+        ("body", "query"): http.post(f"/v1/agents/{agent}/search", headers=auth("acme"), json={"query": "  "}),
+    }
+    for loc, reply in replies.items():
+        assert reply.status_code == 422, reply.text
+        (error,) = reply.json()["detail"]
+        assert tuple(error["loc"]) == loc and "whitespace" in error["msg"], error
+    got = http.get(f"/v1/agents/{agent}/memories/{kept['id']}", headers=auth("acme")).json()
+    assert got["memory"] == "Jo Doe lives in Bern.", got
