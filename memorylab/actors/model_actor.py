@@ -6,16 +6,11 @@ subtraction across two actors) keeps each decoding session's KV cache inside the
 logits, since caches are large and their types do not pickle cheaply.
 
 ULD can live in ONE actor: given `assistant_source`, the actor loads target and assistant side by side and
-hosts their combination (`ULDLM`) as its LM, so each decoding step is two local forwards and no remote call.
-That is the default placement (bench/uld_decode.py measures it against two actors in lockstep); the
-two-actor variant (`memorylab.decoding.lockstep.LockstepULD`) is for pairs that do not fit one device.
-
-A drafter (speculative decoding) is co-placed the same way: `speculative` names it, the actor loads it beside
-its model (target or ULD) and every generate call without its own speculative setting drafts with it, gamma
-drafter steps and one verification a round, all local. A drafter steps gamma times per verification, so a
-drafter in another actor would pay a remote call per drafted token or per round; on one device there is
-nothing to gain from that. An actor with role "drafter" hosts a drafter model as an ordinary LM (to score it
-or measure its agreement with a target).
+hosts their combination (`ULDLM`) as its LM, so each decoding step is two local forwards on one core. Or in
+TWO: given `assistant_actor` (the handle of an assistant's actor in the same placement group), the actor hosts
+the target and `memorylab.decoding.lockstep.LockstepULD`, whose steps send the ids to the assistant's actor
+over a direct link (`open_link`) and run both forwards at once, on two cores or devices. bench/uld_decode.py
+measures both against the target alone.
 """
 
 from __future__ import annotations
@@ -50,7 +45,7 @@ class ModelActor:
     def __init__(self, role: str, source: str, *, backend: str = "hf", dtype: str = "float32",
                  device: str = "cpu", batch_size: int = 32, num_threads: int = 1, seed: int = 0,
                  assistant_source: Optional[str] = None, uld_alpha: float = 1.0, uld_r: float = 0.1,
-                 speculative: Optional[SpeculativeParams] = None) -> None:
+                 speculative: Optional[SpeculativeParams] = None, assistant_actor: Any = None) -> None:
         import torch
 
         from memorylab.models.registry import load_lm
@@ -61,7 +56,18 @@ class ModelActor:
         torch.manual_seed(seed)
         self.role, self.source, self.assistant_source = role, source, assistant_source
         self.speculative = speculative
-        if assistant_source is None:
+        self._links: dict[str, Any] = {}  # address -> LinkServer of a target's actor stepping beside this one
+        if assistant_actor is not None:
+            # ULD over two actors: this one hosts the target and drives the decoding; the assistant's actor
+            # steps beside it through a direct link (see memorylab.decoding.lockstep).
+            from memorylab.decoding.lockstep import LockstepULD
+            from memorylab.models.backends.hf import HFLM
+
+            if backend != "hf" or assistant_source is not None:
+                raise ValueError("ULD over two actors needs the 'hf' backend and no assistant_source")
+            target = HFLM.load(source, dtype=dtype, device=device, batch_size=batch_size)
+            self.lm = LockstepULD(target, assistant_actor, alpha=uld_alpha, r=uld_r)
+        elif assistant_source is None:
             # The drafter is loaded now (a vLLM engine takes it at construction), not at the first generation.
             self.lm = load_lm(source, backend=backend, dtype=dtype, device=device, batch_size=batch_size,
                               speculative=speculative)
@@ -87,13 +93,18 @@ class ModelActor:
     def info(self) -> dict[str, Any]:
         import torch
 
-        models = [getattr(lm, "model", None) for lm in
-                  ((self.lm.target, self.lm.assistant) if self.assistant_source else (self.lm,))]
+        from memorylab.decoding.lockstep import LockstepULD
+
+        lockstep = isinstance(self.lm, LockstepULD)
+        models = [getattr(lm, "model", None) for lm in ((self.lm.target, self.lm.assistant) if self.assistant_source
+                                                         else (self.lm.target,) if lockstep else (self.lm,))]
         params = sum(p.numel() for m in models for p in m.parameters()) if all(models) else None
         info = {"role": self.role, "source": self.source, "device": str(getattr(self.lm, "device", "")),
                 "parameters": params, "threads": torch.get_num_threads()}
-        if self.assistant_source:
+        if self.assistant_source or lockstep:
             info.update(assistant_source=self.assistant_source, uld_alpha=self.lm.alpha, uld_r=self.lm.r)
+        if lockstep:
+            info["assistant_actor"] = True
         if self.speculative is not None:
             info["speculative"] = dataclasses.asdict(self.speculative)
         return info
@@ -157,6 +168,10 @@ class ModelActor:
 
         A mask, when given, covers the cached tokens too (past + new, as transformers expects); None means
         every token so far is real, which lets a single-row caller step without tracking the length."""
+        return self._step(session, input_ids, attention_mask, position_ids).float().cpu().numpy()
+
+    def _step(self, session: str, input_ids: np.ndarray, attention_mask: Optional[np.ndarray],
+              position_ids: Optional[np.ndarray]) -> Any:
         import torch
 
         past = self._sessions.get(session)
@@ -170,19 +185,40 @@ class ModelActor:
             logits, past = self.lm.next_token_logits(
                 _tensor(input_ids), _tensor(attention_mask), past, _tensor(position_ids))
         self._sessions[session] = past
-        return logits.float().cpu().numpy()
+        return logits
 
     def end_session(self, session: str) -> None:
         self._sessions.pop(session, None)
+
+    def open_link(self) -> dict[str, Any]:
+        """Serve `step` and `end_session` to a target's actor over a direct link (memorylab.decoding.
+        assistant_link): its address, key and this actor's node (a link needs both actors on one node)."""
+        import ray
+
+        from memorylab.decoding.assistant_link import LinkServer
+
+        self._links = {address: link for address, link in self._links.items() if link.serving}
+        link = LinkServer(self._step, self.end_session)
+        self._links[link.address] = link
+        return {"address": link.address, "authkey": link.authkey, "node_id": ray.get_runtime_context().get_node_id()}
+
+    def close_link(self, address: str) -> None:
+        """Stop offering the link at `address` (a target's actor on another node steps through calls instead)."""
+        link = self._links.pop(address, None)
+        if link is not None:
+            link.close()
 
 
 def create_model_actor(role: str, source: str, spec: ModelSpec, resources: ActorResources, *, seed: int = 0,
                        batch_size: int = 32, name: Optional[str] = None, assistant_source: Optional[str] = None,
                        uld_alpha: float = 1.0, uld_r: float = 0.1, placement_group: Any = None,
-                       bundle_index: int = 0, speculative: Optional[SpeculativeParams] = None) -> Any:
+                       bundle_index: int = 0, speculative: Optional[SpeculativeParams] = None,
+                       assistant_actor: Any = None) -> Any:
     """Start a ModelActor with the scenario's resources (fractional GPUs allowed).
 
-    `assistant_source` makes the actor host ULD (target minus alpha * assistant) on its own; with
+    `assistant_source` makes the actor host ULD (target minus alpha * assistant) on its own;
+    `assistant_actor` (the handle of an assistant's actor) makes it host ULD's target and step in lockstep with
+    that actor (memorylab.decoding.lockstep); with
     `placement_group` the actor is scheduled into that group's bundle `bundle_index` (see
     memorylab.cluster.placement: ULD's two actors share one STRICT_PACK group). `speculative` co-places a
     drafter in the actor and makes speculative decoding its default."""
@@ -199,4 +235,5 @@ def create_model_actor(role: str, source: str, spec: ModelSpec, resources: Actor
     return ray.remote(ModelActor).options(**options).remote(
         role, source, backend=spec.backend, dtype=spec.dtype, device=device_for(resources, spec.device),
         batch_size=batch_size, num_threads=torch_threads(resources), seed=seed,
-        assistant_source=assistant_source, uld_alpha=uld_alpha, uld_r=uld_r, speculative=speculative)
+        assistant_source=assistant_source, uld_alpha=uld_alpha, uld_r=uld_r, speculative=speculative,
+        assistant_actor=assistant_actor)

@@ -27,7 +27,6 @@ from memorylab.cluster import ray_session
 from memorylab.cluster.placement import ready_group, remove_group
 from memorylab.cluster.resources import actor_options, bundle, device_for, torch_threads
 from memorylab.cluster.waiting import wait_all
-from memorylab.decoding.lockstep import LockstepULD
 from memorylab.evaluation import Evaluation, compare_to_retrain, evaluate
 from memorylab.progress import ProgressFn, progress_bar
 from memorylab.report import versions, write_json
@@ -147,10 +146,10 @@ def _wait_all(refs: dict[Job, Any], desc: str, relay: Optional[ProgressRelay] = 
 def _start_lm(scenario: UnlearningScenario, model: dict[str, Any]) -> tuple[Any, list[Any], Any]:
     """An LM-protocol handle on the model, the actors behind it and their placement group (or None).
 
-    A ULD model is by default one actor hosting target and assistant (one forward each per token, no remote
-    call per token; measured faster, see bench/uld_decode.py). With `placement: two_actors` they are two
-    actors in one placement group of `resources.uld_pair_strategy`: by default STRICT_PACK, so the logits they
-    exchange every token never leave the node."""
+    A ULD model is by default one actor hosting target and assistant (one forward each per token, one core).
+    With `placement: two_actors` they are two actors in one placement group of `resources.uld_pair_strategy`
+    (by default STRICT_PACK: one node, where the logits of every token go over a direct link): the assistant's
+    first, then the target's, which drives the decoding with the assistant's forwards beside its own."""
     common = dict(seed=scenario.seed, batch_size=scenario.eval.batch_size)
     res = scenario.resources.model
     # (The scenario refuses eval.speculative with two actors: LockstepULD verifies no drafts.)
@@ -158,10 +157,12 @@ def _start_lm(scenario: UnlearningScenario, model: dict[str, Any]) -> tuple[Any,
         pg = ready_group([bundle(res), bundle(res)], scenario.resources.uld_pair_strategy)
         actors: list[Any] = []
         try:
-            for i, (role, path) in enumerate((("target", model["path"]), ("assistant", model["assistant"]))):
-                actors.append(create_model_actor(role, path, scenario.model, res, placement_group=pg,
-                                                 bundle_index=i, **common))
-            return LockstepULD(*actors, alpha=model["alpha"], r=model["r"]), actors, pg
+            actors.append(create_model_actor("assistant", model["assistant"], scenario.model, res,
+                                             placement_group=pg, bundle_index=1, **common))
+            actors.insert(0, create_model_actor("target", model["path"], scenario.model, res, placement_group=pg,
+                                                bundle_index=0, assistant_actor=actors[0], uld_alpha=model["alpha"],
+                                                uld_r=model["r"], **common))
+            return RemoteLM(actors[0]), actors, pg
         except BaseException:  # nothing reserved outlives a start that failed (or was interrupted)
             for actor in actors:
                 ray.kill(actor)

@@ -66,9 +66,10 @@ class ULDConfig(MethodBase):
     lora_alpha: int = Field(16, ge=1)
     retain_weight: float = Field(1.0, ge=0, description="weight of KL(uniform || p) on the retain set")
     placement: Literal["one_actor", "two_actors"] = Field(
-        "one_actor", description="one actor hosting target and assistant (measured faster), or two actors in one "
-                                 "placement group (resources.uld_pair_strategy) stepping in lockstep (for pairs too "
-                                 "big for one device)")
+        "one_actor", description="one actor hosting target and assistant (one core or device), or two actors in "
+                                 "one placement group (resources.uld_pair_strategy) stepping in lockstep, their "
+                                 "forwards side by side: faster when each gets its own core or device, and for "
+                                 "pairs too big for one device")
 
 
 MethodConfig = Annotated[Union[GradAscentConfig, GradDiffConfig, NPOConfig, SimNPOConfig, ULDConfig],

@@ -11,7 +11,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from memorylab.actors import RemoteLM, create_model_actor
 from memorylab.cluster.placement import remove_group, strict_pack_group
-from memorylab.decoding.lockstep import LockstepULD
 from memorylab.decoding.uld import ULDLM
 from memorylab.models.backends.hf import HFLM
 from memorylab.models.protocol import GenerationParams
@@ -55,18 +54,29 @@ def uld_actor(ray_cluster, tiny_model_dir, assistant_dir):
 
 
 @pytest.fixture(scope="module")
-def lockstep(ray_cluster, tiny_model_dir, assistant_dir):
+def pair(ray_cluster, tiny_model_dir, assistant_dir):
+    """(target's actor, assistant's actor) in one STRICT_PACK group: the target's hosts LockstepULD."""
     pg = strict_pack_group([{"CPU": 0.5}, {"CPU": 0.5}], timeout_s=30)
     res = ActorResources(num_cpus=0.5)
-    target = create_model_actor("target", tiny_model_dir, ModelSpec(), res, placement_group=pg, bundle_index=0)
     assistant = create_model_actor("assistant", assistant_dir, ModelSpec(), res, placement_group=pg,
                                    bundle_index=1)
+    target = create_model_actor("target", tiny_model_dir, ModelSpec(), res, placement_group=pg, bundle_index=0,
+                                assistant_actor=assistant, uld_alpha=ALPHA, uld_r=R)
     try:
-        yield LockstepULD(target, assistant, alpha=ALPHA, r=R)
+        yield target, assistant
     finally:
         ray.kill(target)
         ray.kill(assistant)
         remove_group(pg)
+
+
+@pytest.fixture(scope="module")
+def lockstep(pair):
+    return RemoteLM(pair[0])
+
+
+def open_sessions(actor) -> int:
+    return ray.get(actor.__ray_call__.remote(lambda self: len(self._sessions)))
 
 
 def test_one_actor_hosts_uld(uld_actor, assistant_dir):
@@ -101,12 +111,16 @@ def test_one_actor_sequence_logits_are_the_combined_logits(uld_actor, local_uld)
     np.testing.assert_array_equal(RemoteLM(uld_actor).sequence_logits(ids.numpy(), mask.numpy()), expected)
 
 
-def test_lockstep_greedy_equals_in_process_uld(lockstep, local_uld):
+def test_lockstep_greedy_equals_in_process_uld(pair, lockstep, local_uld):
     with one_thread():
         expected = local_uld.generate(TEXTS, GREEDY)
     assert lockstep.generate(TEXTS, GREEDY) == expected
-    # generate() drops the caches it opened in both actors.
-    assert lockstep._open == []
+    # The steps went through the direct link (both actors are on this node), and generate() dropped the
+    # caches it opened in the assistant's actor.
+    target, assistant = pair
+    assert ray.get(target.__ray_call__.remote(lambda self: type(self.lm.link).__name__)) == "SocketLink"
+    assert open_sessions(assistant) == 0
+    assert ray.get(target.info.remote())["assistant_actor"] is True
 
 
 def test_lockstep_scores_like_in_process_uld(lockstep, local_uld):
@@ -136,3 +150,25 @@ def test_unlearning_runner_starts_either_uld_placement(ray_cluster, tiny_model_d
             ray.kill(actor)
         if pg is not None:
             remove_group(pg)
+
+
+def test_the_link_and_actor_calls_give_the_assistant_the_same_steps(pair, local_uld):
+    """An assistant on this node is reached over the socket; one on another node through actor calls
+    (RayLink): the same logits either way, and a step of a session the assistant does not hold is a sentence."""
+    from memorylab.decoding.assistant_link import LinkError, RayLink, SocketLink, connect
+
+    _, assistant = pair
+    link = connect(assistant)  # this driver shares the node with the actors
+    assert isinstance(link, SocketLink)
+    ids = np.array([[local_uld.start_id] + local_uld.encode(["Hello world."])[0]])
+    mask = np.ones_like(ids)
+    got = {}
+    for name, way in (("socket", link), ("calls", RayLink(assistant))):
+        way.send_step(f"check-{name}", ids, mask, None)
+        got[name] = way.receive().numpy().copy()
+        way.end(f"check-{name}")
+    np.testing.assert_array_equal(got["socket"], got["calls"])
+    link.send_step("never-opened", ids[:, -1:], mask, None)
+    with pytest.raises(LinkError, match="not open in this actor"):
+        link.receive()
+    link.close()

@@ -92,7 +92,7 @@ def test_the_uld_pair_is_placed_by_the_scenario(ray_cluster, monkeypatch, strate
     from memorylab.runners import unlearning
 
     monkeypatch.setattr(unlearning, "create_model_actor", lambda role, *args, bundle_index, **kw: (role, bundle_index))
-    monkeypatch.setattr(unlearning, "LockstepULD", lambda *actors, **kw: actors)
+    monkeypatch.setattr(unlearning, "RemoteLM", lambda actor: actor)
     resources = {"model": {"num_cpus": 0.25}, **({"uld_pair_strategy": strategy} if strategy else {})}
     scenario = UnlearningScenario.model_validate({"name": "u", "kind": "unlearning", "resources": resources,
                                                   "methods": [{"method": "uld", "placement": "two_actors"}]})

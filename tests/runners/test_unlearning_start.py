@@ -18,13 +18,13 @@ def test_a_failed_two_actor_start_frees_its_actors_and_group(monkeypatch):
     monkeypatch.setattr(unlearning, "remove_group", lambda group: freed.append(("group", group)))
     monkeypatch.setattr(unlearning.ray, "kill", lambda actor: freed.append(("actor", actor)))
 
-    def create(role, path, *args, **kwargs):
-        if role == "assistant":
-            raise RuntimeError("the assistant failed to load")
+    def create(role, path, *args, **kwargs):  # the assistant starts first: the target's actor links to it
+        if role == "target":
+            raise RuntimeError("the target failed to load")
         return f"{role} actor"
 
     monkeypatch.setattr(unlearning, "create_model_actor", create)
     model = {"path": "target", "assistant": "assistant", "placement": "two_actors", "alpha": 1.0, "r": 0.1}
     with pytest.raises(RuntimeError, match="failed to load"):
         unlearning._start_lm(load_scenario(UNLEARN), model)
-    assert freed == [("actor", "target actor"), ("group", "group")]
+    assert freed == [("actor", "assistant actor"), ("group", "group")]

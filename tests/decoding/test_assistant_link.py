@@ -1,0 +1,105 @@
+"""The direct link between a target's process and an assistant's (LinkServer / SocketLink), without Ray."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from memorylab.decoding.assistant_link import LinkError, LinkServer, SocketLink
+
+
+class FakeAssistant:
+    """Logits that depend on the session's history, so a lost or crossed step shows."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[int]] = {}
+        self.ended: list[str] = []
+
+    def step(self, session, ids, mask, positions) -> torch.Tensor:
+        if ids.shape[-1] > 1 and session in self.history:
+            raise ValueError(f"session {session!r} is already open")
+        if ids.shape[-1] == 1 and session not in self.history:
+            raise ValueError(f"decoding session {session!r} is not open in this actor")
+        seen = self.history.setdefault(session, [])
+        seen.extend(ids[:, -1].tolist())
+        rows = torch.arange(ids.shape[0], dtype=torch.float32).unsqueeze(-1)
+        return rows * 100 + torch.arange(5, dtype=torch.float32) + float(sum(seen)) + float(mask.sum())
+
+    def end(self, session: str) -> None:
+        self.ended.append(session)
+        self.history.pop(session, None)
+
+
+@pytest.fixture
+def linked():
+    fake = FakeAssistant()
+    server = LinkServer(fake.step, fake.end)
+    link = SocketLink(server.address, server.authkey)
+    yield fake, server, link
+    link.close()
+    server.close()
+
+
+def test_a_step_comes_back_as_the_assistant_computed_it(linked):
+    fake, _, link = linked
+    ids, mask = np.array([[3, 4], [5, 6]]), np.ones((2, 2), dtype=np.int64)
+    link.send_step("s", ids, mask, None)
+    expected = fake.step("t", ids, mask, None)  # what the same history gives
+    np.testing.assert_array_equal(link.receive().numpy(), expected.numpy())
+    link.send_step("s", np.array([[7], [8]]), np.ones((2, 3), dtype=np.int64), np.array([[2], [2]]))
+    got = link.receive()
+    assert got.shape == (2, 5) and float(got[0, 0]) == (4 + 6) + (7 + 8) + 6  # last ids so far + mask
+    link.end("s")
+    link.send_step("u", np.array([[1]]), np.ones((1, 2), dtype=np.int64), None)
+    with pytest.raises(LinkError, match="not open in this actor"):  # 'u' never began: a sentence, not a hang
+        link.receive()
+    assert fake.ended == ["s"]
+    link.send_step("v", np.array([[1, 2]]), np.ones((1, 2), dtype=np.int64), None)  # the link still works
+    assert link.receive().shape == (1, 5)
+
+
+def test_closing_the_server_before_a_target_connects_frees_its_thread_and_socket():
+    fake = FakeAssistant()
+    server = LinkServer(fake.step, fake.end)
+    assert server.serving and os.path.exists(server.address)
+    server.close()
+    assert not server.serving and not os.path.exists(os.path.dirname(server.address))
+
+
+def test_a_target_closing_its_end_stops_the_server(linked):
+    _, server, link = linked
+    link.send_step("s", np.array([[1, 2]]), np.ones((1, 2), dtype=np.int64), None)
+    link.receive()
+    link.close()
+    for _ in range(100):
+        if not server.serving:
+            break
+        time.sleep(0.02)
+    assert not server.serving and not os.path.exists(server.address)
+
+
+def test_a_dead_assistant_is_a_link_error(linked):
+    _, server, link = linked
+    link._conn.send(("close",))  # the server's side ends, as when the assistant's actor dies
+    time.sleep(0.1)
+    with pytest.raises(LinkError, match="closed the link"):
+        link.send_step("s", np.array([[1, 2]]), np.ones((1, 2), dtype=np.int64), None)
+        link.receive()
+
+
+def test_a_stranger_without_the_key_is_refused():
+    from multiprocessing import AuthenticationError
+    from multiprocessing.connection import Client
+
+    fake = FakeAssistant()
+    server = LinkServer(fake.step, fake.end)
+    try:
+        with pytest.raises((AuthenticationError, EOFError, OSError)):
+            Client(server.address, family="AF_UNIX", authkey=b"wrong").send(("step", "s", None, None, None))
+        assert fake.history == {}
+    finally:
+        server.close()
