@@ -190,36 +190,36 @@ def ray_placements(target_dir: str, assistant_dir: str, prompts: list[str], para
                    args) -> dict[str, tuple[float, list[str]]]:
     """Best time and texts of each model behind actors: the target alone in one actor of 1 CPU and of 2, ULD
     hosted in one actor (1 CPU), and ULD over two actors of 1 CPU each in one STRICT_PACK group, stepping in
-    lockstep (the target's actor drives, the assistant's steps beside it over the direct link)."""
-    spec = ModelSpec(device="cpu")
-    timed = {}
-    with ray_session(num_cpus=2):
-        for name, cpus, extra in (("target_actor", 1, {}), ("target_actor_2cpus", 2, {}),
-                                  ("one_actor", 1, {"assistant_source": assistant_dir, "uld_alpha": ALPHA,
-                                                    "uld_r": R})):
-            actor = create_model_actor("target", target_dir, spec, ActorResources(num_cpus=cpus),
-                                       batch_size=args.batch_size, **extra)
-            remote = RemoteLM(actor)
-            ray.get(actor.info.remote())  # loaded before the clock starts
-            timed[name] = best_time(lambda: remote.generate(prompts, params), args.reps)
-            ray.kill(actor)
+    lockstep (the target's actor drives, the assistant's steps beside it over the direct link).
 
+    All the actors are up at once and take turns (one generates at a time), as the in-process runs do, so a
+    change in the machine's speed meanwhile touches every figure alike: the Ray reserves their 6 CPUs on
+    this machine's cores, which only one of them uses at a time."""
+    spec = ModelSpec(device="cpu")
+    uld = {"uld_alpha": ALPHA, "uld_r": R}
+    with ray_session(num_cpus=6):
+        actors = {name: create_model_actor("target", target_dir, spec, ActorResources(num_cpus=cpus),
+                                           batch_size=args.batch_size, **extra)
+                  for name, cpus, extra in (("target_actor", 1, {}), ("target_actor_2cpus", 2, {}),
+                                            ("one_actor", 1, {"assistant_source": assistant_dir, **uld}))}
         pg = strict_pack_group([{"CPU": 1}, {"CPU": 1}], timeout_s=60)
-        one_cpu = ActorResources(num_cpus=1)
         try:
+            one_cpu = ActorResources(num_cpus=1)
             assistant = create_model_actor("assistant", assistant_dir, spec, one_cpu, batch_size=args.batch_size,
                                            placement_group=pg, bundle_index=1)
-            target = create_model_actor("target", target_dir, spec, one_cpu, batch_size=args.batch_size,
-                                        placement_group=pg, bundle_index=0, assistant_actor=assistant,
-                                        uld_alpha=ALPHA, uld_r=R)
-            lockstep = RemoteLM(target)
-            lockstep.generate(prompts[:1], GenerationParams(max_new_tokens=1))  # the link opens before the clock
-            timed["two_actors"] = best_time(lambda: lockstep.generate(prompts, params), args.reps)
-            ray.kill(target)
-            ray.kill(assistant)
+            actors["two_actors"] = create_model_actor("target", target_dir, spec, one_cpu, placement_group=pg,
+                                                      batch_size=args.batch_size, bundle_index=0,
+                                                      assistant_actor=assistant, **uld)
+            lms = {name: RemoteLM(actor) for name, actor in actors.items()}
+            for lm in lms.values():  # loaded, and the link open, before the clock starts
+                lm.generate(prompts[:1], GenerationParams(max_new_tokens=1))
+            timed = best_times({name: (lambda lm=lm: lm.generate(prompts, params)) for name, lm in lms.items()},
+                               args.reps)
+            for actor in [*actors.values(), assistant]:
+                ray.kill(actor)
         finally:
             remove_group(pg)
-    return timed
+    return {name: (wall, out) for name, (wall, _, out) in timed.items()}
 
 
 def main() -> None:

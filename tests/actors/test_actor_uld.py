@@ -167,7 +167,8 @@ def test_the_link_and_actor_calls_give_the_assistant_the_same_steps(pair, local_
         way.send_step(f"check-{name}", ids, mask, None)
         got[name] = way.receive().numpy().copy()
         way.end(f"check-{name}")
-    np.testing.assert_array_equal(got["socket"], got["calls"])
+    # (The link steps on LeanLlama, actor calls through transformers: the same logits up to float rounding.)
+    np.testing.assert_allclose(got["socket"], got["calls"], rtol=1e-5, atol=1e-5)
     link.send_step("never-opened", ids[:, -1:], mask, None)
     with pytest.raises(LinkError, match="not open in this actor"):
         link.receive()

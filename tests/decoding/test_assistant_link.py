@@ -18,8 +18,10 @@ class FakeAssistant:
     def __init__(self) -> None:
         self.history: dict[str, list[int]] = {}
         self.ended: list[str] = []
+        self.calls: list[tuple] = []  # (mask, positions) as each step received them
 
     def step(self, session, ids, mask, positions) -> torch.Tensor:
+        self.calls.append((mask, positions))
         if ids.shape[-1] > 1 and session in self.history:
             raise ValueError(f"session {session!r} is already open")
         if ids.shape[-1] == 1 and session not in self.history:
@@ -27,7 +29,7 @@ class FakeAssistant:
         seen = self.history.setdefault(session, [])
         seen.extend(ids[:, -1].tolist())
         rows = torch.arange(ids.shape[0], dtype=torch.float32).unsqueeze(-1)
-        return rows * 100 + torch.arange(5, dtype=torch.float32) + float(sum(seen)) + float(mask.sum())
+        return rows * 100 + torch.arange(5, dtype=torch.float32) + float(sum(seen)) + float(0 if mask is None else mask.sum())
 
     def end(self, session: str) -> None:
         self.ended.append(session)
@@ -62,6 +64,19 @@ def test_a_step_comes_back_as_the_assistant_computed_it(linked):
     assert link.receive().shape == (1, 5)
 
 
+def test_no_mask_and_positions_travel_as_given_and_more_rows_grow_the_logits_file(linked):
+    fake, _, link = linked
+    link.send_step("w", np.array([[1, 2, 3]]), None, np.array([[5, 6, 7]]))
+    assert link.receive().shape == (1, 5)
+    mask, positions = fake.calls[-1]
+    assert mask is None and positions.tolist() == [[5, 6, 7]] and positions.dtype == np.int64
+    wide = np.arange(40, dtype=np.int64).reshape(8, 5)
+    link.send_step("x", wide, np.ones((8, 5), dtype=np.int64), None)
+    got = link.receive()  # 8 rows: more than the first file held
+    assert got.shape == (8, 5) and float(got[7, 0]) == 700 + sum(wide[:, -1]) + 40
+    assert fake.calls[-1][0].dtype == np.int64 and fake.calls[-1][1] is None
+
+
 def test_closing_the_server_before_a_target_connects_frees_its_thread_and_socket():
     fake = FakeAssistant()
     server = LinkServer(fake.step, fake.end)
@@ -84,7 +99,7 @@ def test_a_target_closing_its_end_stops_the_server(linked):
 
 def test_a_dead_assistant_is_a_link_error(linked):
     _, server, link = linked
-    link._conn.send(("close",))  # the server's side ends, as when the assistant's actor dies
+    link._conn.send_bytes(b"C")  # the server's side ends, as when the assistant's actor dies
     time.sleep(0.1)
     with pytest.raises(LinkError, match="closed the link"):
         link.send_step("s", np.array([[1, 2]]), np.ones((1, 2), dtype=np.int64), None)
@@ -99,7 +114,7 @@ def test_a_stranger_without_the_key_is_refused():
     server = LinkServer(fake.step, fake.end)
     try:
         with pytest.raises((AuthenticationError, EOFError, OSError)):
-            Client(server.address, family="AF_UNIX", authkey=b"wrong").send(("step", "s", None, None, None))
+            Client(server.address, family="AF_UNIX", authkey=b"wrong").send_bytes(b"S")
         assert fake.history == {}
     finally:
         server.close()
