@@ -203,10 +203,10 @@ def ray_placements(target_dir: str, assistant_dir: str, prompts: list[str], para
                   for name, cpus, extra in (("target_actor", 1, {}), ("target_actor_2cpus", 2, {}),
                                             ("one_actor", 1, {"assistant_source": assistant_dir, **uld}))}
         pg = strict_pack_group([{"CPU": 1}, {"CPU": 1}], timeout_s=60)
+        one_cpu = ActorResources(num_cpus=1)
+        assistant = create_model_actor("assistant", assistant_dir, spec, one_cpu, batch_size=args.batch_size,
+                                       placement_group=pg, bundle_index=1)
         try:
-            one_cpu = ActorResources(num_cpus=1)
-            assistant = create_model_actor("assistant", assistant_dir, spec, one_cpu, batch_size=args.batch_size,
-                                           placement_group=pg, bundle_index=1)
             actors["two_actors"] = create_model_actor("target", target_dir, spec, one_cpu, placement_group=pg,
                                                       batch_size=args.batch_size, bundle_index=0,
                                                       assistant_actor=assistant, **uld)
@@ -215,9 +215,9 @@ def ray_placements(target_dir: str, assistant_dir: str, prompts: list[str], para
                 lm.generate(prompts[:1], GenerationParams(max_new_tokens=1))
             timed = best_times({name: (lambda lm=lm: lm.generate(prompts, params)) for name, lm in lms.items()},
                                args.reps)
+        finally:
             for actor in [*actors.values(), assistant]:
                 ray.kill(actor)
-        finally:
             remove_group(pg)
     return {name: (wall, out) for name, (wall, _, out) in timed.items()}
 

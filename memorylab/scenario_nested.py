@@ -9,6 +9,8 @@ from typing import Any, Optional
 
 from pydantic import BaseModel
 
+from memorylab.schema.common import IN_JOINED_RAY
+
 # Files whose loading is under way: a named file loads the files it names in turn, and a loop would never end.
 _LOADING: set[Path] = set()
 
@@ -16,7 +18,8 @@ _LOADING: set[Path] = set()
 def load_nested(value: Any, key: str, label: str, lines: dict, set_paths: set, out: Any,
                 base: Path) -> Optional[tuple[BaseModel, dict]]:
     """The scenario at `key` (a path relative to `base`, or the mapping inline): its model and raw mapping, or
-    None after adding its problems to `out`. `label` opens a problem of a named file ("the agent scenario")."""
+    None after adding its problems to `out`. `label` opens a problem of a named file ("the agent scenario").
+    A nested scenario runs inside its parent's Ray, so its own `ray:` is not checked against its resources."""
     from memorylab import scenario_loader as loader
 
     here = (key,)
@@ -30,7 +33,7 @@ def load_nested(value: Any, key: str, label: str, lines: dict, set_paths: set, o
             return None
         _LOADING.add(resolved)
         try:
-            return loader.load_scenario_and_dict(path)
+            return loader.load_scenario_and_dict(path, joins_ray=True)
         except loader.ScenarioError as e:
             for problem in e.problems:
                 out.add(loader._line_of(here, lines, set_paths), key, f"{label}: {problem}")
@@ -41,7 +44,7 @@ def load_nested(value: Any, key: str, label: str, lines: dict, set_paths: set, o
     inner_lines = {loc[1:]: line for loc, line in lines.items() if loc[:1] == here}
     inner_lines.setdefault((), lines.get(here, lines[()]))
     inner_set = {loc[1:] for loc in set_paths if loc[:1] == here and len(loc) > 1}
-    model = loader._validate(value, inner_lines, inner_set, inner, base)
+    model = loader._validate(value, inner_lines, inner_set, inner, base, IN_JOINED_RAY)
     for line, field, message in inner.found:
         out.add(line, f"{key}.{field}" if field != "file" else key, message)
     if model is None or inner.found:

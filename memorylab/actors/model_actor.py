@@ -57,6 +57,7 @@ class ModelActor:
         self.role, self.source, self.assistant_source = role, source, assistant_source
         self.speculative = speculative
         self._links: dict[str, Any] = {}  # address -> LinkServer of a target's actor stepping beside this one
+        self._lean: Any = None  # the LeanLlama step of those links (False: not usable here)
         if assistant_actor is not None:
             # ULD over two actors: this one hosts the target and drives the decoding; the assistant's actor
             # steps beside it through a direct link (see memorylab.decoding.lockstep).
@@ -189,7 +190,10 @@ class ModelActor:
         return logits
 
     def end_session(self, session: str) -> None:
-        self._sessions.pop(session, None)
+        past = self._sessions.pop(session, None)
+        end_past = getattr(self.lm, "end_past", None)  # a lockstep target: its assistant holds a cache too
+        if past is not None and end_past is not None:
+            end_past(past)
 
     def open_link(self) -> dict[str, Any]:
         """Serve `step` and `end_session` to a target's actor over a direct link (memorylab.decoding.
@@ -199,21 +203,25 @@ class ModelActor:
         from memorylab.decoding.assistant_link import LinkServer
 
         self._links = {address: link for address, link in self._links.items() if link.serving}
-        step = self._lean_step()
-        link = LinkServer(lambda session, *args: self._step(session, *args, step=step), self.end_session)
+        link = LinkServer(lambda session, *args: self._step(session, *args, step=self._lean_step()), self.end_session)
         self._links[link.address] = link
         return {"address": link.address, "authkey": link.authkey, "node_id": ray.get_runtime_context().get_node_id()}
 
     def _lean_step(self) -> Any:
-        """LeanLlama's step over this actor's model when it runs it (on CPU a third of the time of the
-        transformers forward of a small model: a link's assistant then leaves its core free sooner), else None."""
-        from memorylab.decoding.lean_llama import LeanLlama, unsupported_reason
+        """LeanLlama's step over this actor's model when it runs it on CPU (a third of the time of the
+        transformers forward of a small model: a link's assistant then leaves its core free sooner), else None.
+        Built at the first step over a link and kept: it holds a copy of the layers' weights (which on an
+        accelerator would take device memory for little gain, hence CPU only)."""
+        if self._lean is None:
+            from memorylab.decoding.lean_llama import LeanLlama, unsupported_reason
 
-        model = getattr(self.lm, "model", None)
-        if model is None or unsupported_reason(model) is not None:
-            return None
-        lean = LeanLlama(model)
-        return lambda ids, mask, past, positions: lean.step(ids, mask, positions, past)  # next_token_logits' order
+            model = getattr(self.lm, "model", None)
+            usable = (model is not None and unsupported_reason(model) is None
+                      and next(model.parameters()).device.type == "cpu")
+            lean = LeanLlama(model) if usable else None
+            # (next_token_logits' argument order)
+            self._lean = (lambda ids, mask, past, positions: lean.step(ids, mask, positions, past)) if lean else False
+        return self._lean or None
 
     def close_link(self, address: str) -> None:
         """Stop offering the link at `address` (a target's actor on another node steps through calls instead)."""

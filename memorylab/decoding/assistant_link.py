@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import socket
 import struct
 import tempfile
@@ -33,39 +32,67 @@ StepFn = Callable[[str, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]],
 
 
 class LinkServer:
-    """Serves `step` and `end` to one target process over a Unix socket in a private temporary folder.
+    """Serves `step` and `end` to one target process over a Unix socket (in /dev/shm where there is one).
 
-    Requests are pickled tuples (small: a step's ids). A step's float32 logits go into a file both processes
-    map (`_Logits`; in /dev/shm where there is one, so in memory), and the answer is their shape and the
-    file's name, or an error message: 256 KB of logits a step through the socket itself cost more than the
-    assistant's whole forward, in copies and in wake-ups of the two processes. The folder is readable by this
-    user only, and the connection needs `authkey`."""
+    Requests are raw bytes (a step's ids). A step's float32 logits go into a file both processes map
+    (`_Logits`), and the answer is their shape (and the file's name when it is new), or an error message:
+    256 KB of logits a step through the socket itself cost more than the assistant's whole forward, in copies
+    and wake-ups of the two processes. The connection needs `authkey`.
+
+    Nothing stays on disk once the target is connected, since `ray.kill` runs no cleanup: the socket's name
+    goes when the connection is accepted, and a logits file's once the target has mapped it (which its next
+    request says)."""
 
     def __init__(self, step: StepFn, end: Callable[[str], None]) -> None:
         self._step, self._end = step, end
-        self._folder = tempfile.mkdtemp(prefix="memorylab-link-", dir=SHM if os.path.isdir(SHM) else None)
-        self.address = os.path.join(self._folder, "socket")
-        self._logits: Optional[_Logits] = None
+        self._base = os.path.join(SHM if os.path.isdir(SHM) else tempfile.gettempdir(),
+                                  f"memorylab-link-{secrets.token_hex(8)}")
+        self.address = self._base + ".sock"
         self.authkey = secrets.token_bytes(32)
-        self._listener = Listener(self.address, family="AF_UNIX", authkey=self.authkey)
-        self._accepted = threading.Event()
+        self._listener: Optional[Listener] = Listener(self.address, family="AF_UNIX", authkey=self.authkey)
+        self._logits: Optional[_Logits] = None
+        self._unmapped: Optional[str] = None  # the name of a logits file the target has not mapped yet
+        self._lock = threading.Lock()
+        self._closed = False
         self._thread = threading.Thread(target=self._serve, name="assistant-link", daemon=True)
         self._thread.start()
 
+    @property
+    def serving(self) -> bool:
+        return self._thread.is_alive()
+
     def _serve(self) -> None:
         try:
-            with self._listener.accept() as conn:
-                self._accepted.set()
+            conn = self._accept()
+            if conn is None:
+                return
+            with conn:
                 self._answer(conn)
-        except (OSError, EOFError, AuthenticationError):  # closed before or while serving, or a stranger
+        except (OSError, EOFError):  # the target closed its end or died: nothing is left to answer
             pass
         finally:
-            self._accepted.set()
+            self._forget_unmapped()
             self.close()
+
+    def _accept(self) -> Optional[Connection]:
+        while True:
+            listener = self._listener
+            if listener is None:
+                return None
+            try:
+                conn = listener.accept()
+            except AuthenticationError:  # a stranger without the key: keep waiting for the target
+                continue
+            self._close_listener()  # its name goes now: no one else connects, and nothing is left behind
+            if self._closed:  # the connection that close() made to wake this thread
+                conn.close()
+                return None
+            return conn
 
     def _answer(self, conn: Connection) -> None:
         while True:
             request = conn.recv_bytes()
+            self._forget_unmapped()  # the target maps a new file before it sends anything more
             op = request[:1]
             if op == CLOSE:
                 return
@@ -74,39 +101,54 @@ class LinkServer:
                 continue
             try:
                 logits = self._step(*_unpack_step(request)).float().cpu().contiguous()
+                new_file = self._fit(logits.numel())
+                self._logits.write(logits)
             except Exception as e:  # the target's actor raises it, in a sentence, instead of waiting forever
                 conn.send_bytes(ERROR + f"{type(e).__name__}: {e}".encode())
                 continue
-            grown = self._logits is None or self._logits.capacity < logits.numel()
-            if grown:
-                # Grown, never shrunk: a new file, which the target maps anew (an unlinked file stays mapped).
-                if self._logits is not None:
-                    os.unlink(self._logits.path)
-                self._logits = _Logits(os.path.join(self._folder, f"logits-{logits.numel()}"), logits.numel(),
-                                       create=True)
-            self._logits.write(logits)
             rows, vocab = logits.shape
-            conn.send_bytes(LOGITS + _ANSWER.pack(rows, vocab, self._logits.capacity)
-                            + (self._logits.path.encode() if grown else b""))
+            conn.send_bytes(LOGITS + _ANSWER.pack(rows, vocab, self._logits.capacity) + new_file.encode())
 
-    @property
-    def serving(self) -> bool:
-        return self._thread.is_alive()
+    def _fit(self, size: int) -> str:
+        """Make the logits file hold `size` floats; the new file's name when one was made, else ''."""
+        if self._logits is not None and self._logits.capacity >= size:
+            return ""
+        # Grown, never shrunk: a new file, which the target maps anew (the old one stays mapped until then).
+        self._logits = _Logits(f"{self._base}-{size}", size, create=True)
+        self._unmapped = self._logits.path
+        return self._logits.path
+
+    def _forget_unmapped(self) -> None:
+        path, self._unmapped = self._unmapped, None
+        if path is not None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def _close_listener(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            try:
+                listener.close()  # (removes the socket's name)
+            except FileNotFoundError:
+                pass
 
     def close(self) -> None:
-        """Stop offering the link. A connection already made is served until its target closes it."""
-        if threading.current_thread() is not self._thread and not self._accepted.is_set():
-            # Closing a listening socket does not wake a thread blocked in accept() on Linux: connecting does
-            # (the connection then ends at once, and the thread with it).
+        """Stop offering the link (idempotent). A connection already made is served until its target closes it."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if threading.current_thread() is not self._thread and self._listener is not None:
+            # Closing a listening socket does not wake a thread blocked in accept() on Linux: connecting does.
             try:
                 Client(self.address, family="AF_UNIX", authkey=self.authkey).close()
-            except (OSError, EOFError):
+            except (OSError, EOFError, AuthenticationError):
                 pass
             self._thread.join(timeout=5)
-        try:
-            self._listener.close()
-        finally:
-            shutil.rmtree(self._folder, ignore_errors=True)
+        self._close_listener()
 
 
 SHM = "/dev/shm"
@@ -154,9 +196,15 @@ class _Logits:
 
     def __init__(self, path: str, capacity: int, *, create: bool = False) -> None:
         if create:
-            with open(path, "wb") as f:
-                f.truncate(4 * capacity)
-            os.chmod(path, 0o600)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                # Reserved, not sparse: a full /dev/shm is then an OSError here, not a SIGBUS at the first write.
+                if hasattr(os, "posix_fallocate"):
+                    os.posix_fallocate(fd, 0, 4 * capacity)
+                else:  # (macOS)
+                    os.ftruncate(fd, 4 * capacity)
+            finally:
+                os.close(fd)
         self.path, self.capacity = path, capacity
         self._map = np.memmap(path, dtype=np.float32, mode="r+", shape=(capacity,))
         self._tensor = torch.from_numpy(np.asarray(self._map))  # one view of it all; slices of it are cheap
@@ -180,7 +228,10 @@ class SocketLink:
     """The target's end of a `LinkServer` connection: `send_step`, then `receive` (the logits, (B, V))."""
 
     def __init__(self, address: str, authkey: bytes) -> None:
-        self._conn = Client(address, family="AF_UNIX", authkey=authkey)
+        try:
+            self._conn = Client(address, family="AF_UNIX", authkey=authkey)
+        except (OSError, EOFError, AuthenticationError) as e:
+            raise LinkError(f"cannot link to the assistant's actor at {address}: {type(e).__name__}: {e}") from e
         self._logits: Optional[_Logits] = None
 
     def send_step(self, session: str, ids: np.ndarray, mask: Optional[np.ndarray],

@@ -81,11 +81,20 @@ class LockstepULD(LogitsLM):
                 generator: Any = None) -> list[list[int]]:
         # The decoding loop never says when a batch is done, so the caches a batch opened in the assistant are
         # dropped after it: kept to the end of generate(), every batch's cache stayed there at once.
+        first = len(self._open)
         try:
             return super()._decode(rows, params, stops, generator)
-        finally:
-            opened, self._open = self._open, []
+        finally:  # only this batch's: a caller stepping on its own (ModelActor.step) ends its sessions itself
+            opened, self._open[first:] = self._open[first:], []
             for session in opened if self._link is not None else ():  # (no link: nothing was opened there)
+                self._link.end(session)
+
+    def end_past(self, past: Any) -> None:
+        """Drop the assistant's cache of a decoding session (`past` as next_token_logits returned it)."""
+        session = past[1]
+        if session in self._open:
+            self._open.remove(session)
+            if self._link is not None:
                 self._link.end(session)
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from memorylab.errors import MemorylabError
 from memorylab.report import versions, write_json
 from memorylab.runners.agent_probes import adaptive_figures, feed, latency_figures, probe_all, summarize
 from memorylab.runners.memory_agent_report import render
+from memorylab.schema.common import IN_JOINED_RAY
 from memorylab.schema.memory_agent import MemoryAgentScenario
 from memorylab.schema.memory_agent_eval import MemoryAgentEvalScenario
 from memorylab.serve.auth import ENV_VAR
@@ -32,13 +33,13 @@ CLIENT_KEY_VAR = "MEMORYLAB_API_KEY"  # the key the runner uses against a server
 
 def agent_scenario(scenario: MemoryAgentEvalScenario, scenario_path: Optional[Path]) -> MemoryAgentScenario:
     if isinstance(scenario.agent, dict):
-        return MemoryAgentScenario.model_validate(scenario.agent)
+        return MemoryAgentScenario.model_validate(scenario.agent, context=IN_JOINED_RAY)
     from memorylab.scenario_loader import load_scenario
 
     path = Path(scenario.agent)
     if not path.is_absolute() and scenario_path is not None:
         path = Path(scenario_path).parent / path
-    loaded = load_scenario(path)
+    loaded = load_scenario(path, joins_ray=True)
     if loaded.kind != "memory_agent":
         raise MemorylabError(f"agent: {path} is a '{loaded.kind}' scenario; expected kind memory_agent")
     return loaded

@@ -187,6 +187,8 @@ class RayConfig(Strict):
 # Validation context key (model_validate(..., context={JOINS_RAY: True})): the run joins a Ray cluster whatever
 # ray.address says (`--address` on the command line, or $RAY_ADDRESS), so no local Ray is started.
 JOINS_RAY = "joins_ray"
+IN_JOINED_RAY = {JOINS_RAY: True}  # the context of a scenario run inside another's Ray: a sweep's trials, an
+# agent evaluation's agent, a served agent (its `ray:` section starts nothing)
 
 
 def fits_in_local_ray(resources: BaseModel, ray: RayConfig, where: str, info: ValidationInfo) -> None:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from memorylab.cluster.resources import actor_options, device_for, torch_threads
 from memorylab.errors import MemorylabError
+from memorylab.schema.common import IN_JOINED_RAY
 from memorylab.schema.memory_agent import MemoryAgentScenario
 from memorylab.serve.auth import resolve_keys
 
@@ -39,14 +40,14 @@ def load_agent_scenario(source: Union[str, dict, MemoryAgentScenario], overrides
         from pydantic import ValidationError
 
         try:
-            scenario = MemoryAgentScenario.model_validate(source)
+            scenario = MemoryAgentScenario.model_validate(source, context=IN_JOINED_RAY)  # in a running Ray
         except ValidationError as e:
             first = e.errors()[0]
             raise MemorylabError(f"scenario: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     else:
         from memorylab.scenario_loader import load_scenario
 
-        scenario = load_scenario(source, overrides)
+        scenario = load_scenario(source, overrides, joins_ray=True)
     if scenario.kind != "memory_agent":
         raise MemorylabError(f"scenario {source}: kind is '{scenario.kind}', serving needs 'memory_agent'")
     return scenario

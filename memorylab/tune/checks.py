@@ -16,6 +16,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ValidationError
 
 from memorylab.scenario import KINDS
+from memorylab.schema.common import IN_JOINED_RAY
 from memorylab.scenario_nested import load_nested
 from memorylab.tune.fields import SWEEPABLE, report_fields, reports_progress
 from memorylab.tune.objectives import Expression, ExpressionError, dotted
@@ -121,7 +122,7 @@ def _probe(kind: str, raw: dict, values: dict[str, Any]) -> Any:
     shown = (f"value {next(iter(values.values()))!r}" if len(values) == 1 else
              "values " + ", ".join(f"{path}={value!r}" for path, value in values.items()))
     try:
-        return KINDS[kind].model_validate(with_values(raw, values))
+        return KINDS[kind].model_validate(with_values(raw, values), context=IN_JOINED_RAY)
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
         where = ".".join(_strip_union_tags(tuple(str(p) for p in err["loc"]), raw))
@@ -158,7 +159,7 @@ def wrapped_scenario(sweep: Any, sweep_path: Path) -> tuple[BaseModel, dict, Pat
     if isinstance(sweep.scenario, str):
         path = Path(sweep.scenario).expanduser()
         path = path if path.is_absolute() else sweep_path.absolute().parent / path
-        model, raw = load_scenario_and_dict(path)
+        model, raw = load_scenario_and_dict(path, joins_ray=True)
         return model, raw, path
     raw = copy.deepcopy(sweep.scenario)
-    return KINDS[raw["kind"]].model_validate(raw), raw, sweep_path
+    return KINDS[raw["kind"]].model_validate(raw, context=IN_JOINED_RAY), raw, sweep_path

@@ -45,6 +45,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
 
     from memorylab.runners import run_scenario
     from memorylab.scenario import KINDS
+    from memorylab.schema.common import IN_JOINED_RAY
     from memorylab.tune.paths import with_values
 
     trial_dir = Path(tune.get_context().get_trial_dir())
@@ -55,7 +56,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
         tune.report(json.loads(finished.read_text()))
         return
     raw = with_values(spec.raw, {**spec.fixed, **config})
-    scenario = KINDS[spec.kind].model_validate(raw)
+    scenario = KINDS[spec.kind].model_validate(raw, context=IN_JOINED_RAY)  # it runs in the sweep's Ray
     objectives = {name: Expression(text) for name, text in spec.objectives}
     out_dir = trial_dir / RUN_FOLDER
     began = time.perf_counter()

@@ -173,3 +173,18 @@ def test_the_link_and_actor_calls_give_the_assistant_the_same_steps(pair, local_
     with pytest.raises(LinkError, match="not open in this actor"):
         link.receive()
     link.close()
+
+
+def test_a_lockstep_target_stepped_by_a_caller_ends_the_assistants_cache_with_its_own(pair, local_uld):
+    target, assistant = pair
+    ids = np.array([[local_uld.start_id] + local_uld.encode(["Hello world."])[0]])
+    mask = np.ones_like(ids)
+    logits = ray.get(target.step.remote("caller", ids, mask, None))
+    with one_thread(), torch.inference_mode():
+        expected, _ = local_uld.next_token_logits(torch.from_numpy(ids), torch.from_numpy(mask))
+    np.testing.assert_allclose(logits, expected.numpy(), rtol=1e-5, atol=1e-5)
+    assert open_sessions(assistant) == 1
+    RemoteLM(target).generate(TEXTS[:1], GREEDY)  # a generate meanwhile ends only its own sessions
+    assert open_sessions(assistant) == 1
+    ray.get(target.end_session.remote("caller"))
+    assert open_sessions(assistant) == 0

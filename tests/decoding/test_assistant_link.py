@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import time
 
@@ -82,7 +83,27 @@ def test_closing_the_server_before_a_target_connects_frees_its_thread_and_socket
     server = LinkServer(fake.step, fake.end)
     assert server.serving and os.path.exists(server.address)
     server.close()
-    assert not server.serving and not os.path.exists(os.path.dirname(server.address))
+    server.close()  # again: nothing to do (it raced the serving thread's own close before)
+    assert not server.serving and not os.path.exists(server.address)
+
+
+def test_nothing_stays_on_disk_once_the_target_is_connected_and_has_mapped_the_logits(linked):
+    # ray.kill runs no cleanup: names left in /dev/shm would hold memory until the machine restarts.
+    _, server, link = linked
+    left = lambda: glob.glob(server.address.rsplit(".", 1)[0] + "*")  # noqa: E731
+    link.send_step("s", np.array([[1, 2]]), np.ones((1, 2), dtype=np.int64), None)
+    link.receive()
+    assert len(left()) == 1  # the logits file, until the target says it has mapped it
+    link.send_step("t", np.arange(12).reshape(4, 3), np.ones((4, 3), dtype=np.int64), None)  # 4 rows: grows
+    assert link.receive().shape == (4, 5)
+    link.end("t")
+    for _ in range(100):
+        if not left():
+            break
+        time.sleep(0.01)
+    assert left() == []
+    link.send_step("s", np.array([[3]]), np.ones((1, 3), dtype=np.int64), None)  # still linked, still right
+    assert link.receive().shape == (1, 5)
 
 
 def test_a_target_closing_its_end_stops_the_server(linked):
@@ -106,7 +127,7 @@ def test_a_dead_assistant_is_a_link_error(linked):
         link.receive()
 
 
-def test_a_stranger_without_the_key_is_refused():
+def test_a_stranger_without_the_key_is_refused_and_the_target_still_connects():
     from multiprocessing import AuthenticationError
     from multiprocessing.connection import Client
 
@@ -116,5 +137,14 @@ def test_a_stranger_without_the_key_is_refused():
         with pytest.raises((AuthenticationError, EOFError, OSError)):
             Client(server.address, family="AF_UNIX", authkey=b"wrong").send_bytes(b"S")
         assert fake.history == {}
+        link = SocketLink(server.address, server.authkey)
+        link.send_step("s", np.array([[1, 2]]), np.ones((1, 2), dtype=np.int64), None)
+        assert link.receive().shape == (1, 5)
+        link.close()
     finally:
         server.close()
+
+
+def test_an_address_with_nothing_behind_it_is_a_link_error(tmp_path):
+    with pytest.raises(LinkError, match="cannot link to the assistant's actor"):
+        SocketLink(str(tmp_path / "nothing.sock"), b"key")

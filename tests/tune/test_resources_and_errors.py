@@ -60,6 +60,20 @@ def test_a_sweep_whose_trials_cannot_fit_is_refused(tmp_path):
     load_scenario(path, ["scenario.resources.trainer.num_cpus=2", "trial_resources.num_cpus=2"])
 
 
+def test_a_wrapped_scenario_s_own_ray_section_is_not_checked(tmp_path):
+    # Its trials run in the sweep's Ray: the wrapped file's ray.num_cpus starts nothing, so a wrapped scenario
+    # written to run alone on one CPU still sweeps with two-CPU trials.
+    inner = {**WRAPPED, "ray": {"num_cpus": 1}, "resources": {"trainer": {"num_cpus": 2}}}
+    (tmp_path / "inner.yaml").write_text(yaml.safe_dump(inner))
+    for scenario in (inner, "inner.yaml"):
+        path = write_sweep(tmp_path, scenario=scenario, trial_resources={"num_cpus": 2})
+        assert load_scenario(path).trial_resources.num_cpus == 2
+    from memorylab.tune.checks import wrapped_scenario
+
+    model, _, _ = wrapped_scenario(load_scenario(path), path)
+    assert model.resources.trainer.num_cpus == 2
+
+
 def test_error_line_is_the_last_meaningful_line_without_colours():
     from memorylab.tune.errors import error_line, last_line
 
