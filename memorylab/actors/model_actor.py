@@ -23,22 +23,12 @@ import time
 import numpy as np
 import ray
 
+from memorylab.arrays import tensor_from
 from memorylab.cluster.resources import actor_options, device_for, torch_threads
 from memorylab.models.protocol import GenerationParams, SpeculativeParams
 from memorylab.scenario import ActorResources, ModelSpec
 
 ROLES = ("target", "assistant", "drafter", "generator")  # generator: the model a served agent answers with
-
-
-def _tensor(a: Any) -> Any:
-    """A torch tensor of an array that Ray may have handed over read-only (zero-copy from the object store):
-    copied then, since torch warns about (and must not write into) read-only memory."""
-    import torch
-
-    if a is None:
-        return None
-    a = np.asarray(a)
-    return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
 class ModelActor:
@@ -160,7 +150,7 @@ class ModelActor:
         import torch
 
         with torch.inference_mode():
-            logits = self.lm.sequence_logits(_tensor(input_ids), _tensor(attention_mask))
+            logits = self.lm.sequence_logits(tensor_from(input_ids), tensor_from(attention_mask))
         return logits.float().cpu().numpy()
 
     def step(self, session: str, input_ids: np.ndarray, attention_mask: Optional[np.ndarray] = None,
@@ -185,7 +175,7 @@ class ModelActor:
         # inference_mode: no autograd graph is kept alive in the cache, and .numpy() works on the logits.
         with torch.inference_mode():
             logits, past = (step or self.lm.next_token_logits)(
-                _tensor(input_ids), _tensor(attention_mask), past, _tensor(position_ids))
+                tensor_from(input_ids), tensor_from(attention_mask), past, tensor_from(position_ids))
         self._sessions[session] = past
         return logits
 

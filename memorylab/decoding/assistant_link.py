@@ -4,8 +4,8 @@ Each decoding step needs the assistant's next-token logits beside the target's. 
 actor calls and two logit arrays through the object store: ~3x slower than the target alone on two cores.
 When the two actors share a node (their placement group is STRICT_PACK), the target's actor instead sends
 the step's ids to the assistant's actor over a Unix socket, runs its own forward while the assistant runs
-its own, and reads the assistant's logits back from the socket: one process per core, no driver in the
-loop, and the assistant's step hidden behind the target's.
+its own, and then reads the assistant's logits from a file both processes map: one process per core, no
+driver in the loop, and the assistant's step hidden behind the target's.
 
 `LinkServer` runs in the assistant's actor (a thread that answers one connection); `connect` gives the target's
 actor a `SocketLink` to it when both are on the same node, else a `RayLink` that makes the same exchange
@@ -27,8 +27,19 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from memorylab.arrays import tensor_from
+
 # step(session, input_ids, attention_mask, position_ids) -> next-token logits (B, V); end(session)
 StepFn = Callable[[str, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]], torch.Tensor]
+
+
+SHM = "/dev/shm"
+
+# Messages are raw bytes behind a one-byte kind, not pickles: on the target's side every microsecond of a step
+# counts, and pickling three small arrays took ~0.1 ms there (its caches cold after the forward).
+STEP, END, CLOSE, LOGITS, ERROR = b"S", b"E", b"C", b"L", b"X"
+_STEP = struct.Struct("<IIII?")  # session bytes, rows, new tokens, mask columns (0: no mask), positions given
+_ANSWER = struct.Struct("<IIQ")  # rows, vocabulary, capacity of the logits file; then its path when it is new
 
 
 class LinkServer:
@@ -149,15 +160,6 @@ class LinkServer:
                 pass
             self._thread.join(timeout=5)
         self._close_listener()
-
-
-SHM = "/dev/shm"
-
-# Messages are raw bytes behind a one-byte kind, not pickles: on the target's side every microsecond of a step
-# counts, and pickling three small arrays took ~0.1 ms there (its caches cold after the forward).
-STEP, END, CLOSE, LOGITS, ERROR = b"S", b"E", b"C", b"L", b"X"
-_STEP = struct.Struct("<IIII?")  # session bytes, rows, new tokens, mask columns (0: no mask), positions given
-_ANSWER = struct.Struct("<IIQ")  # rows, vocabulary, capacity of the logits file; then its path when it is new
 
 
 def _pack_step(session: str, ids: np.ndarray, mask: Optional[np.ndarray], positions: Optional[np.ndarray]) -> bytes:
@@ -284,7 +286,7 @@ class RayLink:
         import ray
 
         logits, self._pending = ray.get(self._pending), None
-        return torch.from_numpy(logits if logits.flags.writeable else logits.copy())
+        return tensor_from(logits)
 
     def end(self, session: str) -> None:
         self._assistant.end_session.remote(session)

@@ -16,18 +16,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import numpy as np
 import ray
 import torch
 
+from memorylab.arrays import array_from, tensor_from
 from memorylab.decoding.assistant_link import connect
 from memorylab.decoding.uld import _check, uld_logits
 from memorylab.models.logits_lm import LogitsLM
 from memorylab.models.protocol import GenerationParams
-
-
-def _np(t: Any) -> Any:
-    return None if t is None else np.ascontiguousarray(t.cpu().numpy() if isinstance(t, torch.Tensor) else t)
 
 
 class LockstepULD(LogitsLM):
@@ -56,10 +52,10 @@ class LockstepULD(LogitsLM):
         return self._link
 
     def sequence_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        pending = self.assistant.sequence_logits.remote(_np(input_ids), _np(attention_mask))
+        pending = self.assistant.sequence_logits.remote(array_from(input_ids), array_from(attention_mask))
         target = self.target.sequence_logits(input_ids, attention_mask)
         assistant = ray.get(pending)
-        return uld_logits(target, torch.from_numpy(np.array(assistant)).to(target.device), self.alpha, self.r)
+        return uld_logits(target, tensor_from(assistant).to(target.device), self.alpha, self.r)
 
     @torch.no_grad()
     def next_token_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -70,7 +66,7 @@ class LockstepULD(LogitsLM):
             self._open.append(session)
         # The assistant's step first: it runs on its own core while the target's forward runs on this one.
         link = self.link
-        link.send_step(session, _np(input_ids), _np(attention_mask), _np(position_ids))
+        link.send_step(session, array_from(input_ids), array_from(attention_mask), array_from(position_ids))
         try:
             t_logits, t_past = self.target.next_token_logits(input_ids, attention_mask, t_past, position_ids)
         finally:  # the answer is read even when the target failed, so the next step does not read it instead
