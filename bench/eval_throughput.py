@@ -35,13 +35,25 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from memorylab.actors import RemoteLM, create_model_actor
 from memorylab.cluster import ray_session
 from memorylab.data import build_world
+from memorylab.data.corpus import corpus, tokenizer_texts
+from memorylab.data.prompts import fewshot_prompt
 from memorylab.evaluation import evaluate_memorization
-from memorylab.metrics import (exposure, fewshot_prompt, knowmem, loss_score, mia_auc, min_k_plus_plus_score,
-                               min_k_score, perplexity, split_prefix, verbmem, zlib_score)
+from memorylab.metrics import (
+    exposure,
+    knowmem,
+    loss_score,
+    mia_auc,
+    min_k_plus_plus_score,
+    min_k_score,
+    perplexity,
+    split_prefix,
+    verbmem,
+    zlib_score,
+)
 from memorylab.models.tiny import build_tiny_model
+from memorylab.models.train_jobs import prepare_tokenizer
 from memorylab.models.trainer import train_causal_lm
-from memorylab.runners.world_models import corpus, prepare_tokenizer, tokenizer_texts
-from memorylab.scenario import ActorResources, EvalConfig, ModelSpec, TinyModelConfig, TrainConfig, WorldConfig
+from memorylab.schema.common import ActorResources, EvalConfig, ModelSpec, TinyModelConfig, TrainConfig, WorldConfig
 
 GOAL = 4
 THREADS = 2

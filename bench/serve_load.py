@@ -56,7 +56,7 @@ def corpus(n: int) -> tuple[list[str], list[str], list[str]]:
     """n fact sentences to store, questions about them, and further facts for the add phase."""
     from memorylab.data import build_world
     from memorylab.data.templates import ATTRIBUTES
-    from memorylab.scenario import WorldConfig
+    from memorylab.schema.common import WorldConfig
 
     people = n // len(ATTRIBUTES) + 200
     world = build_world(WorldConfig(num_people=people, forget=1, holdout=1, canaries=0, paraphrases=1), seed=0)
@@ -80,14 +80,15 @@ def bulk_load(folder: Path, texts: list[str]) -> float:
 
 def in_process_baseline(folder: Path, questions: list[str], seconds: float) -> dict:
     """The same retrieval without HTTP or Serve: MemoryService.search, one query at a time."""
+    import torch
+
     from memorylab.schema.memory_agent import MemorySettings
     from memorylab.serve.retriever import MemoryService
 
-    import torch
-
     torch.set_num_threads(1)  # as the Retriever replica (num_cpus -> torch threads)
-    settings = MemorySettings().model_dump()
-    settings["retrieval"]["quantize_embedder"] = QUANTIZE
+    settings = MemorySettings()
+    settings = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(
+        update={"quantize_embedder": QUANTIZE})})
     service = MemoryService(folder, settings)
     for q in questions[:20]:
         service.search(TENANT, AGENT, q, 5)

@@ -38,16 +38,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 
 from memorylab.data import build_world
+from memorylab.data.corpus import corpus, tokenizer_texts
 from memorylab.decoding.uld import ULDLM
 from memorylab.decoding.vocabtrim import COUNTS_FILE, corpus_counts, save_counts
-from memorylab.models.backends.hf import HFLM
-from memorylab.models.drafter import Drafter, distill_documents, drafter_config, train_drafter
+from memorylab.models.backends.hf import HFLM, load_drafter
+from memorylab.models.drafter_training import distill_documents, drafter_config, train_drafter
 from memorylab.models.protocol import GenerationParams, SpeculativeParams
 from memorylab.models.tiny import build_tiny_model
+from memorylab.models.train_jobs import prepare_tokenizer
 from memorylab.models.trainer import train_causal_lm
-from memorylab.runners.world_models import corpus, prepare_tokenizer, tokenizer_texts
-from memorylab.scenario import ModelSpec, TinyModelConfig, TrainConfig, WorldConfig
-from memorylab.unlearn.uld import ULDTrainConfig, build_assistant, merge_assistant, train_assistant
+from memorylab.schema.common import ModelSpec, TinyModelConfig, TrainConfig, WorldConfig
+from memorylab.unlearn.uld import ULD
+from memorylab.unlearn.uld_assistant import build_assistant, merge_assistant, train_assistant
 
 GOALS = {"speedup_target": 1.3, "speedup_uld_vs_plain_target": 1.0, "cost_ratio": 8.0}
 TARGET = TinyModelConfig(hidden_size=256, num_layers=6, num_heads=4, intermediate_size=768, vocab_size=2048)
@@ -86,7 +88,7 @@ def build_models(folder: Path, args):
         print("training the ULD assistant", file=sys.stderr)
         assistant = build_assistant(target.model, num_layers=1)
         train_assistant(assistant, tokenizer, corpus(world, ["forget"]), corpus(world, ["retain"]),
-                        ULDTrainConfig(steps=args.assistant_steps), show_progress=False)
+                        ULD(steps=args.assistant_steps), show_progress=False)
         merge_assistant(assistant).save_pretrained(assistant_dir)
         tokenizer.save_pretrained(assistant_dir)
     uld = ULDLM(target, HFLM.load(str(assistant_dir), device="cpu", batch_size=32), alpha=ALPHA, r=R)
@@ -200,7 +202,7 @@ def time_variants(variants: dict, prompts: list[str], reps: int):
 def run(args, world, target_dir: str, drafter_dir: str, assistant_dir: str, uld_drafter_dir: str) -> dict:
     target = HFLM.load(target_dir, device="cpu", batch_size=1)
     uld = ULDLM(target, HFLM.load(assistant_dir, device="cpu", batch_size=1), alpha=ALPHA, r=R)
-    target.drafter, uld.drafter = Drafter.load(drafter_dir), Drafter.load(uld_drafter_dir)
+    target.drafter, uld.drafter = load_drafter(drafter_dir), load_drafter(uld_drafter_dir)
     prompts = timed_prompts(target, world, args.prompts)
     ids = torch.tensor([target._with_start(prompts[:1])[0]])
     cost_target = step_cost(lambda x, m, p: target.next_token_logits(x, m, p), ids)

@@ -26,7 +26,7 @@ import yaml
 
 from memorylab.cluster import ray_session
 from memorylab.runners import run_scenario
-from memorylab.runners.unlearning import prepare_shared
+from memorylab.runners.unlearning.shared import prepare_shared
 from memorylab.scenario import KINDS
 from memorylab.scenario_loader import load_scenario
 from memorylab.tune.analysis import load_trials
@@ -56,14 +56,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         with ray_session(num_cpus=2):
-            shared = prepare_shared(KINDS["unlearning"].model_validate(WRAPPED), tmp / "shared")
+            shared = prepare_shared(KINDS["unlearning"].schema.model_validate(WRAPPED), tmp / "shared", None)
         wrapped = with_values(WRAPPED, shared)
 
         began = time.perf_counter()
         loop_work = []
         with ray_session(num_cpus=2):
             for i, lr in enumerate(lrs):
-                scenario = KINDS["unlearning"].model_validate(with_values(wrapped, {"methods.0.lr": lr}))
+                scenario = KINDS["unlearning"].schema.model_validate(with_values(wrapped, {"methods.0.lr": lr}))
                 t = time.perf_counter()
                 run_scenario(scenario, tmp / "loop" / str(i))
                 loop_work.append(time.perf_counter() - t)

@@ -42,16 +42,17 @@ from memorylab.actors import RemoteLM, create_model_actor
 from memorylab.cluster import ray_session
 from memorylab.cluster.placement import remove_group, strict_pack_group
 from memorylab.data import build_world
-from memorylab.decoding.loop import decode
+from memorylab.data.corpus import corpus, tokenizer_texts
 from memorylab.decoding.lean_llama import LeanLlama
+from memorylab.decoding.loop import decode
 from memorylab.decoding.uld import ULDLM
 from memorylab.models.backends.hf import HFLM
 from memorylab.models.protocol import GenerationParams
 from memorylab.models.tiny import build_tiny_model
+from memorylab.models.train_jobs import prepare_tokenizer
 from memorylab.models.trainer import train_causal_lm
-from memorylab.runners.world_models import corpus, prepare_tokenizer, tokenizer_texts
-from memorylab.scenario import ActorResources, ModelSpec, TinyModelConfig, TrainConfig, WorldConfig
-from memorylab.unlearn.uld import build_assistant, merge_assistant
+from memorylab.schema.common import ActorResources, ModelSpec, TinyModelConfig, TrainConfig, WorldConfig
+from memorylab.unlearn.uld_assistant import build_assistant, merge_assistant
 
 GOAL = 0.8
 ALPHA, R = 1.0, 0.1

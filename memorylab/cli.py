@@ -15,7 +15,8 @@ import typer
 
 from memorylab import __version__
 from memorylab.errors import MemorylabError
-from memorylab.runners import holds_only_marker  # light: the runners themselves load only for a run
+from memorylab.runners.run_folder import holds_only_marker
+from memorylab.scenario import KINDS, kind_of
 from memorylab.scenario_loader import ScenarioError, load_scenario, load_scenario_and_dict
 
 # pretty_exceptions off: a bug's traceback should be the plain one, and user errors never get one.
@@ -98,27 +99,19 @@ def run(
     except ScenarioError as e:
         _fail(e.problems)
 
-    if scenario.kind == "memory_agent":
-        _fail([f"{file}: a memory_agent scenario is served, not run: memorylab serve {file} "
-               "(evaluate it with a memory_agent_eval scenario)"])
-    if scenario.kind == "sweep":
-        _fail([f"{file}: a sweep runs with Ray Tune: memorylab tune {file}"])
+    command = kind_of(scenario).command
+    if command != "run":
+        _fail([f"{file}: a {scenario.kind} scenario is not run but used with `memorylab {command}`: "
+               f"memorylab {command} {file}"])
     out_dir = _experiment_folder(out, Path("runs") / scenario.name, overwrite, resume)
 
     address = _address(address, scenario)
 
-    from memorylab.runners import run_scenario  # lazy: Ray and torch load only for a run
+    from memorylab.runners import RunContext, run_scenario  # lazy: Ray and torch load only for a run
 
     try:
-        run_scenario(
-            scenario,
-            out_dir=out_dir,
-            address=address,
-            raw_config=raw_config,
-            scenario_path=file,
-            overwrite=overwrite,
-            resume=resume,
-        )
+        run_scenario(scenario, out_dir, RunContext(address=address, raw_config=raw_config, scenario_path=file),
+                     overwrite=overwrite, resume=resume)
     except ScenarioError as e:  # a runner re-checking the scenario (e.g. a referenced file) is still bad input
         _fail(e.problems)
     except (MemorylabError, OSError, *_ray_task_errors()) as e:
@@ -149,8 +142,8 @@ def serve(
         scenario, raw_config = load_scenario_and_dict(file, overrides, joins_ray=_joins_ray(address))
     except ScenarioError as e:
         _fail(e.problems)
-    if scenario.kind != "memory_agent":
-        _fail([f"{file}: kind is '{scenario.kind}'; `memorylab serve` needs kind: memory_agent"])
+    if kind_of(scenario).command != "serve":
+        _fail([f"{file}: kind is '{scenario.kind}'; `memorylab serve` needs kind: {_kinds_of('serve')}"])
     if config_out is not None:
         from memorylab.serve.config_out import serve_config, write_serve_config
 
@@ -185,6 +178,10 @@ def serve(
     except KeyboardInterrupt:
         stop_agent()
         typer.echo("stopped")
+
+
+def _kinds_of(command: str) -> str:
+    return " or ".join(k.name for k in KINDS.values() if k.command == command)
 
 
 def _joins_ray(given: Optional[str]) -> bool:
@@ -263,19 +260,20 @@ def tune(
         sweep, raw_config = load_scenario_and_dict(file, overrides, joins_ray=_joins_ray(address))
     except ScenarioError as e:
         _fail(e.problems)
-    if sweep.kind != "sweep":
-        _fail([f"{file}: kind is '{sweep.kind}'; `memorylab tune` needs kind: sweep (run it: memorylab run {file})"])
+    if kind_of(sweep).command != "tune":
+        _fail([f"{file}: kind is '{sweep.kind}'; `memorylab tune` needs kind: {_kinds_of('tune')} "
+               f"(use it with: memorylab {kind_of(sweep).command} {file})"])
     default = Path(sweep.storage_path or "runs") / sweep.name
     folder = _experiment_folder(out, default, overwrite, resume)
     address = _address(address, sweep)
 
-    from memorylab.runners import marked_folder
+    from memorylab.runners.run_folder import marked_folder
+    from memorylab.scenario_loader import load_named
     from memorylab.tune.analysis import analyze_experiment
-    from memorylab.tune.checks import wrapped_scenario
     from memorylab.tune.experiment import run_sweep
 
     try:
-        wrapped, wrapped_raw, wrapped_path = wrapped_scenario(sweep, file)
+        wrapped, wrapped_raw, wrapped_path = load_named(sweep.scenario, file)
         with marked_folder(folder, "sweep", overwrite=overwrite):
             record = run_sweep(sweep, wrapped, wrapped_raw, folder, scenario_path=wrapped_path, address=address,
                                resume=resume, raw_config=raw_config)

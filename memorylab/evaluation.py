@@ -16,10 +16,11 @@ from typing import Any, Collection, Optional, Sequence
 import numpy as np
 
 from memorylab.data import QA, Canary, World
+from memorylab.data.prompts import fewshot_prompt, qa_document, qa_prompt, qa_text
+from memorylab.data.selection import strided
 from memorylab.data.tofu import TofuData, TofuItem
 from memorylab.metrics import (
     exposure,
-    fewshot_prompt,
     forget_quality,
     knowmem,
     loss_score,
@@ -34,19 +35,13 @@ from memorylab.metrics import (
     verbmem,
     zlib_score,
 )
+from memorylab.metrics.catalog import in_order, parts_for
 from memorylab.models.protocol import LM, GenerationParams
 from memorylab.progress import progress_bar
-from memorylab.scenario import EvalConfig
+from memorylab.schema.common import EvalConfig
 
-QA_PROMPT = "Question: {question}\nAnswer:"  # a question as a prompt: the answer follows after one space
-QA_FORMAT = QA_PROMPT + " {answer}"  # the format of QA training documents and prompts
 TOFU_AUTHOR_QUESTIONS = 20  # TOFU files list 20 questions per author, author after author
 TOFU_RETAIN_EVAL = 400  # retain questions asked of each model: an even stride through the retain split
-
-
-def qa_document(qa: QA) -> str:
-    """A QA pair as a training document, in exactly the format the few-shot KnowMem prompt uses."""
-    return QA_FORMAT.format(question=qa.question, answer=qa.answer)
 
 
 def membership_texts(world: World, split: str) -> list[str]:
@@ -133,11 +128,6 @@ def tofu_qa(items: Sequence[TofuItem], first: int = 0, keep: Sequence[int] | Non
                f"q{(first + i) % TOFU_AUTHOR_QUESTIONS}") for i in rows]
 
 
-def strided(n: int, at_most: int) -> list[int]:
-    """At most `at_most` indices evenly spread over range(n), deterministic, first index 0."""
-    return list(range(n)) if n <= at_most else [i * n // at_most for i in range(at_most)]
-
-
 def tofu_eval_data(tofu: TofuData, cfg: EvalConfig, max_retain: int = TOFU_RETAIN_EVAL,
                    lm: Optional[LM] = None) -> EvalData:
     """TOFU's evaluation: forget/retain QA, forget answers for VerbMem, forget vs holdout QA documents for
@@ -150,13 +140,13 @@ def tofu_eval_data(tofu: TofuData, cfg: EvalConfig, max_retain: int = TOFU_RETAI
     qa_forget = tofu_qa(tofu.forget, first=len(tofu.retain))
     qa_retain = tofu_qa(tofu.retain, keep=strided(len(tofu.retain), max_retain))
     members = [qa_document(qa) for qa in qa_forget]
-    nonmembers = [QA_FORMAT.format(question=it.question, answer=it.answer) for it in tofu.holdout]
+    nonmembers = [qa_text(it.question, it.answer) for it in tofu.holdout]
     truths = [f" {qa.answer}" for qa in qa_forget]
     if lm is not None:
         truths = lm.decode([ids[: cfg.verbmem_max_new_tokens] for ids in lm.encode(truths)])
     return EvalData(
         name="tofu",
-        verbatim=[(QA_PROMPT.format(question=qa.question), truth) for qa, truth in zip(qa_forget, truths)],
+        verbatim=[(qa_prompt(qa.question), truth) for qa, truth in zip(qa_forget, truths)],
         qa_forget=qa_forget,
         qa_retain=qa_retain,
         fewshot_pool=qa_retain,
@@ -246,7 +236,7 @@ def truth_ratio_sets(lm: LM, *sets: Sequence[TofuItem]) -> list[np.ndarray]:
             if it.paraphrased_answer is None or not it.perturbed_answers:
                 raise ValueError(f"TOFU item {it.question!r} has no paraphrased or no perturbed answers; the "
                                  "truth ratio needs both (forget10 / retain_perturbed items have them)")
-            context = QA_PROMPT.format(question=it.question)
+            context = qa_prompt(it.question)
             spans[-1].append((len(pairs), len(it.perturbed_answers)))
             pairs += [(context, f" {a}") for a in (it.paraphrased_answer, *it.perturbed_answers)]
     if not pairs:
@@ -256,29 +246,12 @@ def truth_ratio_sets(lm: LM, *sets: Sequence[TofuItem]) -> list[np.ndarray]:
     return [np.array([truth_ratio(means[i], means[i + 1: i + 1 + k]) for i, k in s]) for s in spans]
 
 
-# The parts of an evaluation, by the figures each gives (figures computed from others count for their
-# sources: PrivLeak from the MIA AUC, forget quality from the truth ratios).
-PARTS: dict[str, frozenset[str]] = {
-    "verbmem": frozenset({"verbmem_forget"}),
-    "knowmem_forget": frozenset({"knowmem_forget"}),
-    "knowmem_retain": frozenset({"knowmem_retain"}),
-    "mia": frozenset({"mia_auc_forget_holdout", "mia_auc_min_k_pp", "mia_auc_loss", "mia_auc_zlib", "privleak"}),
-    "ppl": frozenset({"ppl_holdout"}),
-    "canaries": frozenset({"canary_exposure_mean"}),
-    "truth": frozenset({"truth_ratio_forget", "truth_ratio_retain", "forget_quality"}),
-}
-
-
-METRIC_ORDER = ("verbmem_forget", "knowmem_forget", "knowmem_retain", "mia_auc_forget_holdout", "mia_auc_min_k_pp",
-                "mia_auc_loss", "mia_auc_zlib", "canary_exposure_mean", "ppl_holdout")  # as reports list them
-
-
 def evaluate(lm: LM, data: EvalData, cfg: EvalConfig, desc: str = "evaluate", show_progress: bool = True,
              only: Optional[Collection[str]] = None) -> Evaluation:
     """Every metric of `data` on one model. Truth-ratio keys (and raw["truth_ratios_forget"]) only with TOFU.
     `only`: figure names; the parts of the evaluation that give none of them are skipped, and their metrics
     are missing (intermediate measurements need only what an objective reads)."""
-    wanted = {part for part, figures in PARTS.items() if only is None or figures & set(only)}
+    wanted = parts_for(only)  # figures computed from others count for their sources (PrivLeak: the MIA)
     separate_ppl = data.holdout_texts is not data.nonmembers and list(data.holdout_texts) != list(data.nonmembers)
     mia_needed = "mia" in wanted or ("ppl" in wanted and not separate_ppl)  # perplexity reuses the holdout scores
     truth = (bool(data.truth_forget) or bool(data.truth_retain)) and "truth" in wanted
@@ -325,14 +298,13 @@ def evaluate(lm: LM, data: EvalData, cfg: EvalConfig, desc: str = "evaluate", sh
         ratios_forget, ratios_retain = truth_ratio_sets(lm, data.truth_forget, data.truth_retain) if truth else ([], [])
         if truth:
             bar.update()
-    metrics = {k: metrics[k] for k in METRIC_ORDER if k in metrics}
     if len(ratios_forget):
         metrics["truth_ratio_forget"] = truth_ratio_score(ratios_forget, "forget")
         raw["truth_ratios_forget"] = [float(r) for r in ratios_forget]
     if len(ratios_retain):
         metrics["truth_ratio_retain"] = truth_ratio_score(ratios_retain, "retain")
         raw["truth_ratios_retain"] = [float(r) for r in ratios_retain]
-    return Evaluation(metrics=metrics, samples=samples, raw=raw)
+    return Evaluation(metrics=in_order(metrics), samples=samples, raw=raw)
 
 
 def evaluate_memorization(lm: LM, world: World, cfg: EvalConfig, desc: str = "evaluate",

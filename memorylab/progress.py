@@ -12,7 +12,6 @@ import sys
 import time
 from typing import Any, Callable, Iterator, Optional
 
-
 # A runner's intermediate results: on_progress(partial_report, step), e.g. for a sweep scheduler to read. It may
 # carry `figures`, the metric names its reader needs: a runner may then measure only those on the way.
 ProgressFn = Callable[[dict[str, Any], int], None]

@@ -69,10 +69,11 @@ def metrics_table(models: Mapping[str, Mapping[str, float]], keys: Sequence[str]
     return markdown_table(["metric", *names], [[k, *(models[n].get(k) for n in names)] for k in keys])
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend: reports are drawn to files, on machines without a display."""
     import matplotlib
 
-    matplotlib.use("Agg")  # no display on servers and CI
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
@@ -81,7 +82,7 @@ def _pyplot():
 def bar_chart(models: Mapping[str, Mapping[str, float]], panels: Sequence[Sequence[str]], path: Path,
               title: str) -> Path:
     """Grouped bars per model, one panel per group of metrics that share a scale."""
-    plt = _pyplot()
+    plt = pyplot()
 
     names = list(models)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
@@ -103,7 +104,7 @@ def bar_chart(models: Mapping[str, Mapping[str, float]], panels: Sequence[Sequen
 
 
 def loss_chart(curves: Mapping[str, Sequence[float]], path: Path, title: str) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for name, losses in curves.items():

@@ -8,6 +8,7 @@ come from a command-line override name `--set` instead of a line: the file is no
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import re
@@ -19,14 +20,11 @@ from typing import Any, Iterable, Optional, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from memorylab.dotted import describe as _a
-from memorylab.dotted import set_dotted
+from memorylab.dotted import describe, set_dotted
 from memorylab.errors import MemorylabError
-from memorylab.scenario import KINDS
+from memorylab.scenario import KINDS, validate_scenario
+from memorylab.scenario_problems import SET, CheckContext, Loc, Problems, line_of, strip_union_tags
 from memorylab.schema.common import JOINS_RAY
-
-Loc = tuple[str, ...]  # a field path such as ("train", "lr"); list indices are strings too ("0")
-SET = "--set"  # stands for the line of a problem that a command-line override caused
 
 # Fields that may name a local file or folder to read (a model, a reference model, `*_path`); checked only
 # when the value looks like a path, since the same fields also hold HF hub ids ("gpt2") and the built-in
@@ -52,22 +50,6 @@ class ScenarioError(MemorylabError):
     def __init__(self, problems: Iterable[str]):
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
-
-
-class _Problems:
-    def __init__(self, file: Union[str, os.PathLike]):
-        self.file = str(file)  # as the user spelled it, so the line is relative to where they ran from
-        self.found: list[tuple[Union[int, str], str, str]] = []
-
-    def add(self, line: Union[int, str], field: str, message: str) -> None:
-        message = " ".join(str(message).split())  # one line, whatever pydantic or PyYAML said
-        self.found.append((line, field, message))
-
-    @property
-    def lines(self) -> list[str]:
-        # In file order (pydantic reports in schema order), then the overrides in command-line order.
-        order = sorted(self.found, key=lambda p: (1, 0) if p[0] == SET else (0, p[0]))
-        return [f"{self.file}:{line}: {field}: {message}" for line, field, message in order]
 
 
 def load_scenario(path: Union[str, os.PathLike], overrides: Iterable[str] = (), *,
@@ -98,7 +80,7 @@ def load_scenario_dict(path: Union[str, os.PathLike], overrides: Iterable[str] =
 
 def _load(path: Path, overrides: Iterable[str], validate: bool,
           joins_ray: bool = False) -> tuple[Optional[BaseModel], dict]:
-    out = _Problems(path)
+    out = Problems(path)
     parsed = _read(path, out)
     if parsed is None:
         raise ScenarioError(out.lines)
@@ -113,7 +95,7 @@ def _load(path: Path, overrides: Iterable[str], validate: bool,
     return model, data
 
 
-def _read(path: Path, out: _Problems) -> Optional[tuple[dict, dict[Loc, int]]]:
+def _read(path: Path, out: Problems) -> Optional[tuple[dict, dict[Loc, int]]]:
     """The file's mapping and the line of every key path, or None after adding a file/yaml problem."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -144,11 +126,11 @@ def _read(path: Path, out: _Problems) -> Optional[tuple[dict, dict[Loc, int]]]:
     finally:
         loader.dispose()
     if not isinstance(data, dict):
-        return out.add(lines[()], "file", f"expected a mapping of settings at the top, got {_a(data)}")
+        return out.add(lines[()], "file", f"expected a mapping of settings at the top, got {describe(data)}")
     return data, lines
 
 
-def _index(node: yaml.Node, loc: Loc, lines: dict[Loc, int], out: _Problems, stack: tuple) -> None:
+def _index(node: yaml.Node, loc: Loc, lines: dict[Loc, int], out: Problems, stack: tuple) -> None:
     """Record the line of every key (and list item) under `node`; report duplicate keys, which PyYAML
     would otherwise resolve silently in favour of the last one."""
     if id(node) in stack:  # a recursive alias (&a [*a]) would never end
@@ -170,7 +152,7 @@ def _index(node: yaml.Node, loc: Loc, lines: dict[Loc, int], out: _Problems, sta
             _index(item, loc + (str(i),), lines, out, stack)
 
 
-def _apply_overrides(data: dict, overrides: Iterable[str], out: _Problems) -> set[Loc]:
+def _apply_overrides(data: dict, overrides: Iterable[str], out: Problems) -> set[Loc]:
     """Merge `a.b.c=value` overrides into `data` (value typed by YAML); return the paths they set."""
     applied: set[Loc] = set()
     for item in overrides:
@@ -196,27 +178,27 @@ def _apply_overrides(data: dict, overrides: Iterable[str], out: _Problems) -> se
     return applied
 
 
-def _validate(data: dict, lines: dict[Loc, int], set_paths: set[Loc], out: _Problems, base: Path,
+def _validate(data: dict, lines: dict[Loc, int], set_paths: set[Loc], out: Problems, base: Path,
               context: Optional[dict[str, Any]] = None):
     def where(loc: Loc) -> Union[int, str]:
-        return _line_of(loc, lines, set_paths)
+        return line_of(loc, lines, set_paths)
 
     # Dispatch by hand rather than through a discriminated union: its errors would be one per known kind.
     expected = ", ".join(KINDS)
     if "kind" not in data:
         return out.add(where(("kind",)), "kind", f"required field is missing; expected one of: {expected}")
-    kind = data["kind"]
-    cls = KINDS.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        return out.add(where(("kind",)), "kind", f"unknown kind {kind!r}; expected one of: {expected}")
+    kind = KINDS.get(data["kind"]) if isinstance(data["kind"], str) else None
+    if kind is None:
+        return out.add(where(("kind",)), "kind", f"unknown kind {data['kind']!r}; expected one of: {expected}")
+    cls = kind.schema
     try:
         model = cls.model_validate(data, context=context)
     except ValidationError as e:
         for err in e.errors(include_url=False):
             raw = tuple(str(p) for p in err["loc"])  # with union tags, which find the member's model
-            loc = _strip_union_tags(raw, data)
+            loc = strip_union_tags(raw, data)
             message = _message(err, cls, raw)
-            out.add(_line_of(loc, lines, set_paths, message), ".".join(loc) or "file", message)
+            out.add(line_of(loc, lines, set_paths, message), ".".join(loc) or "file", message)
         return None
     paths = _local_paths(model, base)
     for loc, target in paths:
@@ -228,50 +210,9 @@ def _validate(data: dict, lines: dict[Loc, int], set_paths: set[Loc], out: _Prob
         for loc, target in paths:
             set_dotted(data, loc, str(target))
         model = cls.model_validate(data, context=context)
-    if kind == "sweep":  # a sweep is checked against the scenario it wraps (its fields and its report)
-        from memorylab.tune.checks import check_sweep
-
-        check_sweep(model, lines, set_paths, out, base)
-    if kind == "memory_agent_eval":  # an agent evaluation against its agent
-        from memorylab.scenario_nested import check_agent_eval
-
-        check_agent_eval(model, lines, set_paths, out, base)
+    if kind.check is not None:  # against the files the scenario names (a sweep's wrapped scenario, say)
+        kind.load("check")(model, CheckContext(out, lines, set_paths, base, _load_nested))
     return model
-
-
-def _strip_union_tags(loc: Loc, data: Any) -> Loc:
-    """pydantic puts a discriminated union's tag into the path (methods.0.uld.alpha); the file has no such
-    key (methods.0.alpha), so drop a segment that is not a key of its mapping but one of its values."""
-    kept, node = [], data
-    for part in loc:
-        if isinstance(node, dict) and part not in node and part in {v for v in node.values() if isinstance(v, str)}:
-            continue
-        kept.append(part)
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            node = None
-    return tuple(kept)
-
-
-def _line_of(loc: Loc, lines: dict[Loc, int], set_paths: set[Loc], message: Optional[str] = None) -> Union[int, str]:
-    # An override at loc or above it set the offending value.
-    if any(loc[:i] in set_paths for i in range(len(loc), 0, -1)):
-        return SET
-    # One below it changed the mapping a validator refused (world.forget given by --set, world's check failing):
-    # blamed when the refusal names the key it set (not for an unrelated world.seed beside it).
-    below = [p for p in set_paths if len(p) > len(loc) and p[: len(loc)] == loc]
-    if loc and any(message is None or p[-1] in message for p in below):
-        return SET
-    # The deepest part of the path the file spells out: the key itself, or for a missing field (or a
-    # model validator's error) the enclosing mapping.
-    for i in range(len(loc), 0, -1):
-        if loc[:i] in lines:
-            return lines[loc[:i]]
-    # The file never mentions loc, but overrides set keys below it (a validator on a mapping they created).
-    return SET if below else lines[()]
 
 
 def _message(err: dict, cls: type[BaseModel], loc: Loc) -> str:
@@ -287,7 +228,7 @@ def _message(err: dict, cls: type[BaseModel], loc: Loc) -> str:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"unknown key{hint}; expected one of: {', '.join(allowed)}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"expected a mapping, got {_a(value)}"
+        return f"expected a mapping, got {describe(value)}"
     if kind == "union_tag_invalid":
         ctx = err.get("ctx", {})
         return (f"unknown {ctx.get('discriminator', 'kind').strip(chr(39))} {ctx.get('tag')!r}; "
@@ -362,3 +303,55 @@ def _local_paths(model: BaseModel, base: Path, loc: Loc = ()) -> list[tuple[Loc,
         ):
             found.append((here, Path(os.path.normpath(base / Path(value).expanduser()))))
     return found
+
+
+# Files whose loading is under way: a named file loads the files it names in turn, and a loop would never end.
+_LOADING: set[Path] = set()
+
+
+def _load_nested(outer: CheckContext, value: Any, key: str, label: str) -> Optional[tuple[BaseModel, dict]]:
+    """CheckContext.nested: the scenario at `key` of the outer file, a path relative to it or the mapping
+    inline; its problems are reported on the outer file (an inline one's at their own lines). A nested scenario
+    runs inside its parent's Ray, so its own `ray:` is not checked against its resources."""
+    here = (key,)
+    if isinstance(value, str):
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else outer.base / path
+        resolved = path.resolve()
+        if resolved in _LOADING:
+            outer.add(here, f"{value} leads back to itself (scenario files naming each other in a loop)")
+            return None
+        _LOADING.add(resolved)
+        try:
+            return load_scenario_and_dict(path, joins_ray=True)
+        except ScenarioError as e:
+            for problem in e.problems:
+                outer.add(here, f"{label}: {problem}")
+            return None
+        finally:
+            _LOADING.discard(resolved)
+    inner = Problems(outer.problems.file)
+    inner_lines = {loc[1:]: line for loc, line in outer.lines.items() if loc[:1] == here}
+    inner_lines.setdefault((), outer.lines.get(here, outer.lines[()]))
+    inner_set = {loc[1:] for loc in outer.set_paths if loc[:1] == here and len(loc) > 1}
+    model = _validate(value, inner_lines, inner_set, inner, outer.base, {JOINS_RAY: True})
+    for line, field, message in inner.found:
+        outer.problems.add(line, f"{key}.{field}" if field != "file" else key, message)
+    if model is None or inner.found:
+        return None
+    return model, value
+
+
+def load_named(value: Union[str, dict], named_in: Optional[Path]) -> tuple[BaseModel, dict, Optional[Path]]:
+    """A scenario that another, already validated, names (a sweep's wrapped scenario, an agent evaluation's
+    agent): a file relative to `named_in`, the file naming it (None: the working directory), or the mapping
+    inline. Returns its model, its raw mapping and the file whose folder resolves its relative paths (its own
+    file, or `named_in` for one written inline). It runs inside the Ray of the scenario that names it."""
+    if isinstance(value, str):
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = (named_in.absolute().parent if named_in is not None else Path.cwd()) / path
+        model, raw = load_scenario_and_dict(path, joins_ray=True)
+        return model, raw, path
+    raw = copy.deepcopy(value)
+    return validate_scenario(raw, joins_ray=True), raw, named_in

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from memorylab.cli import app
 from memorylab.errors import MemorylabError
-from memorylab.runners import MARKER, marked_folder, previous_run_aside
+from memorylab.runners.run_folder import MARKER, marked_folder, previous_run_aside
 
 
 def previous_run(folder: Path) -> None:

@@ -33,4 +33,4 @@ def test_serve_reports_scenario_problems_by_line(tmp_path):
 def test_an_agent_is_served_not_run():
     result = invoke("run", str(SCENARIOS / "agent.yaml"))
     assert result.exit_code == 2
-    assert "is served, not run: memorylab serve" in result.output
+    assert "is not run but used with `memorylab serve`: memorylab serve" in result.output

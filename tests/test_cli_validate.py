@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from memorylab import __version__
 from memorylab.cli import app
 from memorylab.errors import MemorylabError
+from memorylab.runners.contract import RunContext
 from memorylab.scenario import KINDS
 
 MINIMAL = "name: s\nkind: memorization\n"
@@ -151,13 +152,15 @@ def fake_runner(monkeypatch):
     """A stand-in memorylab.runners whose run_scenario records its arguments or raises `calls.raise_`."""
     calls = types.SimpleNamespace(kwargs=None, raise_=None)
 
-    def run_scenario(scenario, **kwargs):
-        calls.kwargs = dict(kwargs, scenario=scenario)
+    def run_scenario(scenario, out_dir, context, **kwargs):
+        calls.kwargs = dict(kwargs, scenario=scenario, out_dir=out_dir, address=context.address,
+                            raw_config=context.raw_config, scenario_path=context.scenario_path)
         if calls.raise_:
             raise calls.raise_
         return {"name": scenario.name}
 
-    monkeypatch.setitem(sys.modules, "memorylab.runners", types.SimpleNamespace(run_scenario=run_scenario))
+    monkeypatch.setitem(sys.modules, "memorylab.runners",
+                        types.SimpleNamespace(run_scenario=run_scenario, RunContext=RunContext))
     return calls
 
 

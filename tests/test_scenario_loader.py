@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from memorylab.errors import MemorylabError
-from memorylab.scenario import MemorizationScenario
 from memorylab.scenario_loader import ScenarioError, load_scenario, load_scenario_dict
+from memorylab.schema.memorization import MemorizationScenario
 
 MINIMAL = "# memorylab run s.yaml\nname: s\nkind: memorization\n"
 

@@ -2,6 +2,5 @@
 
 from memorylab.actors.model_actor import ModelActor, create_model_actor
 from memorylab.actors.remote_lm import RemoteLM
-from memorylab.actors.retriever_actor import RetrieverActor, create_retriever_actor
 
-__all__ = ["ModelActor", "create_model_actor", "RemoteLM", "RetrieverActor", "create_retriever_actor"]
+__all__ = ["ModelActor", "create_model_actor", "RemoteLM"]

@@ -15,10 +15,9 @@ measures both against the target alone.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
-
 import dataclasses
 import time
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import ray
@@ -26,7 +25,7 @@ import ray
 from memorylab.arrays import tensor_from
 from memorylab.cluster.resources import actor_options, device_for, torch_threads
 from memorylab.models.protocol import GenerationParams, SpeculativeParams
-from memorylab.scenario import ActorResources, ModelSpec
+from memorylab.schema.common import ActorResources, ModelSpec
 
 ROLES = ("target", "assistant", "drafter", "generator")  # generator: the model a served agent answers with
 

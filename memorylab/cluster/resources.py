@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from memorylab.errors import MemorylabError
-from memorylab.scenario import ActorResources
+from memorylab.schema.common import ActorResources
 
 
 def actor_options(res: ActorResources) -> dict[str, Any]:

@@ -16,12 +16,13 @@ from typing import Any, Optional, Sequence
 from memorylab.continual.domain import DOMAINS, render
 from memorylab.continual.probes import ProbePlan, plan_probes
 from memorylab.data import QA, World, build_world
+from memorylab.data.corpus import corpus
 from memorylab.data.people import Person, generate_people
+from memorylab.data.prompts import qa_document
 from memorylab.data.seeding import derive_seed, rng_for
+from memorylab.data.selection import strided
 from memorylab.data.templates import render_question
 from memorylab.data.world import TRAINABLE_SPLITS
-from memorylab.evaluation import qa_document, strided
-from memorylab.runners.world_models import corpus
 
 
 def _names(people: Sequence[Person]) -> set[str]:

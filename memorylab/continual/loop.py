@@ -24,7 +24,7 @@ from memorylab.continual.schedules import arm_schedule
 from memorylab.models.backends.hf import HFLM
 from memorylab.models.trainer import collate, make_optimizer, tokenize_documents
 from memorylab.progress import progress_bar
-from memorylab.scenario import EvalConfig, TrainConfig
+from memorylab.schema.common import EvalConfig
 
 
 @dataclass
@@ -60,7 +60,7 @@ def train_arm(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, arm: A
     probes = data.probes
     probe_rows = {} if probes is None else {
         s: pack_once(rows_of(probes.docs_at(s)), cfg.seq_len) for g in probes.groups for s in g.steps}
-    optimizer = make_optimizer(model, TrainConfig(lr=arm.max_lr, weight_decay=cfg.weight_decay))
+    optimizer = make_optimizer(model, arm.max_lr, cfg.weight_decay)
     schedule = arm_schedule(arm, cfg.steps)
     wanted = set(measurement_steps(cfg.steps, cfg.eval_every, probes))
     result, baseline = ArmResult(), None

@@ -18,7 +18,7 @@ from memorylab.metrics import loss_score, mia_auc
 from memorylab.models.backends.hf import HFLM
 from memorylab.models.protocol import LM
 from memorylab.models.trainer import IGNORE, collate, tokenize_documents
-from memorylab.scenario import EvalConfig
+from memorylab.schema.common import EvalConfig
 
 
 @torch.inference_mode()

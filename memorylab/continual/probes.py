@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Collection, Optional, Sequence
 
 from memorylab.data import QA
+from memorylab.data.prompts import qa_document
 from memorylab.data.seeding import rng_for
-from memorylab.evaluation import qa_document
 from memorylab.models.trainer import packed_rows
 
 # Below these rises over chance (recognition) or over the pre-insertion level (recall) a memory is not

@@ -159,9 +159,8 @@ LOCOMO_COMPETENCY = {"single-hop": "accurate_retrieval", "adversarial": "accurat
 
 
 def locomo_sessions(conversation, questions: Optional[int] = None) -> AgentDataset:
-    """One LoCoMo conversation as sessions of turns (the memory text of memory/retrieval_eval) and probes."""
-    from memorylab.data.locomo import CATEGORIES
-    from memorylab.memory.retrieval_eval import memory_text
+    """One LoCoMo conversation as sessions of turns (each turn's memory text) and probes."""
+    from memorylab.data.locomo import CATEGORIES, memory_text
 
     sessions: dict[int, list[Turn]] = {}
     for turn in conversation.turns:

@@ -48,6 +48,13 @@ class Turn:
         return session_timestamp(self.session_date_time)
 
 
+def memory_text(turn: Turn) -> str:
+    """A turn as one memory's text, as LoCoMo's own RAG baseline renders it: "<speaker>: <text>", plus
+    "[shared <caption>]" when the turn shared an image."""
+    text = f"{turn.speaker}: {turn.text}"
+    return f"{text} [shared {turn.image_caption}]" if turn.image_caption else text
+
+
 @dataclass(frozen=True)
 class Probe:
     question: str

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
+from memorylab.data.prompts import qa_prompt
 from memorylab.data.shared import find_shared
-from memorylab.models.documents import Example
 from memorylab.errors import MemorylabError
+from memorylab.models.documents import Example
 
 PathLike = Union[str, os.PathLike]
 
@@ -108,11 +109,7 @@ def load_tofu_split(name: str, folder: Optional[PathLike] = None) -> list[TofuIt
 def qa_examples(items: Iterable[TofuItem]) -> list[Example]:
     """Items as training examples in memorylab's QA format ("Question: ...\nAnswer: ..."): the question part
     is the prompt, not scored, as TOFU fine-tunes and unlearns on answers only."""
-    # Imported here, not at the top: memorylab.evaluation imports memorylab.data, so a top-level import
-    # would become a cycle as soon as memorylab.data re-exports this module.
-    from memorylab.evaluation import QA_PROMPT
-
-    return [Example(prompt=QA_PROMPT.format(question=it.question), answer=f" {it.answer}") for it in items]
+    return [Example(prompt=qa_prompt(it.question), answer=f" {it.answer}") for it in items]
 
 
 def qa_documents(items: Iterable[TofuItem]) -> list[str]:

@@ -15,7 +15,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..scenario import WorldConfig
+from memorylab.schema.common import WorldConfig
+
 from .canaries import Canary, make_canaries
 from .people import Person, generate_people
 from .seeding import derive_seed, rng_for

@@ -21,7 +21,7 @@ import torch
 
 from memorylab.arrays import array_from, tensor_from
 from memorylab.decoding.assistant_link import connect
-from memorylab.decoding.uld import _check, uld_logits
+from memorylab.decoding.uld import check_uld_settings, uld_logits
 from memorylab.models.logits_lm import LogitsLM
 from memorylab.models.protocol import GenerationParams
 
@@ -31,7 +31,7 @@ class LockstepULD(LogitsLM):
     of the ModelActor that hosts the assistant. The link to it opens at the first use."""
 
     def __init__(self, target: Any, assistant: Any, *, alpha: float = 1.0, r: float = 0.1) -> None:
-        _check(alpha, r)
+        check_uld_settings(alpha, r)
         settings = ray.get(assistant.lm_settings.remote())
         if target.tokenizer.get_vocab() != settings["tokenizer"].get_vocab():
             raise ValueError("target and assistant must share a tokenizer (their vocabularies differ)")

@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from memorylab.decoding.lean_llama import LeanCache
-from memorylab.decoding.loop import Step, _choose, enders, left_padded, sampling_generator, sampling_probs
+from memorylab.decoding.loop import Step, choose_token, enders, left_padded, sampling_generator, sampling_probs
 from memorylab.models.protocol import GenerationParams
 
 # verify(input_ids (B, T), attention_mask (B, cached + T), position_ids (B, T), past) -> (logits (B, T, V), past)
@@ -151,7 +151,8 @@ def speculative_decode(step: Step, verify: Verify, drafter: Any, prompts: Sequen
     logits, t_past = step(ids, mask, positions, None)
     _, d_past = drafter.step(ids, mask, positions, None)
     t_mask, d_mask = mask, mask
-    x = _choose(logits, params, generator)  # the token after the prompt, as plain decoding picks it; in no cache yet
+    # The token after the prompt, as plain decoding picks it; in no cache yet.
+    x = choose_token(logits, params, generator)
     pos = positions[:, -1] + 1  # x's position
     out: list[list[int]] = [[] for _ in prompts]
     done = _emit(out, [[t] for t in x.tolist()], [True] * batch, end_ids, limit)

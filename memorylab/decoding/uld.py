@@ -26,7 +26,8 @@ from memorylab.decoding.lean_llama import LeanLlama, unsupported_reason
 from memorylab.models.logits_lm import LogitsLM
 
 
-def _check(alpha: float, r: float) -> None:
+def check_uld_settings(alpha: float, r: float) -> None:
+    """A ValueError naming the setting when alpha (the assistant's weight) or r (the filter) is out of range."""
     if not alpha >= 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
     if not 0 < r <= 1:
@@ -105,7 +106,7 @@ def _kth_largest(values: torch.Tensor, k: int) -> torch.Tensor:
 
 def uld_logits(target_logits: torch.Tensor, assistant_logits: torch.Tensor, alpha: float, r: float) -> torch.Tensor:
     """target - alpha * where(relative_top_mask(target, r), assistant, 0), in float32."""
-    _check(alpha, r)
+    check_uld_settings(alpha, r)
     if target_logits.shape != assistant_logits.shape:
         raise ValueError(f"target and assistant logits differ in shape: {tuple(target_logits.shape)} vs "
                          f"{tuple(assistant_logits.shape)}")
@@ -154,7 +155,7 @@ class ULDLM(LogitsLM):
     model (else through transformers, as with False); scoring always goes through transformers."""
 
     def __init__(self, target, assistant, *, alpha: float = 1.0, r: float = 0.1, lean_assistant: bool = True) -> None:
-        _check(alpha, r)
+        check_uld_settings(alpha, r)
         if target.tokenizer.get_vocab() != assistant.tokenizer.get_vocab():
             raise ValueError("target and assistant must share a tokenizer (their vocabularies differ)")
         self.target, self.assistant = target, assistant
@@ -167,6 +168,9 @@ class ULDLM(LogitsLM):
         model = getattr(assistant, "model", None)
         self._lean = LeanLlama(model) if lean_assistant and unsupported_reason(model) is None else None
         self._head = None if self._lean is None else _shared_head(target, self._lean.head)
+
+    def load_drafter(self, source: str) -> Any:
+        return self.target.load_drafter(source)  # the combined model drafts with the target's tokens
 
     def sequence_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.combine(self.target.sequence_logits(input_ids, attention_mask),

@@ -34,7 +34,7 @@ import numpy as np
 from scipy.special import softmax
 from scipy.stats import entropy
 
-from memorylab.evaluation import QA_PROMPT
+from memorylab.data.prompts import qa_prompt
 from memorylab.models.protocol import GenerationParams
 
 POLICIES = ("always", "never", "confidence", "entropy")
@@ -133,13 +133,13 @@ class ConfidencePolicy:
     def _prompts(self, questions: Sequence[str]) -> list[str]:
         """The QA prompt of each question, its question cut to its end where the prompt would pass the budget
         (the generator refuses a prompt longer than its context; a served agent's users send long messages)."""
-        prompts = [QA_PROMPT.format(question=q) for q in questions]
+        prompts = [qa_prompt(q) for q in questions]
         budget = self.max_prompt_tokens
         # A byte-level BPE token covers at least one byte: a prompt with no more bytes than the budget fits,
         # and the usual short question costs no tokenization call (the generator may be remote).
         if budget is None or all(len(p.encode("utf-8")) <= budget for p in prompts):
             return prompts
-        lengths = [len(ids) for ids in self.generator.encode(prompts + [QA_PROMPT.format(question="")])]
+        lengths = [len(ids) for ids in self.generator.encode(prompts + [qa_prompt("")])]
         room = budget - lengths.pop() - 2  # 2: the seams between question and template may tokenize apart
         if room < 1:
             raise ValueError(f"a prompt budget of {budget} tokens leaves no room for a question in the QA template")
@@ -148,7 +148,7 @@ class ConfidencePolicy:
             if length > budget:
                 ids = self.generator.encode([question])[0]
                 tail = ids[len(ids) - room:]
-                prompt = QA_PROMPT.format(question=self.generator.decode([tail])[0].strip())
+                prompt = qa_prompt(self.generator.decode([tail])[0].strip())
             out.append(prompt)
         return out
 

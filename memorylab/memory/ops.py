@@ -1,7 +1,7 @@
 """The memory policy: each fact of a conversation becomes ADD, UPDATE, DELETE or NOOP on the store.
 
 Choices, and why:
-- Facts come from `user` messages only (PolicyConfig.fact_roles): an assistant that echoes "Got it, Jo works
+- Facts come from `user` messages only (the policy's fact_roles): an assistant that echoes "Got it, Jo works
   for Acme" would double every fact, and an assistant's guesses would become memories. A message without a
   role is a user message (mem0 reads a bare string that way); system messages never carry facts.
 - The deterministic policy (always available, and what decides whenever the LLM path cannot):
@@ -48,6 +48,7 @@ from memorylab.memory.facts import Candidate, Fact, Retraction, extract, normali
 from memorylab.memory.records import Event, MemoryRecord
 from memorylab.memory.store import MemoryNotFound, MemoryStore
 from memorylab.memory.store_rows import check_metadata
+from memorylab.schema.memory_agent import PolicySettings
 
 log = logging.getLogger(__name__)
 
@@ -68,21 +69,6 @@ class OpResult:
         if self.previous_memory is not None:
             out["previous_memory"] = self.previous_memory
         return out
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    duplicate_threshold: float = 0.92  # cosine at or above which a fact is already known (NOOP)
-    retraction_threshold: float = 0.5  # cosine from which a retraction without a key may delete a memory
-    candidates: int = 5  # similar memories shown to the LLM per new fact
-    fact_roles: tuple[str, ...] = ("user",)  # whose messages carry facts
-
-    def __post_init__(self) -> None:
-        for name in ("duplicate_threshold", "retraction_threshold"):
-            if not -1.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} is a cosine, so it must lie in [-1, 1], got {getattr(self, name)}")
-        if self.candidates < 1:
-            raise ValueError(f"candidates must be >= 1, got {self.candidates}")
 
 
 class LLMOp(BaseModel):
@@ -112,7 +98,7 @@ _OPS = TypeAdapter(list[LLMOp])
 
 
 class MemoryWriter:
-    def __init__(self, store: MemoryStore, embedder: Any, config: PolicyConfig = PolicyConfig(),
+    def __init__(self, store: MemoryStore, embedder: Any, config: PolicySettings = PolicySettings(),
                  generator: Any = None) -> None:
         self.store = store
         self.embedder = embedder

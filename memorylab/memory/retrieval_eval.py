@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from memorylab.data.locomo import CATEGORIES, Conversation, Turn, load_locomo
+from memorylab.data.locomo import CATEGORIES, Conversation, load_locomo, memory_text
 from memorylab.errors import MemorylabError
 from memorylab.memory.fulltext import FullTextIndex
 from memorylab.memory.records import MemoryRecord
@@ -38,12 +38,6 @@ KS = (5, 10)
 TENANT = "locomo"
 # A reranker: a callable rerank(query, records) -> records, or an object with such a `rerank` method.
 Rerank = Union[Callable[[str, Sequence[MemoryRecord]], Sequence[MemoryRecord]], Any]
-
-
-def memory_text(turn: Turn) -> str:
-    """"<speaker>: <text>", plus "[shared <caption>]" when the turn shared an image."""
-    text = f"{turn.speaker}: {turn.text}"
-    return f"{text} [shared {turn.image_caption}]" if turn.image_caption else text
 
 
 def agent_name(conversation: Conversation) -> str:

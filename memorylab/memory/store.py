@@ -40,8 +40,15 @@ from memorylab.memory.lance_files import erase_deleted_rows
 from memorylab.memory.records import HistoryEntry, MemoryRecord
 from memorylab.memory.store_mirror import Partition, similarities
 from memorylab.memory.store_rows import (  # noqa: F401  (MemoryNotFound, MemoryQueryError: part of this API)
-    MemoryNotFound, MemoryQueryError, check_metadata, check_names, compile_filters, decode_cursor,
-    encode_cursor, row_key, table_schema,
+    MemoryNotFound,
+    MemoryQueryError,
+    check_metadata,
+    check_names,
+    compile_filters,
+    decode_cursor,
+    encode_cursor,
+    row_key,
+    table_schema,
 )
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ Sign conventions: ROUGE-based scores (VerbMem, KnowMem) are in [0, 1], higher = 
 MIA scores are higher = more likely a member; exposure takes log-perplexities (lower = more likely).
 """
 from memorylab.metrics.exposure import exposure, exposure_upper_bound
-from memorylab.metrics.knowmem import clean_answer, fewshot_prompt, knowmem
+from memorylab.metrics.knowmem import clean_answer, knowmem
 from memorylab.metrics.mia import (
     loss_score,
     mia_auc,
@@ -22,7 +22,6 @@ __all__ = [
     "clean_answer",
     "exposure",
     "exposure_upper_bound",
-    "fewshot_prompt",
     "knowmem",
     "loss_score",
     "mean_rouge_l_f1",

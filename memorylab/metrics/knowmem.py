@@ -11,12 +11,6 @@ from memorylab.metrics._checks import paired_texts
 from memorylab.metrics.rouge import mean_rouge_l_f1
 
 
-def fewshot_prompt(shots: Sequence[tuple[str, str]], question: str) -> str:
-    """Deterministic few-shot QA prompt; ends with "Answer:" so the model writes the answer."""
-    parts = [f"Question: {q}\nAnswer: {a}\n\n" for q, a in shots]
-    return "".join(parts) + f"Question: {question}\nAnswer:"
-
-
 def clean_answer(generation: str) -> str:
     """Keep only the first answer: models continue the few-shot pattern with more Q/A pairs."""
     cut = len(generation)

@@ -13,6 +13,7 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 import torch
 
+from memorylab.decoding.drafter import drafter_for
 from memorylab.decoding.loop import decode, sampling_generator, stop_token_ids
 from memorylab.models.protocol import GenerationParams
 
@@ -38,7 +39,7 @@ class LogitsLM:
         raise NotImplementedError
 
     # Speculative decoding (memorylab.decoding.speculative) needs a third primitive and a drafter.
-    drafter: Any = None  # a memorylab.models.drafter.Drafter; what SpeculativeParams(drafter=None) uses
+    drafter: Any = None  # a memorylab.decoding.drafter.Drafter; what SpeculativeParams(drafter=None) uses
     speculative_stats: Any = None  # SpeculativeStats of the last generate() call (None when it was plain)
 
     def verify_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -48,9 +49,11 @@ class LogitsLM:
 
     def drafter_for(self, spec: Any) -> Any:
         """The drafter `spec` (SpeculativeParams) names, loaded once into this process, on this model's device."""
-        from memorylab.models.drafter import drafter_for
-
         return drafter_for(self, spec)
+
+    def load_drafter(self, source: str) -> Any:
+        """The drafter at `source` (a folder or HF id) as a Drafter, on this model's device and dtype."""
+        raise NotImplementedError(f"{type(self).__name__} cannot load a drafter: attach one as `drafter`")
 
     # -- tokens -------------------------------------------------------------------------------------------
     def encode(self, texts: Sequence[str]) -> list[list[int]]:

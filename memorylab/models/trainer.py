@@ -22,7 +22,7 @@ from transformers.utils import logging as hf_logging
 
 from memorylab.models.documents import Document, Example, ExampleTokens, context_length, document_text
 from memorylab.progress import progress_bar
-from memorylab.scenario import TrainConfig
+from memorylab.schema.common import TrainConfig
 
 IGNORE = -100
 hf_logging.disable_progress_bar()  # per-shard save bars would interleave with the training bar
@@ -114,14 +114,15 @@ def lr_lambda(cfg: TrainConfig):
     return factor
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    # No weight decay on norms and biases (1-D), as in GPT-2/Llama training recipes.
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; no weight decay on norms and biases (1-D), as in GPT-2/Llama
+    training recipes."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8)
 
 
 def _latest_checkpoint(folder: Path) -> Optional[Path]:
@@ -157,7 +158,7 @@ def train_causal_lm(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
         raise ValueError("no training documents")
     torch.manual_seed(seed)
     model.train()
-    optimizer = make_optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     start, losses, resumed = 0, [], None
     latest = _latest_checkpoint(ckpt_dir)

@@ -172,11 +172,17 @@ class ActorResources(Strict):
 PlacementStrategy = Literal["STRICT_PACK", "PACK", "SPREAD", "STRICT_SPREAD"]
 
 
-class Resources(Strict):
+class TrainerResources(Strict):
+    """The actors and tasks of a kind that trains, by role: here the trainer (one Ray task per model trained).
+    A kind lists exactly the roles its runner starts (a sweep checks each against a trial's reservation)."""
+
     trainer: ActorResources = ActorResources()
+
+
+class Resources(TrainerResources):
+    """Training, then measuring each model in its own ModelActor (`model`)."""
+
     model: ActorResources = ActorResources()
-    retriever: ActorResources = ActorResources()
-    unlearner: ActorResources = ActorResources()
 
 
 class RayConfig(Strict):
@@ -216,7 +222,7 @@ class ScenarioBase(Strict):
     model: ModelSpec = ModelSpec()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
-    resources: Resources = Resources()
+    resources: TrainerResources = TrainerResources()
     ray: RayConfig = RayConfig()
 
     # Kinds whose runner trains eval.speculative's drafter 'train' beside its models (memorization, unlearning).
@@ -238,8 +244,8 @@ class ScenarioBase(Strict):
             return self
         if not self.trains_drafter:
             raise ValueError(f"eval.speculative.drafter 'train' is for memorization and unlearning runs, not "
-                             f"{self.kind}: name a drafter folder or HF id (memorylab.models.drafter.train_drafter "
-                             "builds one for the tiny world)")
+                             f"{self.kind}: name a drafter folder or HF id (memorylab.models.drafter_training."
+                             "train_drafter builds one for the tiny world)")
         if not self.model.is_tiny:
             raise ValueError("eval.speculative.drafter 'train' builds a tiny drafter for a tiny target "
                              f"(model.name: tiny), not for {self.model.name!r}: name a drafter folder or HF id")

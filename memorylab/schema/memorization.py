@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from memorylab.schema.common import ScenarioBase
+from memorylab.schema.common import Resources, ScenarioBase
 
 
 class MemorizationScenario(ScenarioBase):
@@ -12,3 +12,4 @@ class MemorizationScenario(ScenarioBase):
 
     kind: Literal["memorization"]
     trains_drafter: ClassVar[bool] = True  # eval.speculative.drafter 'train': trained beside target and retrain
+    resources: Resources = Resources()

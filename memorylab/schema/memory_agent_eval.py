@@ -8,6 +8,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
+from memorylab.scenario_problems import CheckContext
 from memorylab.schema.common import RunName, Seed, Strict
 from memorylab.schema.memory_agent import RerankerName
 
@@ -61,5 +62,29 @@ class MemoryAgentEvalScenario(Strict):
     def _something_to_do(self) -> "MemoryAgentEvalScenario":
         if not self.serve_eval and self.compare is None:
             raise ValueError("nothing to evaluate: set serve_eval: true or a `compare` block")
-        # The agent (named or inline) is checked by the loader, which reports its problems at their lines.
+        # The agent (named or inline) is checked by check_agent when the file loads, at the agent's lines.
         return self
+
+
+def check_agent(scenario: MemoryAgentEvalScenario, context: CheckContext) -> None:
+    """An evaluation against its agent, when the file loads: the agent loads and is a memory_agent, and the
+    synthetic sessions fit its world (checked here, not when the sessions are built after Ray has started)."""
+    loaded = context.nested(scenario.agent, "agent", "the agent scenario")
+    if loaded is None:
+        return
+    agent = loaded[0]
+    if agent.kind != "memory_agent":
+        return context.add(("agent",), f"a '{agent.kind}' scenario; an evaluation needs a memory_agent scenario")
+    if scenario.dataset.source != "synthetic":
+        return None
+    if scenario.compare is not None:
+        context.add(("compare",), "needs dataset.source locomo (the synthetic sessions are evaluated by serve_eval)")
+    world, wanted = agent.world, scenario.synthetic
+    retain = world.num_people - world.forget - world.holdout
+    if wanted.new_people > world.holdout:
+        context.add(("synthetic", "new_people"), f"{wanted.new_people} is more than the agent world's "
+                    f"{world.holdout} holdout people (the never-trained people the sessions introduce)")
+    if wanted.known_people > retain:
+        context.add(("synthetic", "known_people"), f"{wanted.known_people} is more than the agent world's "
+                    f"{retain} retain people (the trained people the sessions ask about)")
+    return None

@@ -7,73 +7,19 @@ overlap.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Optional, Union
+from typing import Annotated, ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from memorylab.schema.common import PlacementStrategy, Resources, ScenarioBase, Strict
+from memorylab.schema.common import ActorResources, PlacementStrategy, Resources, ScenarioBase, Strict
+from memorylab.unlearn.registry import method_union
 
 TOFU_FORGET_AUTHORS = 20  # forget10: 400 QA pairs, 20 per author
 
 
-class MethodBase(Strict):
-    label: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9_.-]+$",
-                                 description="the method's name in reports (default: the method); unique")
-    steps: int = Field(40, ge=1)
-    lr: float = Field(5e-4, gt=0)
-    batch_size: int = Field(8, ge=1)
-    seq_len: int = Field(128, ge=8)
-    warmup_steps: int = Field(0, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
-
-    @property
-    def name(self) -> str:
-        return self.label or self.method  # type: ignore[attr-defined]
-
-
-class GradAscentConfig(MethodBase):
-    method: Literal["grad_ascent"]
-
-
-class GradDiffConfig(MethodBase):
-    method: Literal["grad_diff"]
-    retain_weight: float = Field(1.0, ge=0)
-
-
-class NPOConfig(MethodBase):
-    method: Literal["npo"]
-    beta: float = Field(0.1, gt=0, description="NPO's inverse temperature (the paper's default)")
-    retain_weight: float = Field(1.0, ge=0, description="weight of the retain NLL (NPO+RT); 0 is plain NPO")
-
-
-class SimNPOConfig(MethodBase):
-    method: Literal["simnpo"]
-    beta: float = Field(4.5, gt=0)
-    gamma: float = Field(0.125, ge=0, le=10)
-    retain_weight: float = Field(1.0, ge=0)
-
-
-class ULDConfig(MethodBase):
-    method: Literal["uld"]
-    lr: float = Field(1e-3, gt=0)
-    steps: int = Field(80, ge=1)
-    grad_clip: Optional[float] = Field(None, gt=0, description="max gradient norm of the assistant's LoRA "
-                                                                 "weights; None (default): no clipping")
-    alpha: float = Field(1.0, gt=0, le=10, description="weight of the assistant's logits (0 < alpha <= 10)")
-    r: float = Field(0.1, gt=0, le=1, description="relative-top filter")
-    layers: int = Field(1, ge=1, description="K: the target's first K layers form the assistant")
-    lora_rank: int = Field(8, ge=1)
-    lora_alpha: int = Field(16, ge=1)
-    retain_weight: float = Field(1.0, ge=0, description="weight of KL(uniform || p) on the retain set")
-    placement: Literal["one_actor", "two_actors"] = Field(
-        "one_actor", description="one actor hosting target and assistant (one core or device), or two actors in "
-                                 "one placement group (resources.uld_pair_strategy) stepping in lockstep, their "
-                                 "forwards side by side: faster when each gets its own core or device, and for "
-                                 "pairs too big for one device")
-
-
-MethodConfig = Annotated[Union[GradAscentConfig, GradDiffConfig, NPOConfig, SimNPOConfig, ULDConfig],
-                         Field(discriminator="method")]
+# One method of `methods:`: the settings class of the method it names (memorylab/unlearn/registry.py), where
+# each method's settings and defaults are declared.
+MethodConfig = method_union()
 
 
 class DataConfig(Strict):
@@ -127,7 +73,10 @@ class SustainabilityConfig(Strict):
 
 
 class UnlearningResources(Resources):
-    """Resources, plus how the one group of actors this kind places together is spread over the cluster."""
+    """Resources, plus the unlearning tasks and how the one group of actors this kind places together is spread
+    over the cluster."""
+
+    unlearner: ActorResources = ActorResources()
 
     uld_pair_strategy: PlacementStrategy = Field(
         "STRICT_PACK", description="Ray placement strategy of the group holding a ULD model's target and assistant "
@@ -175,17 +124,8 @@ class UnlearningScenario(ScenarioBase):
         if self.sustainability and self.sustainability.requests > available:
             raise ValueError(f"{self.sustainability.requests} sustainability requests need at least that many "
                              f"forget people/authors; the forget set has {available}")
-        layers = self.model.tiny.num_layers if self.model.is_tiny else None
-        for m in self.methods:
-            if isinstance(m, ULDConfig) and layers is not None and m.layers >= layers:
-                raise ValueError(f"uld layers ({m.layers}) must be fewer than the target's {layers} layers: "
-                                 "the assistant is the target's first K layers")
-            # LockstepULD combines two actors' logits one token at a time: it has no verification over drafts.
-            if isinstance(m, ULDConfig) and m.placement == "two_actors" and self.eval.speculative is not None:
-                raise ValueError(f"method {m.name}: uld placement two_actors cannot decode speculatively; use "
-                                 "placement one_actor or drop eval.speculative")
-            if isinstance(m, ULDConfig) and m.placement == "two_actors" and self.resources.model.is_empty:
-                raise ValueError(f"method {m.name}: uld placement two_actors gives each actor a placement-group "
-                                 "bundle of resources.model, which asks for nothing (num_cpus 0, no GPU, no custom "
-                                 "resources); give it num_cpus or num_gpus, or use placement one_actor")
+        for m in self.methods:  # what each method asks of the scenario, in its own settings class
+            problem = m.scenario_problem(self)
+            if problem is not None:
+                raise ValueError(problem)
         return self

@@ -62,7 +62,7 @@ def build_app(args: Union[dict, BuildArgs]) -> Any:
     from memorylab.serve.agent import MemoryAgent
     from memorylab.serve.generator import Generator
     from memorylab.serve.generator_model import generator_speculative, prepare_generator
-    from memorylab.serve.ingress import Ingress
+    from memorylab.serve.ingress import Ingress, IngressConfig
 
     args = args if isinstance(args, BuildArgs) else BuildArgs.model_validate(args)
     scenario = load_agent_scenario(args.scenario, args.overrides)
@@ -74,17 +74,15 @@ def build_app(args: Union[dict, BuildArgs]) -> Any:
         log.warning("no API keys: every request will get 401; set serve.api_keys or MEMORYLAB_API_KEYS")
 
     res = scenario.deployments
-    memory = scenario.memory.model_dump()
-    generation = scenario.generator.model_dump()
     generator = Generator.options(ray_actor_options=actor_options(res.generator),
                                   num_replicas=scenario.serve.generator_replicas).bind(
         model_path, backend=scenario.model.backend, dtype=scenario.model.dtype,
         device=device_for(res.generator, scenario.model.device), num_threads=torch_threads(res.generator),
         seed=scenario.seed, speculative=generator_speculative(scenario, folder))
-    agent = MemoryAgent.options(ray_actor_options=actor_options(res.agent)).bind(generator, memory, generation)
+    agent = MemoryAgent.options(ray_actor_options=actor_options(res.agent)).bind(
+        generator, scenario.memory, scenario.generator)
+    config = IngressConfig(folder=str(folder), model_name=scenario.name, memory=scenario.memory,
+                           generation=scenario.generator, serve=scenario.serve.model_copy(update={"api_keys": []}),
+                           keys=keys, device=device_for(res.ingress, "auto"), num_threads=torch_threads(res.ingress))
     # One Ingress replica: it holds the store (see retriever.py), and the store has exactly one writer.
-    return Ingress.options(ray_actor_options=actor_options(res.ingress), num_replicas=1).bind(
-        str(folder), memory, agent, generator, keys, scenario.name, scenario.serve.max_body_bytes, generation,
-        batch_size=scenario.serve.retriever_batch_size, batch_wait_ms=scenario.serve.batch_wait_ms,
-        device=device_for(res.ingress, "auto"), policy=scenario.memory.adaptive.policy,
-        num_threads=torch_threads(res.ingress), generator_replicas=scenario.serve.generator_replicas)
+    return Ingress.options(ray_actor_options=actor_options(res.ingress), num_replicas=1).bind(config, agent, generator)

@@ -17,7 +17,8 @@ def prepare_generator(scenario: MemoryAgentScenario, folder: Path) -> str:
         return str(scenario.generator.path)
     from memorylab.cluster.connect import connect
     from memorylab.data import build_world
-    from memorylab.runners.world_models import corpus, prepare_tokenizer, tokenizer_texts, train_models
+    from memorylab.data.corpus import corpus, tokenizer_texts
+    from memorylab.models.train_jobs import prepare_tokenizer, train_models
 
     world = build_world(scenario.world, seed=scenario.seed)
     final = folder / "models" / "generator" / "final"
@@ -40,7 +41,8 @@ def generator_speculative(scenario: MemoryAgentScenario, folder: Path) -> Option
     if spec is None or spec.drafter != "train":
         return None if spec is None else spec.params()
     from memorylab.data import build_world
-    from memorylab.runners.world_models import corpus, train_models
+    from memorylab.data.corpus import corpus
+    from memorylab.models.train_jobs import train_models
 
     documents = corpus(build_world(scenario.world, seed=scenario.seed), list(KNOWN_SPLITS))
     trained = train_models({"drafter": documents}, scenario.model, scenario.train, scenario.resources.trainer,

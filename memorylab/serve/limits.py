@@ -7,9 +7,9 @@ and count the bytes of a chunked body as they arrive, stopping at the limit.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Optional
 
-MAX_BODY_BYTES = 1_000_000  # set by the Ingress replica from serve.max_body_bytes
+from memorylab.serve.deps import ingress_of_scope
 
 
 class BodyTooLarge(Exception):
@@ -24,13 +24,16 @@ async def _reply_413(send: Any, limit: int) -> None:
 
 
 class BodyLimit:
-    def __init__(self, app: Any) -> None:
+    """`max_bytes`: a fixed limit; None (the served app) reads the replica's serve.max_body_bytes."""
+
+    def __init__(self, app: Any, max_bytes: Optional[int] = None) -> None:
         self.app = app
+        self.max_bytes = max_bytes
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = MAX_BODY_BYTES
+        limit = self.max_bytes if self.max_bytes is not None else ingress_of_scope(scope).config.serve.max_body_bytes
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return await _reply_413(send, limit)

@@ -9,22 +9,19 @@ import time
 import uuid
 from typing import Annotated, Any, Optional, Union
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from memorylab.models.protocol import GenerationParams
-from memorylab.serve.api import AGENT_ID, MAX_TEXT, Message, needs_user_message
-from memorylab.serve.retriever import remote_message
+from memorylab.serve import orchestration
+from memorylab.serve.bodies import AGENT_ID, MAX_TEXT, Message, needs_user_message
+from memorylab.serve.deps import accepted, current_ingress, tenant_of
+from memorylab.serve.refusal import remote_message
 
 openai_router = APIRouter(prefix="/v1", tags=["openai"])
 SAMPLING_EPS = 1e-5
-
-
-def _ingress(request: Request) -> Any:
-    from memorylab.serve.ingress import _ingress as current
-
-    return current(request)
+Ingress = Depends(current_ingress)
 
 
 class _OpenAIBody(BaseModel):
@@ -74,10 +71,10 @@ class ChatCompletionRequest(_OpenAIBody):
         return self
 
 
-def _check_model(request: Request, model: str) -> Optional[dict]:
-    ingress = _ingress(request)
-    if model != ingress.model_name:
-        return {"error": {"message": f"model '{model}' does not exist; this server has '{ingress.model_name}'",
+def _check_model(ingress: Any, model: str) -> Optional[dict]:
+    served = ingress.config.model_name
+    if model != served:
+        return {"error": {"message": f"model '{model}' does not exist; this server has '{served}'",
                           "type": "invalid_request_error", "param": "model", "code": "model_not_found"}}
     return None
 
@@ -92,7 +89,7 @@ async def _generate(ingress: Any, prompts: list[str], params: GenerationParams) 
     than the model's context is a ValueError there; it used to surface as a 500)."""
     try:
         return await ingress.generator.generate.remote(prompts, params)
-    except ValueError as e:  # a RayTaskError(ValueError) is a ValueError too
+    except ValueError as e:  # a RayTaskError(ValueError) is a ValueError too: prompt + max_tokens over the context
         message = remote_message(e)
         too_long = "context" in message
         return _invalid(message, param="max_tokens" if too_long else None,
@@ -105,21 +102,20 @@ def chat_prompt(messages: list[dict]) -> str:
 
 
 @openai_router.get("/models")
-async def list_models(request: Request) -> dict:
-    name = _ingress(request).model_name
+async def list_models(ingress: Any = Ingress) -> dict:
+    name = ingress.config.model_name
     return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "memorylab"}]}
 
 
 @openai_router.post("/completions")
-async def completions(body: CompletionRequest, request: Request) -> Any:
-    ingress = _ingress(request)
-    if (error := _check_model(request, body.model)) is not None:
+async def completions(body: CompletionRequest, ingress: Any = Ingress) -> Any:
+    if (error := _check_model(ingress, body.model)) is not None:
         return JSONResponse(error, status_code=404)
     prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
     if not prompts or any(len(p) > MAX_TEXT for p in prompts):
         return JSONResponse({"detail": f"prompt: give 1 to 64 prompts of at most {MAX_TEXT} characters"},
                             status_code=422)
-    texts = await _generate(ingress, prompts, body.params(ingress.generation["max_new_tokens"]))
+    texts = await _generate(ingress, prompts, body.params(ingress.config.generation.max_new_tokens))
     if isinstance(texts, JSONResponse):
         return texts
     return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
@@ -129,23 +125,20 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
 
 
 @openai_router.post("/chat/completions")
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
-    from memorylab.serve import orchestration
-    from memorylab.serve.ingress import accepted, tenant_of
-
-    ingress = _ingress(request)
-    if (error := _check_model(request, body.model)) is not None:
+async def chat_completions(body: ChatCompletionRequest, ingress: Any = Ingress,
+                           authorization: Optional[str] = Header(None)) -> Any:
+    if (error := _check_model(ingress, body.model)) is not None:
         return JSONResponse(error, status_code=404)
     messages = [m.model_dump(mode="json") for m in body.messages]
     prompt = chat_prompt(messages)
     extra: dict[str, Any] = {}
     if body.agent_id is not None:
-        tenant = await tenant_of(request, request.headers.get("authorization"))
+        tenant = await tenant_of(authorization, ingress)
         reply = accepted(await orchestration.chat(ingress, tenant, body.agent_id, messages, body.max_tokens))
         text = reply["answer"]
         extra = {"memorylab": {"used_memories": reply["used_memories"], "retrieved": reply["retrieved"]}}
     else:
-        params = body.params(ingress.generation["max_new_tokens"])
+        params = body.params(ingress.config.generation.max_new_tokens)
         texts = await _generate(ingress, [prompt], params)
         if isinstance(texts, JSONResponse):
             return texts

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from memorylab.memory.reorder import reorder_for_context
 from memorylab.serve.prompts import question_of
-from memorylab.serve.retriever import Refusal
+from memorylab.serve.refusal import Refusal
 
 ENTROPY_DEPTH = 50  # memories whose similarities the entropy router weighs
 
@@ -35,7 +35,7 @@ async def decide(ingress: Any, tenant: str, agent: str, question: str) -> Any:
     if (refusal := ingress.retriever.check_agent(tenant, agent)) is not None:
         return refusal  # another tenant's agent is 404 whatever the policy would decide
     similarities = None
-    if ingress.policy == "entropy":
+    if ingress.config.memory.adaptive.policy == "entropy":
         similarities = await _similarities(ingress, tenant, agent, question)
         if isinstance(similarities, Refusal):
             return similarities
@@ -45,14 +45,16 @@ async def decide(ingress: Any, tenant: str, agent: str, question: str) -> Any:
 async def retrieve(ingress: Any, tenant: str, agent: str, query: str, top_k: int, filters: Optional[dict],
                    rerank: Optional[str], mode: Optional[str]) -> Any:
     """(hits, timings): the hybrid top_k, or the top rerank_depth reordered by the reranker and cut to top_k."""
-    rerank = rerank or ingress.settings["reranker"]["name"]
-    if rerank == "listwise_first" and ingress.generator_replicas > 1:
+    settings = ingress.config.memory
+    replicas = ingress.config.serve.generator_replicas
+    rerank = rerank or settings.reranker.name
+    if rerank == "listwise_first" and replicas > 1:
         # Its generator session (a KV cache) is begun by one call and ended by another, and Serve routes each
         # call on its own: across replicas the end missed the replica holding the cache, which then leaked.
         # The scenario refuses it as the default reranker; a request naming it is refused here.
         return Refusal(400, f"rerank: 'listwise_first' keeps a session on one generator replica, and this agent "
-                            f"has {ingress.generator_replicas} (serve.generator_replicas); ask for another reranker")
-    depth = max(top_k, ingress.settings["retrieval"]["rerank_depth"]) if rerank != "none" else top_k
+                            f"has {replicas} (serve.generator_replicas); ask for another reranker")
+    depth = max(top_k, settings.retrieval.rerank_depth) if rerank != "none" else top_k
     t = time.perf_counter()
     hits = await ingress.retriever.search(tenant, agent, query, depth, mode, filters)
     if isinstance(hits, Refusal):
@@ -98,12 +100,12 @@ async def chat(ingress: Any, tenant: str, agent: str, messages: list[dict], max_
         return decision
     records = []
     if decision["retrieve"]:
-        found = await retrieve(ingress, tenant, agent, question, ingress.settings["retrieval"]["top_k"], None,
-                               None, None)
+        retrieval = ingress.config.memory.retrieval
+        found = await retrieve(ingress, tenant, agent, question, retrieval.top_k, None, None, None)
         if isinstance(found, Refusal):
             return found
         records = [r for r, _ in found[0]]
-        if ingress.settings["retrieval"]["reorder"]:
+        if retrieval.reorder:
             records = reorder_for_context(records)
     reply = await ingress.agent.answer.remote(question, records, max_tokens)
     if isinstance(reply, Refusal):

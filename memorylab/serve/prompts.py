@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from memorylab.evaluation import QA_PROMPT
+from memorylab.data.prompts import qa_prompt
 from memorylab.memory.records import MemoryRecord
 
 
@@ -19,7 +19,7 @@ def question_of(messages: Sequence[dict]) -> str:
 
 def answer_text(memories: Sequence[str], question: str) -> str:
     """Memories one per line, a blank line, then the question (no memories: the plain QA prompt)."""
-    return "".join(f"{m}\n" for m in memories) + ("\n" if memories else "") + QA_PROMPT.format(question=question)
+    return "".join(f"{m}\n" for m in memories) + ("\n" if memories else "") + qa_prompt(question)
 
 
 class PromptTooLong(ValueError):

@@ -27,10 +27,12 @@ from memorylab.errors import MemorylabError
 from memorylab.memory.embedder import Embedder
 from memorylab.memory.facts import parse_fact
 from memorylab.memory.fulltext import FullTextIndex
-from memorylab.memory.ops import MemoryWriter, PolicyConfig
+from memorylab.memory.ops import MemoryWriter
 from memorylab.memory.records import MemoryRecord
 from memorylab.memory.retrieval import HybridRetriever
 from memorylab.memory.store import MemoryNotFound, MemoryStore
+from memorylab.schema.memory_agent import MemorySettings
+from memorylab.serve.refusal import Refusal
 
 log = logging.getLogger("memorylab.serve")
 
@@ -57,15 +59,15 @@ class MemoryService:
     in-process baseline.
     """
 
-    def __init__(self, folder: str | Path, memory: dict[str, Any], *, generator: Any = None,
+    def __init__(self, folder: str | Path, memory: MemorySettings, *, generator: Any = None,
                  device: str = "cpu") -> None:
         self.settings = memory
         self.store = MemoryStore(Path(folder) / "memory")
-        self.embedder = Embedder(device=device, quantize=memory["retrieval"].get("quantize_embedder", False))
+        self.embedder = Embedder(device=device, quantize=memory.retrieval.quantize_embedder)
         self.fulltext = FullTextIndex()
         self.store.add_listener(self.fulltext)
-        self.retriever = HybridRetriever(self.store, self.embedder, self.fulltext, rrf_k=memory["retrieval"]["rrf_k"])
-        self.writer = MemoryWriter(self.store, self.embedder, PolicyConfig(**memory["policy"]), generator=generator)
+        self.retriever = HybridRetriever(self.store, self.embedder, self.fulltext, rrf_k=memory.retrieval.rrf_k)
+        self.writer = MemoryWriter(self.store, self.embedder, memory.policy, generator=generator)
 
     def check_agent(self, tenant: str, agent: str) -> None:
         owner = self.store.agent_owner(agent)
@@ -74,8 +76,8 @@ class MemoryService:
 
     def search_settings(self, mode: Optional[str], candidates: Optional[int]) -> tuple[str, int]:
         """A request's retrieval mode and fusion depth, the store's settings where the request gives none."""
-        retrieval = self.settings["retrieval"]
-        return mode or retrieval["mode"], candidates or retrieval["candidates"]
+        retrieval = self.settings.retrieval
+        return mode or retrieval.mode, candidates or retrieval.candidates
 
     def search(self, tenant: str, agent: str, query: str, top_k: int, *, mode: Optional[str] = None,
                filters: Optional[dict] = None, query_vector: Optional[np.ndarray] = None,
@@ -147,24 +149,6 @@ class MemoryService:
         return entries
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """A request the memory layer refused (unknown memory or agent: 404; a bad filter or cursor: 400).
-
-    Returned, not raised: an exception crossing a deployment boundary is logged with its traceback by the
-    replica, and these are everyday answers, not faults."""
-
-    status: int
-    detail: str
-
-
-def remote_message(error: BaseException) -> str:
-    """The message of an error raised in another replica (a RayTaskError), without Ray's traceback."""
-    cause = getattr(error, "cause", None)
-    lines = str(cause if isinstance(cause, BaseException) else error).strip().splitlines()
-    return lines[-1] if lines else type(error).__name__
-
-
 def refused(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
@@ -175,7 +159,7 @@ def refused(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 class Retriever:
-    def __init__(self, folder: str, memory: dict[str, Any], batch_size: int = 16, batch_wait_ms: float = 6.0,
+    def __init__(self, folder: str, memory: MemorySettings, batch_size: int = 16, batch_wait_ms: float = 6.0,
                  generator: Any = None, device: str = "cpu") -> None:
         from memorylab.actors.remote_lm import RemoteLM
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from memorylab.errors import MemorylabError
-from memorylab.report import _pyplot, fmt, markdown_table
+from memorylab.report import fmt, markdown_table, pyplot
 
 SWEEP_FILE = "sweep.json"
 
@@ -147,7 +147,7 @@ def analyze_experiment(folder: Path, top: int = 10) -> str:
 
 def _plot(trials: list[Trial], front: list[Trial], modes: dict[str, str], space: list[str], path: Path,
           title: str) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     names = list(modes)
     fig, ax = plt.subplots(figsize=(6, 4.2))
     done = [t for t in trials if t.complete()]

@@ -10,44 +10,39 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
-from pathlib import Path
 from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
 
-from memorylab.scenario import KINDS
-from memorylab.schema.common import IN_JOINED_RAY
-from memorylab.scenario_nested import load_nested
-from memorylab.tune.fields import SWEEPABLE, report_fields, reports_progress
+from memorylab.scenario import KINDS, kind_of, validate_scenario
+from memorylab.scenario_problems import CheckContext, strip_union_tags
+from memorylab.schema.common import ActorResources
 from memorylab.tune.objectives import Expression, ExpressionError, dotted
 from memorylab.tune.paths import field_problem, with_values
 
-Loc = tuple[str, ...]
+
+def report_fields(scenario: BaseModel) -> set[str]:
+    """Dotted paths of every number the report of `scenario`'s kind will hold for it."""
+    return set(kind_of(scenario).load("report_fields")(scenario))
 
 
-def load_wrapped(sweep: Any, lines: dict, set_paths: set, out: Any, base: Path) -> Optional[tuple[BaseModel, dict]]:
-    """The wrapped scenario's model and raw mapping, or None after adding its problems to `out`."""
-    from memorylab import scenario_loader as loader
-
-    loaded = load_nested(sweep.scenario, "scenario", "the wrapped scenario", lines, set_paths, out, base)
+def load_wrapped(sweep: Any, context: CheckContext) -> Optional[tuple[BaseModel, dict]]:
+    """The wrapped scenario's model and raw mapping, or None after adding its problems to the context."""
+    loaded = context.nested(sweep.scenario, "scenario", "the wrapped scenario")
     if loaded is None:
         return None
     model, raw = loaded
-    here = ("scenario",)
-    if model.kind not in SWEEPABLE:
-        out.add(loader._line_of(here, lines, set_paths), "scenario",
-                f"a {model.kind} scenario cannot be swept; sweepable kinds: {', '.join(SWEEPABLE)}")
+    if not kind_of(model).sweepable:
+        sweepable = ", ".join(k.name for k in KINDS.values() if k.sweepable)
+        context.add(("scenario",), f"a {model.kind} scenario cannot be swept; sweepable kinds: {sweepable}")
         return None
     return model, raw
 
 
-def check_sweep(sweep: Any, lines: dict, set_paths: set, out: Any, base: Path) -> None:
-    from memorylab import scenario_loader as loader
-
-    def add(loc: Loc, message: str) -> None:
-        out.add(loader._line_of(loc, lines, set_paths), ".".join(loc), message)
-
-    wrapped = load_wrapped(sweep, lines, set_paths, out, base)
+def check_sweep(sweep: Any, context: CheckContext) -> None:
+    """Kind `sweep`'s load-time check (memorylab.scenario.KINDS): the sweep against the scenario it wraps."""
+    add = context.add
+    wrapped = load_wrapped(sweep, context)
     if wrapped is None:
         return
     model, raw = wrapped
@@ -56,7 +51,7 @@ def check_sweep(sweep: Any, lines: dict, set_paths: set, out: Any, base: Path) -
     fits = True  # every value of every path on its own
     for path, domain in sweep.space.items():
         problem = field_problem(model, path)
-        probes = [] if problem else [_probe(model.kind, raw, {path: value}) for value in domain.probe_values()]
+        probes = [] if problem else [_probe(raw, {path: value}) for value in domain.probe_values()]
         problem = problem or next((p for p in probes if isinstance(p, str)), None)
         if problem is not None:
             add(("space", path), problem)
@@ -70,7 +65,7 @@ def check_sweep(sweep: Any, lines: dict, set_paths: set, out: Any, base: Path) -
             fields &= kept
 
     # Values that fit one by one may not together (a warm-up longer than the steps): try the space's corners.
-    problem = _corner_problem(model.kind, raw, sweep.space) if fits and len(sweep.space) > 1 else None
+    problem = _corner_problem(raw, sweep.space) if fits and len(sweep.space) > 1 else None
     if problem is not None:
         add(("space",), problem)
 
@@ -92,21 +87,19 @@ def check_sweep(sweep: Any, lines: dict, set_paths: set, out: Any, base: Path) -
     problem = _outgrows_trial(model, sweep.trial_resources)
     if problem is not None:
         add(("trial_resources",), problem)
-    if sweep.scheduler.name == "asha" and not reports_progress(model.kind):
+    if sweep.scheduler.name == "asha" and not kind_of(model).reports_progress:
         add(("scheduler", "name"), f"asha stops trials early on intermediate results, and the {model.kind} "
                                    "runner reports only at the end; use fifo")
-
-
-# The wrapped kind's actors and tasks, by their resources field; each runs inside its trial's reservation.
-ROLES: dict[str, tuple[str, ...]] = {"memorization": ("trainer", "model"), "continual": ("trainer",),
-                                     "unlearning": ("trainer", "model", "unlearner")}
 
 
 def _outgrows_trial(model: Any, trial: Any) -> Optional[str]:
     """Why an actor or task of the wrapped scenario could never start inside a trial's reservation, or None."""
     reserved = {"num_cpus": trial.num_cpus, "num_gpus": trial.num_gpus, **trial.resources}
-    for role in ROLES.get(model.kind, ()):
-        res = getattr(model.resources, role)
+    # Each actor and task of its runner, by role (`resources.<role>`), runs inside the trial's reservation.
+    roles = model.resources if "resources" in type(model).model_fields else ()
+    for role, res in roles:
+        if not isinstance(res, ActorResources):
+            continue
         for name, amount in {"num_cpus": res.num_cpus, "num_gpus": res.num_gpus, **res.resources}.items():
             if amount > reserved.get(name, 0):
                 return (f"the wrapped scenario's resources.{role} ask {name} {amount:g}, more than each trial "
@@ -115,17 +108,15 @@ def _outgrows_trial(model: Any, trial: Any) -> Optional[str]:
     return None
 
 
-def _probe(kind: str, raw: dict, values: dict[str, Any]) -> Any:
+def _probe(raw: dict, values: dict[str, Any]) -> Any:
     """The wrapped scenario with each path set to its value, or a sentence saying why the values do not fit."""
-    from memorylab.scenario_loader import _strip_union_tags
-
     shown = (f"value {next(iter(values.values()))!r}" if len(values) == 1 else
              "values " + ", ".join(f"{path}={value!r}" for path, value in values.items()))
     try:
-        return KINDS[kind].model_validate(with_values(raw, values), context=IN_JOINED_RAY)
+        return validate_scenario(with_values(raw, values), joins_ray=True)
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
-        where = ".".join(_strip_union_tags(tuple(str(p) for p in err["loc"]), raw))
+        where = ".".join(strip_union_tags(tuple(str(p) for p in err["loc"]), raw))
         together = "" if len(values) == 1 else " together"
         return f"{shown} do{'es' if len(values) == 1 else ''} not fit the wrapped scenario{together}: {where}: {err['msg']}"
     except (IndexError, ValueError, TypeError, AttributeError) as e:
@@ -135,7 +126,7 @@ def _probe(kind: str, raw: dict, values: dict[str, Any]) -> Any:
 MAX_CORNERS = 256  # combinations tried at load; a larger space is checked path by path only
 
 
-def _corner_problem(kind: str, raw: dict, space: dict) -> Optional[str]:
+def _corner_problem(raw: dict, space: dict) -> Optional[str]:
     """Why some combination of the space's extreme values does not fit, or None: a range's two bounds and a
     list's every value, all combinations, when there are at most MAX_CORNERS of them."""
     options = [[(path, value) for value in (domain.values if domain.kind in ("uniform", "loguniform", "randint")
@@ -143,23 +134,7 @@ def _corner_problem(kind: str, raw: dict, space: dict) -> Optional[str]:
     if math.prod(len(o) for o in options) > MAX_CORNERS:
         return None
     for combination in itertools.product(*options):
-        probed = _probe(kind, raw, dict(combination))
+        probed = _probe(raw, dict(combination))
         if isinstance(probed, str):
             return probed
     return None
-
-
-def wrapped_scenario(sweep: Any, sweep_path: Path) -> tuple[BaseModel, dict, Path]:
-    """The wrapped scenario of a sweep that loaded cleanly: its model, raw mapping, and the file whose folder
-    resolves its relative paths (its own file, or the sweep's for an inline one)."""
-    import copy
-
-    from memorylab.scenario_loader import load_scenario_and_dict
-
-    if isinstance(sweep.scenario, str):
-        path = Path(sweep.scenario).expanduser()
-        path = path if path.is_absolute() else sweep_path.absolute().parent / path
-        model, raw = load_scenario_and_dict(path, joins_ray=True)
-        return model, raw, path
-    raw = copy.deepcopy(sweep.scenario)
-    return KINDS[raw["kind"]].model_validate(raw, context=IN_JOINED_RAY), raw, sweep_path

@@ -13,18 +13,18 @@ report: sweep.json (config, versions, seeds, shared setup, wall time; a resume k
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 from memorylab.errors import MemorylabError
+from memorylab.lazy import load_target
 from memorylab.report import versions, write_json
+from memorylab.scenario import kind_of
 from memorylab.schema.sweep import SweepScenario
 from memorylab.tune.analysis import SWEEP_FILE
 from memorylab.tune.errors import error_line
-from memorylab.tune.fields import reports_progress, runner_module
 from memorylab.tune.resume import check_same_sweep, resume_record
 from memorylab.tune.space import param_space
 from memorylab.tune.trainable import TrialSpec, run_trial
@@ -35,13 +35,10 @@ SHARED_FOLDER = "shared"
 def shared_setup(sweep: SweepScenario, wrapped: Any, folder: Path, scenario_path: Optional[Path]) -> dict[str, Any]:
     """Overrides that point every trial at models trained once here, or {} when trials must train their own
     (a swept field changes them) or the wrapped kind has nothing to share."""
-    module = runner_module(wrapped.kind)
-    prefixes = getattr(module, "SHARED_PREFIXES", None)
-    if prefixes is None or any(path == p or path.startswith(p + ".") for path in sweep.space for p in prefixes):
+    setup = kind_of(wrapped).shared_setup
+    if setup is None or any(path == p or path.startswith(p + ".") for path in sweep.space for p in setup.prefixes):
         return {}
-    prepare = module.prepare_shared
-    extra = {"scenario_path": scenario_path} if "scenario_path" in inspect.signature(prepare).parameters else {}
-    return dict(prepare(wrapped, folder, **extra))
+    return dict(load_target(setup.prepare)(wrapped, folder, scenario_path))
 
 
 def _searcher(sweep: SweepScenario) -> Any:
@@ -128,11 +125,11 @@ def run_sweep(sweep: SweepScenario, wrapped: Any, wrapped_raw: dict, folder: Pat
         # so a sweep that could not even connect leaves its folder empty (the CLI then removes it).
         write_json(folder / SWEEP_FILE, record)
         fixed = shared_setup(sweep, wrapped, folder / SHARED_FOLDER, scenario_path)
-        spec = TrialSpec(kind=wrapped.kind, raw=wrapped_raw, fixed=fixed,
+        spec = TrialSpec(raw=wrapped_raw, fixed=fixed,
                          objectives=tuple((o.name, o.expr) for o in sweep.objectives),
                          scenario_path=str(scenario_path.absolute()) if scenario_path else None,
                          # Intermediate results cost a run measurements; only a scheduler reads them.
-                         reports_progress=sweep.scheduler.name == "asha" and reports_progress(wrapped.kind))
+                         reports_progress=sweep.scheduler.name == "asha" and kind_of(wrapped).reports_progress)
         trainable = _trainable(sweep, spec)
         if resume:
             tuner = tune.Tuner.restore(str(folder), trainable=trainable, resume_unfinished=True,

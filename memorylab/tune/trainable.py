@@ -25,8 +25,7 @@ RESULT_FILE = "trial_result.json"  # a finished trial's final result, next to it
 class TrialSpec:
     """Everything a trial needs besides its config; plain data, so Ray can ship it to the trial's worker."""
 
-    kind: str
-    raw: dict[str, Any]  # the wrapped scenario's mapping
+    raw: dict[str, Any]  # the wrapped scenario's mapping (its `kind` picks the schema)
     fixed: dict[str, Any] = field(default_factory=dict)  # dotted path -> value for every trial (shared setup)
     objectives: tuple[tuple[str, str], ...] = ()  # (name, expression)
     scenario_path: Optional[str] = None  # resolves relative paths the wrapped scenario holds
@@ -43,9 +42,8 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     """Ray Tune function trainable."""
     from ray import tune
 
-    from memorylab.runners import run_scenario
-    from memorylab.scenario import KINDS
-    from memorylab.schema.common import IN_JOINED_RAY
+    from memorylab.runners import RunContext, run_scenario
+    from memorylab.scenario import validate_scenario
     from memorylab.tune.paths import with_values
 
     trial_dir = Path(tune.get_context().get_trial_dir())
@@ -56,7 +54,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
         tune.report(json.loads(finished.read_text()))
         return
     raw = with_values(spec.raw, {**spec.fixed, **config})
-    scenario = KINDS[spec.kind].model_validate(raw, context=IN_JOINED_RAY)  # it runs in the sweep's Ray
+    scenario = validate_scenario(raw, joins_ray=True)  # it runs in the sweep's Ray
     objectives = {name: Expression(text) for name, text in spec.objectives}
     out_dir = trial_dir / RUN_FOLDER
     began = time.perf_counter()
@@ -69,11 +67,11 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
 
     # The metric names the objectives read (the last part of each path): measuring on the way, a runner
     # can skip the rest of its evaluation.
-    on_progress.figures = {path[-1] for expr in objectives.values() for path in expr.paths}
-
-    extra = {"on_progress": on_progress} if spec.reports_progress else {}
-    report = run_scenario(scenario, out_dir, raw_config=raw, overwrite=True,
-                          scenario_path=Path(spec.scenario_path) if spec.scenario_path else None, **extra)
+    figures = frozenset(path[-1] for expr in objectives.values() for path in expr.paths)
+    context = RunContext(raw_config=raw, scenario_path=Path(spec.scenario_path) if spec.scenario_path else None,
+                         on_progress=on_progress if spec.reports_progress else None,
+                         progress_figures=figures if spec.reports_progress else None)
+    report = run_scenario(scenario, out_dir, context, overwrite=True)
     result = {**score(objectives, report), "final": True,
               "trial_work_s": round(time.perf_counter() - began, 3), "run_dir": str(out_dir)}
     write_json(finished, result)

@@ -3,21 +3,16 @@ fast and, with nothing anchoring the rest of the model, soon collapses it too.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import Any, Literal
 
-import torch
-
-from memorylab.unlearn.sequence import nll
+from memorylab.unlearn.method import LossMethod, UnlearnBatch
 
 
-@dataclass(frozen=True)
-class GradAscent:
-    name: ClassVar[str] = "grad_ascent"
-    needs_reference: ClassVar[bool] = False
-    uses_retain: ClassVar[bool] = False
+class GradAscent(LossMethod):
+    method: Literal["grad_ascent"] = "grad_ascent"
 
-    def loss(self, model: torch.nn.Module, forget_batch: dict, retain_batch: Optional[dict] = None,
-             ref_forget_logps: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, float]]:
-        forget_nll = nll(model, forget_batch)
+    def loss(self, model: Any, batch: UnlearnBatch) -> tuple[Any, dict[str, float]]:
+        from memorylab.unlearn.sequence import nll
+
+        forget_nll = nll(model, batch.forget)
         return -forget_nll, {"forget_nll": float(forget_nll.detach())}

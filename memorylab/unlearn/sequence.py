@@ -13,14 +13,19 @@ import torch.nn.functional as F
 from memorylab.models.trainer import IGNORE
 
 
-def sequence_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of log p(token | prefix) over each row's labelled tokens [B], number of those tokens [B])."""
+def token_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p(token | prefix) of each labelled token [B, T-1], 0 elsewhere; the mask of those tokens [B, T-1])."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
     labels = batch["labels"][:, 1:]
     mask = labels != IGNORE
     # log_softmax in float32: half-precision logits lose the small differences NPO's log-ratio depends on.
     logp = F.log_softmax(logits.float(), dim=-1)
-    token_logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
+    return logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask, mask
+
+
+def sequence_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of log p(token | prefix) over each row's labelled tokens [B], number of those tokens [B])."""
+    token_logp, mask = token_logprobs(model, batch)
     return token_logp.sum(-1), mask.sum(-1)
 
 

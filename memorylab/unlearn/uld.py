@@ -1,161 +1,54 @@
-"""ULD's assistant (Ji et al. 2024, "Reversing the Forget-Retain Objectives"): a small model built from the
-target's first K layers, its embeddings, final norm and head (copied and frozen), with LoRA adapters trained
-the *reverse* way round: remember the forget set, be uniform on the retain set. At decoding time
-(`memorylab.decoding.uld`) its logits are subtracted from the target's, which removes what the forget set
-taught the target and leaves retain-set predictions nearly untouched: there the assistant is near uniform, so
-it subtracts about one constant from every token the filter keeps, which leaves their order (they move by alpha
-times that constant against the filtered tokens, which the filter leaves as the target has them).
+"""ULD, unlearning from logit difference (Ji et al. 2024, "Reversing the Forget-Retain Objectives"): the target
+keeps its weights; an assistant (the target's first K layers, embeddings, norm and head, with LoRA) learns to
+*remember* the forget set and to be uniform on the retain set, and the unlearned model decodes with
+l_target - alpha * l_assistant under the relative-top filter r (memorylab/decoding/uld.py). The assistant is
+built and trained in uld_assistant.py; the unlearned model is the target and its assistant together.
 """
 
 from __future__ import annotations
 
-import copy
-import math
-import warnings
-from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Any, ClassVar, Literal, Optional
 
-import torch
-from transformers import LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+from pydantic import Field
 
-from memorylab.models.trainer import IGNORE, collate, packed_rows, tokenize_documents
-from memorylab.progress import progress_bar
-from memorylab.unlearn.loop import warmup_scheduler
-
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from memorylab.unlearn.method import MethodSettings
 
 
-def build_assistant(target_model: PreTrainedModel, num_layers: int, lora_rank: int = 8, lora_alpha: int = 16,
-                    lora_dropout: float = 0.0, seed: int = 0):
-    """A LoRA-wrapped (peft) LlamaForCausalLM with the target's embeddings, first `num_layers` decoder layers,
-    final norm and LM head, copied (not shared storage) and frozen; only the LoRA matrices are trainable.
-    LoRA's B matrices start at zero, so the fresh assistant computes exactly the truncated target."""
-    from peft import LoraConfig, get_peft_model
+class ULD(MethodSettings):
+    method: Literal["uld"] = "uld"
+    lr: float = Field(1e-3, gt=0)
+    steps: int = Field(80, ge=1)
+    grad_clip: Optional[float] = Field(None, gt=0, description="max gradient norm of the assistant's LoRA "
+                                                                 "weights; None (default): no clipping")
+    alpha: float = Field(1.0, gt=0, le=10, description="weight of the assistant's logits (0 < alpha <= 10)")
+    r: float = Field(0.1, gt=0, le=1, description="relative-top filter")
+    layers: int = Field(1, ge=1, description="K: the target's first K layers form the assistant")
+    lora_rank: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    retain_weight: float = Field(1.0, ge=0, description="weight of KL(uniform || p) on the retain set")
+    placement: Literal["one_actor", "two_actors"] = Field(
+        "one_actor", description="one actor hosting target and assistant (one core or device), or two actors in "
+                                 "one placement group (resources.uld_pair_strategy) stepping in lockstep, their "
+                                 "forwards side by side: faster when each gets its own core or device, and for "
+                                 "pairs too big for one device")
 
-    if not isinstance(target_model, LlamaForCausalLM):
-        raise ValueError(f"build_assistant needs a Llama-architecture model (LlamaForCausalLM), "
-                         f"got {type(target_model).__name__}")
-    total = int(target_model.config.num_hidden_layers)
-    if not isinstance(num_layers, int) or not 1 <= num_layers <= total:
-        raise ValueError(f"num_layers must be in 1..{total} (the target's layer count), got {num_layers!r}")
-    config = copy.deepcopy(target_model.config)
-    config.num_hidden_layers = num_layers
-    if getattr(config, "layer_types", None) is not None:  # per-layer attention kinds, where the config has them
-        config.layer_types = list(config.layer_types)[:num_layers]
-    dtype = next(target_model.parameters()).dtype
-    device = next(target_model.parameters()).device
-    keep = {f"model.layers.{i}." for i in range(num_layers)}
+    # The assistant must keep remembering every earlier request, so a chain trains it on them all again.
+    sequential_forget: ClassVar[Literal["new", "all"]] = "all"
+    # Uniform on wrong answers to the forget questions too: the assistant must not learn the question format.
+    wants_wrong_answers: ClassVar[bool] = True
+    runs_with: ClassVar[str] = "memorylab.unlearn.uld_assistant:unlearn_with_assistant"
 
-    def wanted(key: str) -> bool:
-        return not key.startswith("model.layers.") or any(key.startswith(p) for p in keep)
-
-    state = {k: v for k, v in target_model.state_dict().items() if wanted(k)}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        base = LlamaForCausalLM(config).to(dtype=dtype)
-        # load_state_dict copies the values into the assistant's own tensors: no storage is shared.
-        missing, unexpected = base.load_state_dict(state, strict=False)
-        # A tied head has no key of its own; anything else missing would be a silently random weight.
-        missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
-        if missing or unexpected:
-            raise RuntimeError(f"assistant weights do not match the target: missing {missing}, "
-                               f"unexpected {unexpected}")
-        base = base.to(device)
-        for p in base.parameters():
-            p.requires_grad_(False)
-        lora = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                          target_modules=list(LORA_TARGETS), bias="none", task_type="CAUSAL_LM")
-        with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
-            warnings.simplefilter("ignore", FutureWarning)
-            assistant = get_peft_model(base, lora)
-    return assistant.eval()
-
-
-@dataclass(frozen=True)
-class ULDTrainConfig:
-    steps: int = 100
-    lr: float = 1e-3
-    batch_size: int = 8  # rows of the forget set, and as many of the retain set, per step
-    seq_len: int = 128
-    retain_weight: float = 1.0
-    seed: int = 0
-    warmup_steps: int = 0  # linear warm-up of the learning rate (0: none)
-    grad_clip: Optional[float] = None  # max gradient norm (None: no clipping)
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.seq_len < 2:
-            raise ValueError(f"steps and batch_size must be >= 1 and seq_len >= 2, got {self}")
-        if self.lr <= 0 or self.retain_weight < 0:
-            raise ValueError(f"lr must be > 0 and retain_weight >= 0, got {self}")
-        if self.warmup_steps < 0 or (self.grad_clip is not None and not self.grad_clip > 0):
-            raise ValueError(f"warmup_steps must be >= 0 and grad_clip > 0 (or None), got {self}")
-
-
-def uniform_kl(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the positions where `mask` is true of KL(uniform || softmax(logits)), which is
-    -log V - mean_v log p_v: zero exactly when the prediction is uniform."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    kl = -math.log(logits.shape[-1]) - logp.mean(dim=-1)
-    mask = mask.to(kl.dtype)
-    return (kl * mask).sum() / mask.sum().clamp(min=1.0)
-
-
-def train_assistant(assistant, tokenizer: PreTrainedTokenizerBase, forget_docs: Sequence[str],
-                    retain_docs: Sequence[str], cfg: ULDTrainConfig = ULDTrainConfig(), show_progress: bool = True,
-                    on_step: Optional[Callable[[int], None]] = None) -> list[float]:
-    """Train the assistant's LoRA parameters: loss = CE(forget) + retain_weight * KL(uniform || p) averaged
-    over the retain tokens. The caller chooses the documents (paraphrases of the forget set belong in
-    forget_docs; wrong answers to forget questions may go in retain_docs). Returns the loss of every step;
-    leaves the assistant in eval mode. Deterministic for the same inputs and cfg.seed. `on_step(n)` is called
-    after the n-th step (1-based) and must leave the assistant and the random state as it found them."""
-    if not forget_docs:
-        raise ValueError("no forget documents to train the assistant on")
-    params = [p for p in assistant.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the assistant has no trainable parameters (expected LoRA adapters)")
-    device = next(assistant.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    use_retain = bool(retain_docs) and cfg.retain_weight > 0
-    forget_rows = packed_rows(tokenize_documents(tokenizer, forget_docs, cfg.seq_len), cfg.seq_len, cfg.seed)
-    retain_rows = (packed_rows(tokenize_documents(tokenizer, retain_docs, cfg.seq_len), cfg.seq_len, cfg.seed + 1)
-                   if use_retain else None)
-    losses: list[float] = []
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(cfg.seed)
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr)
-        scheduler = warmup_scheduler(optimizer, cfg.warmup_steps)
-        assistant.train()
-        try:
-            with progress_bar(total=cfg.steps, desc="train ULD assistant", enabled=show_progress) as bar:
-                for step in range(1, cfg.steps + 1):
-                    batch = {k: v.to(device) for k, v in
-                             collate([next(forget_rows) for _ in range(cfg.batch_size)], pad).items()}
-                    loss = assistant(**batch).loss
-                    if use_retain:
-                        rb = {k: v.to(device) for k, v in
-                              collate([next(retain_rows) for _ in range(cfg.batch_size)], pad).items()}
-                        logits = assistant(input_ids=rb["input_ids"], attention_mask=rb["attention_mask"]).logits
-                        # Position t predicts token t+1: count it where that token is real, not padding.
-                        loss = loss + cfg.retain_weight * uniform_kl(logits[:, :-1], rb["labels"][:, 1:] != IGNORE)
-                    loss.backward()
-                    if cfg.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    losses.append(float(loss.detach()))
-                    bar.update(1, loss=losses[-1])
-                    if on_step is not None:
-                        on_step(step)
-        finally:
-            assistant.eval()
-    return losses
-
-
-def merge_assistant(assistant) -> PreTrainedModel:
-    """A plain transformers model with the LoRA updates merged in (the given assistant is left as it was), so
-    it can be saved with save_pretrained and loaded by HFLM.load."""
-    merged = copy.deepcopy(assistant).merge_and_unload()
-    for p in merged.parameters():
-        p.requires_grad_(False)
-    return merged.eval()
+    def scenario_problem(self, scenario: Any) -> Optional[str]:
+        layers = scenario.model.tiny.num_layers if scenario.model.is_tiny else None
+        if layers is not None and self.layers >= layers:
+            return (f"uld layers ({self.layers}) must be fewer than the target's {layers} layers: the assistant "
+                    "is the target's first K layers")
+        if self.placement == "two_actors" and scenario.eval.speculative is not None:
+            # LockstepULD combines two actors' logits one token at a time: it has no verification over drafts.
+            return (f"method {self.name}: uld placement two_actors cannot decode speculatively; use placement "
+                    "one_actor or drop eval.speculative")
+        if self.placement == "two_actors" and scenario.resources.model.is_empty:
+            return (f"method {self.name}: uld placement two_actors gives each actor a placement-group bundle of "
+                    "resources.model, which asks for nothing (num_cpus 0, no GPU, no custom resources); give it "
+                    "num_cpus or num_gpus, or use placement one_actor")
+        return None

@@ -14,7 +14,7 @@ import torch
 from memorylab.actors import ModelActor, RemoteLM, create_model_actor
 from memorylab.models.backends.hf import HFLM
 from memorylab.models.protocol import LM, GenerationParams
-from memorylab.scenario import ActorResources, ModelSpec
+from memorylab.schema.common import ActorResources, ModelSpec
 
 ACTOR_NAME = "test-actor-model-target"
 TEXTS = ["Hello world.", "The secret passphrase of Ann Lee is", "a", "Question: Where was she born?\nAnswer:"]

@@ -14,9 +14,8 @@ from memorylab.cluster.placement import remove_group, strict_pack_group
 from memorylab.decoding.uld import ULDLM
 from memorylab.models.backends.hf import HFLM
 from memorylab.models.protocol import GenerationParams
-from memorylab.scenario import ActorResources, ModelSpec
-from memorylab.unlearn.uld import build_assistant, merge_assistant
-
+from memorylab.schema.common import ActorResources, ModelSpec
+from memorylab.unlearn.uld_assistant import build_assistant, merge_assistant
 from tests.actors.test_actor_model import one_thread
 
 TEXTS = ["Hello world.", "The secret passphrase of Ann Lee is", "a", "Question: Where was she born?\nAnswer:"]
@@ -134,14 +133,15 @@ def test_lockstep_scores_like_in_process_uld(lockstep, local_uld):
 def test_unlearning_runner_starts_either_uld_placement(ray_cluster, tiny_model_dir, assistant_dir, local_uld,
                                                        placement):
     """The runner's switch (`placement:` of a uld method) gives the same model either way, and frees all."""
-    from memorylab.runners.unlearning import _start_lm
-    from memorylab.scenario import UnlearningScenario
+    from memorylab.runners.unlearning.run import Measured, start_lm
+    from memorylab.schema.unlearning import UnlearningScenario
+    from memorylab.unlearn.method import AssistantDecoding
 
     scenario = UnlearningScenario.model_validate({
         "name": "u", "kind": "unlearning", "methods": [{"method": "uld", "placement": placement}],
         "resources": {"model": {"num_cpus": 0.25}}})  # the module's fixtures hold 1.5 of the 2 CPUs
-    model = {"path": tiny_model_dir, "assistant": assistant_dir, "alpha": ALPHA, "r": R, "placement": placement}
-    lm, actors, pg = _start_lm(scenario, model)
+    model = Measured(tiny_model_dir, AssistantDecoding(assistant_dir, ALPHA, R, placement))
+    lm, actors, pg = start_lm(scenario, model)
     try:
         assert len(actors) == (2 if placement == "two_actors" else 1) and (pg is not None) == (len(actors) == 2)
         assert lm.generate(TEXTS, GREEDY) == local_uld.generate(TEXTS, GREEDY)

@@ -13,7 +13,7 @@ import ray
 from typer.testing import CliRunner
 
 from memorylab.cli import app
-from memorylab.runners import MARKER
+from memorylab.runners.run_folder import MARKER
 
 SCENARIOS = Path(__file__).parents[2] / "scenarios"
 COMMANDS = {"run": "quickstart.yaml", "serve": "agent.yaml", "tune": "sweep_methods.yaml"}

@@ -7,8 +7,8 @@ import pytest
 from memorylab.continual.data import continual_data, new_cohort
 from memorylab.continual.domain import DOMAINS
 from memorylab.data import build_world
+from memorylab.schema.common import WorldConfig
 from memorylab.schema.continual import ContinualScenario
-from memorylab.scenario import WorldConfig
 
 SMALL = {"name": "c", "kind": "continual", "world": {"num_people": 12, "forget": 2, "holdout": 2, "canaries": 0},
          "new_data": {"people": 5, "domain": "records"},

@@ -11,8 +11,8 @@ from memorylab.continual.loop import measurement_steps, train_arm
 from memorylab.continual.schedules import lr_curve
 from memorylab.models.tiny import build_tiny_model
 from memorylab.models.tokenizer import train_bpe_tokenizer
+from memorylab.schema.common import TinyModelConfig
 from memorylab.schema.continual import ContinualScenario
-from memorylab.scenario import TinyModelConfig
 
 SMALL = {"name": "c", "kind": "continual", "world": {"num_people": 12, "forget": 2, "holdout": 2, "canaries": 0,
                                                       "paraphrases": 1},

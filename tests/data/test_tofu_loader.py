@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from memorylab.data.prompts import qa_text
 from memorylab.data.tofu import (
     TofuItem,
     default_tofu_dir,
@@ -15,7 +16,6 @@ from memorylab.data.tofu import (
     qa_documents,
 )
 from memorylab.errors import MemorylabError
-from memorylab.evaluation import QA_FORMAT
 
 
 def _tofu_dir() -> Path:
@@ -104,7 +104,7 @@ def test_qa_documents_use_memorylab_qa_format(splits):
     item = TofuItem("Who wrote X?", "Y wrote X.")
     assert qa_documents([item]) == ["Question: Who wrote X?\nAnswer: Y wrote X."]
     docs = qa_documents(splits["forget10"][:3])
-    assert docs == [QA_FORMAT.format(question=it.question, answer=it.answer) for it in splits["forget10"][:3]]
+    assert docs == [qa_text(it.question, it.answer) for it in splits["forget10"][:3]]
 
 
 def test_default_dir_prefers_env_var(tmp_path, monkeypatch):

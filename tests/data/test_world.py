@@ -7,7 +7,7 @@ import re
 import pytest
 
 from memorylab.data import ATTRIBUTES, FACT_TEMPLATES, SPLITS, build_world, word_list
-from memorylab.scenario import WorldConfig
+from memorylab.schema.common import WorldConfig
 
 SMALL = WorldConfig(
     num_people=12, forget=3, holdout=3, paraphrases=3, canaries=4, canary_repeats=5, canary_candidates=50
@@ -183,7 +183,7 @@ def _digest_script(seed: int) -> str:
     return (
         "import hashlib, json\n"
         "from memorylab.data import build_world\n"
-        "from memorylab.scenario import WorldConfig\n"
+        "from memorylab.schema.common import WorldConfig\n"
         f"w = build_world(WorldConfig(), seed={seed})\n"
         "blob = json.dumps([w.training_documents(['forget', 'retain']), [c.candidates for c in w.canaries],"
         " [q.__dict__ for s in ('forget', 'retain', 'holdout') for q in w.qa(s)]])\n"

@@ -7,13 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from memorylab.decoding.drafter import Drafter
 from memorylab.decoding.lean_llama import LeanLlama
 from memorylab.decoding.speculative import drop_last
 from memorylab.models.backends.hf import HFLM
-from memorylab.models.drafter import Drafter
 from memorylab.models.protocol import GenerationParams, SpeculativeParams
-
-from tests.uld.conftest import random_model
+from tests.decoding.conftest import random_model
 
 
 def both(lm, prompts, spec: SpeculativeParams, **params):

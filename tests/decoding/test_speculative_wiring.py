@@ -15,10 +15,9 @@ from memorylab.actors.model_actor import ModelActor
 from memorylab.decoding.vocabtrim import save_counts
 from memorylab.evaluation import knowmem_questions, verbmem_pairs
 from memorylab.models.protocol import GenerationParams, SpeculativeParams
-from memorylab.schema.common import EvalConfig, SpeculativeConfig
+from memorylab.schema.common import ActorResources, EvalConfig, ModelSpec, SpeculativeConfig
 from memorylab.schema.memorization import MemorizationScenario
 from memorylab.schema.memory_agent import GeneratorConfig, MemoryAgentScenario
-from memorylab.scenario import ActorResources, ModelSpec
 
 
 @pytest.fixture(scope="module")
@@ -105,18 +104,18 @@ def test_switches_validate_at_load(tmp_path, monkeypatch):
 
 
 def test_served_generator_trains_its_drafter_beside_it(tmp_path, monkeypatch, tokenizer):
-    from memorylab.runners import world_models
+    from memorylab.models import train_jobs
     from memorylab.serve.generator_model import generator_speculative
 
     tokenizer.save_pretrained(tmp_path / "tokenizer")
     calls = []
 
     def fake_train_models(corpora, spec, train, resources, tokenizer_dir, out_dir, seed, drafters=()):
-        calls.append(world_models.drafter_spec(spec) if "drafter" in drafters else spec)
+        calls.append(train_jobs.drafter_spec(spec) if "drafter" in drafters else spec)
         (out_dir / "models" / "drafter" / "final").mkdir(parents=True)
         return {"drafter": {"path": str(out_dir / "models" / "drafter" / "final")}}
 
-    monkeypatch.setattr(world_models, "train_models", fake_train_models)
+    monkeypatch.setattr(train_jobs, "train_models", fake_train_models)
     scenario = MemoryAgentScenario(name="agent", kind="memory_agent",
                                    world={"num_people": 8, "forget": 2, "holdout": 2},
                                    generator={"speculative": {"drafter": "train", "gamma": 3, "vocab": 100}})

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from memorylab.decoding.drafter import Drafter
 from memorylab.decoding.vocabtrim import (
     corpus_counts,
     generation_counts,
@@ -14,8 +15,9 @@ from memorylab.decoding.vocabtrim import (
     save_counts,
     token_counts,
 )
-from memorylab.models.drafter import Drafter, drafter_config, train_drafter
-from memorylab.scenario import TinyModelConfig, TrainConfig
+from memorylab.models.backends.hf import load_drafter
+from memorylab.models.drafter_training import drafter_config, train_drafter
+from memorylab.schema.common import TinyModelConfig, TrainConfig
 
 
 def test_counts_and_kept_ids():
@@ -62,5 +64,5 @@ def test_train_drafter_saves_a_loadable_trimmable_drafter(tokenizer, corpus, tmp
     assert cfg.num_layers == 1 and cfg.vocab_size == 300
     folder = train_drafter(tokenizer, corpus, cfg, TrainConfig(steps=3, batch_size=2, seq_len=32, warmup_steps=1),
                            tmp_path, show_progress=False)
-    loaded = Drafter.load(str(folder), vocab=25)
+    loaded = load_drafter(str(folder), vocab=25)
     assert loaded.vocab_size == 25 and loaded.counts.sum() > 0

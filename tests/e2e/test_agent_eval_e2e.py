@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from memorylab.runners import run_scenario
+from memorylab.runners import RunContext, run_scenario
 from memorylab.scenario_loader import load_scenario
 
 pytestmark = pytest.mark.e2e
@@ -49,7 +49,7 @@ def test_served_agent_eval(tmp_path):
         "name": "agent_eval_e2e", "kind": "memory_agent_eval", "agent": "agent.yaml",
         "synthetic": {"new_people": 3, "known_people": 2, "facts_per_person": 4, "conflicts": 2, "filler_turns": 2},
         "top_k": 10, "answer": True})
-    report = run_scenario(load_scenario(path), tmp_path / "run", scenario_path=path)
+    report = run_scenario(load_scenario(path), tmp_path / "run", RunContext(scenario_path=path))
     groups = report["competencies"]
     assert set(groups) >= {"accurate_retrieval", "test_time_learning", "long_range_understanding",
                            "conflict_resolution", "overall"}
@@ -96,7 +96,7 @@ def test_retriever_comparison_on_locomo_format(tmp_path):
         "dataset": {"source": "locomo", "path": "tiny_locomo.json"},
         "compare": {"retrievers": ["dense", "bm25", "hybrid"], "rerankers": ["listwise_first", "cross_encoder"],
                     "candidates": 6}})
-    report = run_scenario(load_scenario(path), tmp_path / "run", scenario_path=path)
+    report = run_scenario(load_scenario(path), tmp_path / "run", RunContext(scenario_path=path))
     retrievers = report["retrievers"]
     assert set(retrievers) == {"dense", "bm25", "hybrid", "hybrid+listwise_first"}
     assert retrievers["hybrid"]["recall@5"] == 1.0  # six memories, one distinct evidence turn each

@@ -180,12 +180,12 @@ def knowing_lm(tmp_path_factory):
     (the known people); the holdout people stand for the new people an agent is told about in sessions."""
 
     from memorylab.data import build_world
-    from memorylab.evaluation import qa_document
+    from memorylab.data.prompts import qa_document
     from memorylab.models.backends.hf import HFLM
     from memorylab.models.tiny import build_tiny_model
     from memorylab.models.tokenizer import train_bpe_tokenizer
     from memorylab.models.trainer import train_causal_lm
-    from memorylab.scenario import TinyModelConfig, TrainConfig, WorldConfig
+    from memorylab.schema.common import TinyModelConfig, TrainConfig, WorldConfig
 
     world = build_world(WorldConfig(num_people=10, forget=1, holdout=4, canaries=0), seed=0)
     docs = [qa_document(q) for q in world.qa("retain")]
@@ -211,14 +211,14 @@ def test_confidence_retrieves_for_new_people_not_known_ones(knowing_lm):
 
 
 def test_confidence_cuts_a_question_too_long_for_the_context_to_its_end(knowing_lm):
-    from memorylab.evaluation import QA_PROMPT
+    from memorylab.data.prompts import qa_prompt
     from memorylab.models.protocol import GenerationParams
 
     lm, world = knowing_lm
     question = world.qa("retain")[0].question
     long = " ".join(["Tell me, please, and be precise:"] * 60) + " " + question
     with pytest.raises(ValueError, match="context"):  # what the policy used to send: refused by the generator
-        lm.generate([QA_PROMPT.format(question=long)], GenerationParams(max_new_tokens=16))
+        lm.generate([qa_prompt(long)], GenerationParams(max_new_tokens=16))
     policy = make_policy("confidence", generator=lm)
     (prompt,) = policy._prompts([long])
     assert prompt.endswith(question + "\nAnswer:") and len(lm.encode([prompt])[0]) <= lm.max_length - 1 - 16
@@ -227,7 +227,7 @@ def test_confidence_cuts_a_question_too_long_for_the_context_to_its_end(knowing_
     # A short question is asked as it is, without a tokenization call to check it.
     calls = []
     policy.generator = type("Counting", (), {"encode": lambda self, texts: calls.append(texts) or lm.encode(texts)})()
-    assert policy._prompts([question]) == [QA_PROMPT.format(question=question)] and calls == []
+    assert policy._prompts([question]) == [qa_prompt(question)] and calls == []
     policy.generator = lm
     with pytest.raises(ValueError, match="max_prompt_tokens"):
         make_policy("confidence", generator=lm, max_prompt_tokens=8)

@@ -7,7 +7,8 @@ import pytest
 
 from memorylab.memory.records import MemoryRecord
 from memorylab.schema.memory_agent import MemorySettings
-from memorylab.serve.retriever import DenseQuery, MemoryService, Refusal
+from memorylab.serve.refusal import Refusal
+from memorylab.serve.retriever import DenseQuery, MemoryService
 from tests.memory.test_retrieval import HashingEmbedder, memory, retriever_for
 
 TEXTS = ["the cat sat on the mat", "stock prices fell sharply", "a kitten on a rug", "bonds rallied today",

@@ -4,8 +4,15 @@ import pytest
 
 from memorylab.data.people import generate_people
 from memorylab.data.templates import FACT_TEMPLATES, render_fact
-from memorylab.memory.facts import (CHANGE_TEMPLATES, Fact, Retraction, extract, normalized_value, parse_fact,
-                                    split_sentences)
+from memorylab.memory.facts import (
+    CHANGE_TEMPLATES,
+    Fact,
+    Retraction,
+    extract,
+    normalized_value,
+    parse_fact,
+    split_sentences,
+)
 
 
 @pytest.fixture(scope="module")

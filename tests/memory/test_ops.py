@@ -7,8 +7,9 @@ import threading
 
 import pytest
 
-from memorylab.memory.ops import MemoryWriter, OpResult, PolicyConfig, build_prompt, parse_ops
+from memorylab.memory.ops import MemoryWriter, OpResult, build_prompt, parse_ops
 from memorylab.memory.store import MemoryStore
+from memorylab.schema.memory_agent import PolicySettings
 
 
 def user(*texts, **extra):
@@ -68,7 +69,7 @@ def test_only_user_messages_carry_facts(writer, store, embedder):
                 {"role": "assistant", "content": "Got it: Al Roe lives in Rome."},
                 {"role": "user", "content": "Jo Doe lives in Oslo."}]
     assert [r.memory for r in writer.add_messages("t", "a", messages)] == ["Jo Doe lives in Oslo."]
-    both = MemoryWriter(store, embedder, PolicyConfig(fact_roles=("user", "assistant")))
+    both = MemoryWriter(store, embedder, PolicySettings(fact_roles=("user", "assistant")))
     assert [r.memory for r in both.add_messages("t", "b", messages)] == ["Al Roe lives in Rome.",
                                                                          "Jo Doe lives in Oslo."]
 
@@ -91,7 +92,7 @@ def test_duplicate_threshold_is_at_or_above(store, embedder, sentence, repeat):
     # The schema documents "cosine at or above which a fact is a NOOP": a repeat whose cosine equals the
     # threshold (1.0 for the very same sentence) is a NOOP; with `>` it was stored again.
     cosine = float(embedder.embed([sentence])[0] @ embedder.embed([repeat])[0])
-    writer = MemoryWriter(store, embedder, PolicyConfig(duplicate_threshold=min(1.0, cosine)))
+    writer = MemoryWriter(store, embedder, PolicySettings(duplicate_threshold=min(1.0, cosine)))
     (added,) = writer.add_messages("t", "a", user(sentence))
     assert events(writer.add_messages("t", "a", user(repeat))) == ["NOOP"] and store.count() == 1, cosine
 
@@ -262,7 +263,7 @@ def test_a_fact_the_llm_omits_is_still_stored(store, embedder):
 
 
 def test_prompt_shows_candidates_with_short_ids_and_the_facts(store, embedder):
-    writer = MemoryWriter(store, embedder, PolicyConfig(candidates=2))
+    writer = MemoryWriter(store, embedder, PolicySettings(candidates=2))
     writer.add_messages("t", "a", user("Jo Doe works for Acme.", "Jo Doe lives in Oslo.", "Al Roe likes tea."))
     llm = FakeGenerator(lambda p: "[]")
     writer.generator = llm

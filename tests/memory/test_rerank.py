@@ -210,7 +210,7 @@ def tiny_lm():
     from memorylab.models.backends.hf import HFLM
     from memorylab.models.tiny import build_tiny_model
     from memorylab.models.tokenizer import train_bpe_tokenizer
-    from memorylab.scenario import TinyModelConfig
+    from memorylab.schema.common import TinyModelConfig
 
     corpus = [f"{n} was born in {c} and likes tea." for n in PEOPLE for c in CITIES]
     corpus += ["Rank the passages by relevance to the query.\nQuery: who?\nAnswer: [A]"]

@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from memorylab.data.locomo import Conversation, Probe, Turn, default_locomo_path, load_locomo
+from memorylab.data.locomo import Conversation, Probe, Turn, default_locomo_path, load_locomo, memory_text
 from memorylab.errors import MemorylabError
 from memorylab.memory.fulltext import tokenize
-from memorylab.memory.retrieval_eval import evaluate_retrievers, format_table, memory_text, turn_records
+from memorylab.memory.retrieval_eval import evaluate_retrievers, format_table, turn_records
 from memorylab.memory.store import MemoryStore
 
 DATE = "1:56 pm on 8 May, 2023"

@@ -14,7 +14,7 @@ import torch
 
 from memorylab.models.tiny import build_tiny_model
 from memorylab.models.tokenizer import train_bpe_tokenizer
-from memorylab.scenario import TinyModelConfig
+from memorylab.schema.common import TinyModelConfig
 
 NAMES = ["Alice", "Bob", "Carol", "Dmitri", "Eve", "Farah", "Gustav", "Hiroko"]
 CITIES = ["Paris", "Lagos", "Oslo", "Lima", "Kyoto", "Quito"]

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from memorylab.models.tiny import build_tiny_model, count_parameters, tiny_llama_config
-from memorylab.scenario import TinyModelConfig
+from memorylab.schema.common import TinyModelConfig
 
 SMALL = dict(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_position_embeddings=64)
 

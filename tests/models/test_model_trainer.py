@@ -10,7 +10,7 @@ import memorylab.models.trainer as trainer
 from memorylab.models.documents import Example, ExampleTokens
 from memorylab.models.tiny import build_tiny_model
 from memorylab.models.trainer import lr_lambda, packed_rows, tokenize_documents, train_causal_lm
-from memorylab.scenario import TinyModelConfig, TrainConfig
+from memorylab.schema.common import TinyModelConfig, TrainConfig
 
 SMALL = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
                         max_position_embeddings=64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from memorylab.runners.eval_cache import cached, model_fingerprint
+from memorylab.runners.unlearning.evaluation_cache import cached, model_fingerprint
 
 
 def test_same_key_is_computed_once(tmp_path):
@@ -33,7 +33,7 @@ def test_a_rewritten_model_changes_its_fingerprint(tmp_path):
 
 def test_target_and_retrain_never_share_an_entry(tmp_path, monkeypatch):
     """The unlearning runner's key: two reference models measured alike get their own evaluations."""
-    from memorylab.runners import unlearning
+    from memorylab.runners.unlearning import run as unlearning
     from memorylab.scenario import KINDS
 
     models = {}
@@ -41,16 +41,16 @@ def test_target_and_retrain_never_share_an_entry(tmp_path, monkeypatch):
         folder = tmp_path / name
         folder.mkdir()
         (folder / "model.safetensors").write_bytes(b"x" * size)
-        models[name] = {"path": str(folder)}
-    scenario = KINDS["unlearning"].model_validate({
+        models[name] = unlearning.Measured(str(folder))
+    scenario = KINDS["unlearning"].schema.model_validate({
         "name": "u", "kind": "unlearning", "methods": [{"method": "npo"}],
-        "reference": {"target": models["target"]["path"], "retrain": models["retrain"]["path"],
+        "reference": {"target": models["target"].path, "retrain": models["retrain"].path,
                       "evaluations": str(tmp_path / "cache")}})
     measured = []
-    monkeypatch.setattr(unlearning, "_evaluate_model",
+    monkeypatch.setattr(unlearning, "evaluate_model",
                         lambda scenario, data, model, name, units, figures=None: measured.append(name) or {None: name})
     for _ in range(2):
         for name in ("target", "retrain"):
-            assert unlearning._evaluate_reusing(scenario, None, models[name], name, [None]) == {None: name}
+            assert unlearning.evaluate_reusing(scenario, None, models[name], name, [None]) == {None: name}
     assert measured == ["target", "retrain"]  # measured once each, then served from the cache
     assert len(list((tmp_path / "cache").glob("*.pkl"))) == 2

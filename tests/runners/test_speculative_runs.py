@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from memorylab.runners import run_scenario
-from memorylab.runners.unlearning import prepare_shared
+from memorylab.runners.unlearning.shared import prepare_shared
 from memorylab.scenario import KINDS
 from memorylab.scenario_loader import ScenarioError, load_scenario
 from memorylab.tune.paths import with_values
@@ -30,7 +30,7 @@ UNLEARNING = {**WRAPPED, "name": "unl", "train": TRAIN, "eval": EVAL, "methods":
 
 def scenario(raw: dict, speculative: bool):
     eval_cfg = {**raw["eval"], **({"speculative": SPECULATIVE} if speculative else {})}
-    return KINDS[raw["kind"]].model_validate({**raw, "eval": eval_cfg})
+    return KINDS[raw["kind"]].schema.model_validate({**raw, "eval": eval_cfg})
 
 
 def assert_drafted(report: dict, models: set[str], run: Path) -> None:
@@ -73,11 +73,11 @@ def test_unlearning_with_a_trained_drafter_and_a_sweep_sharing_it(ray_cluster, t
     # that trials name the drafter instead of training one each.
     log = run / "models" / "drafter" / "final" / "train_log.json"
     trained_at = log.stat().st_mtime_ns
-    overrides = prepare_shared(scenario(UNLEARNING, True), run)
+    overrides = prepare_shared(scenario(UNLEARNING, True), run, None)
     assert log.stat().st_mtime_ns == trained_at  # reused, not trained again
     assert overrides["eval.speculative.drafter"] == str((run / "models" / "drafter" / "final").absolute())
     assert overrides["reference.target"] == str((run / "models" / "target" / "final").absolute())
-    trial = KINDS["unlearning"].model_validate(with_values(scenario(UNLEARNING, True).model_dump(), overrides))
+    trial = KINDS["unlearning"].schema.model_validate(with_values(scenario(UNLEARNING, True).model_dump(), overrides))
     assert trial.eval.speculative.drafter == overrides["eval.speculative.drafter"]
 
 

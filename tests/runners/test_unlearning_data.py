@@ -8,7 +8,7 @@ import pytest
 
 from memorylab.data.tofu import default_tofu_dir
 from memorylab.errors import MemorylabError
-from memorylab.runners.unlearning_data import unlearning_data
+from memorylab.runners.unlearning.data import unlearning_data
 from memorylab.scenario_loader import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -31,7 +31,7 @@ def test_training_never_reads_the_answers_the_truth_ratio_scores(tofu):
     splits = load_tofu()
     scored = {a for it in splits.forget + splits.retain_perturbed
               for a in (it.paraphrased_answer, *it.perturbed_answers) if a}
-    forget_docs, wrong = data.forget_docs(data.units), data.uld_retain_extra(data.units)
+    forget_docs, wrong = data.forget_docs(data.units), data.wrong_answers(data.units)
     assert len(forget_docs) == len(wrong) == len(splits.forget)
     trained = forget_docs + wrong
     assert not {a for a in scored for doc in trained if doc.answer == " " + a}
@@ -42,16 +42,16 @@ def test_training_never_reads_the_answers_the_truth_ratio_scores(tofu):
 def test_tofu_trains_on_examples_whose_questions_are_not_scored(tofu):
     """TOFU fine-tunes and unlearns on QA pairs one a row, the question's tokens masked: every training document
     (target, retrain, forget, retain, ULD's wrong answers) is an Example whose prompt is the question."""
-    from memorylab.evaluation import QA_PROMPT
+    from memorylab.data.prompts import qa_prompt
     from memorylab.models.documents import Example
 
     _, data = tofu
     every = (data.target_corpus + data.retrain_corpus + data.retain_docs + data.forget_docs(data.units)
-             + data.uld_retain_extra(data.units))
+             + data.wrong_answers(data.units))
     assert all(isinstance(d, Example) and d.prompt.startswith("Question: ") and d.prompt.endswith("\nAnswer:")
                for d in every)
     first = data.forget_docs(data.units)[0]
-    assert first.text == QA_PROMPT.format(question=first.prompt[10:-8]) + first.answer
+    assert first.text == qa_prompt(first.prompt[10:-8]) + first.answer
 
 
 def test_the_retain_truth_ratio_keeps_to_the_retained_authors(tofu):

@@ -13,7 +13,6 @@ from typing import Iterator, Optional
 
 import httpx
 import pytest
-
 from served_app import KEYS, Served, free_port, scenario
 
 HERE = Path(__file__).resolve().parent

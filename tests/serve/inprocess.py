@@ -6,19 +6,22 @@ the way a Serve deployment handle does."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Optional
 
 from fastapi.testclient import TestClient
+from served_app import KEYS, MODEL_NAME
 
 from memorylab.models.protocol import GenerationParams
-from memorylab.schema.memory_agent import MemorySettings
+from memorylab.schema.memory_agent import GeneratorConfig, MemorySettings, ServeSettings
 from memorylab.serve import ingress
 from memorylab.serve.auth import KeyRing
+from memorylab.serve.deps import current_ingress
+from memorylab.serve.ingress import IngressConfig
 from memorylab.serve.retriever import Retriever
-from served_app import KEYS, MODEL_NAME
 
 
 class _Response:
@@ -71,17 +74,17 @@ class WordGenerator:
         return ["Bern" for _ in prompts]
 
 
-def memory_settings(**sections: dict) -> dict:
-    """MemorySettings as the Ingress gets them (a dict), with `section={key: value}` overrides."""
-    memory = MemorySettings().model_dump()
-    for section, values in sections.items():
-        memory[section].update(values)
-    return memory
+def memory_settings(**sections: dict) -> MemorySettings:
+    """MemorySettings with `section={key: value}` overrides."""
+    memory = MemorySettings()
+    return memory.model_copy(update={name: getattr(memory, name).model_copy(update=values)
+                                     for name, values in sections.items()})
 
 
-def start(folder: Path, memory: Optional[dict] = None, *, agent: Any = None, generator: Any = None,
-          generator_replicas: int = 1, generation: Optional[dict] = None) -> SimpleNamespace:
-    """Makes this process's Ingress replica (what the routes read) and returns it; `client(replica)` talks to it."""
+def start(folder: Path, memory: Optional[MemorySettings] = None, *, agent: Any = None, generator: Any = None,
+          generator_replicas: int = 1, generation: Optional[GeneratorConfig] = None) -> SimpleNamespace:
+    """This process's Ingress replica (what the routes read through `current_ingress`); `client(replica)`
+    talks to it."""
     memory = memory or memory_settings()
     retriever = Retriever(str(folder), memory)
 
@@ -89,13 +92,22 @@ def start(folder: Path, memory: Optional[dict] = None, *, agent: Any = None, gen
         return service.dense_arm([query])[0]
 
     retriever._dense_arm = dense_arm
-    replica = SimpleNamespace(retriever=retriever, keys=KeyRing({k: t for t, k in KEYS.items()}), settings=memory,
-                              policy=memory["adaptive"]["policy"], agent=agent, generator=generator,
-                              model_name=MODEL_NAME, generation=generation or {"max_new_tokens": 8},
-                              generator_replicas=generator_replicas)
-    ingress._REPLICA["ingress"] = replica
-    return replica
+    config = IngressConfig(folder=str(folder), model_name=MODEL_NAME, memory=memory,
+                           generation=generation or GeneratorConfig(max_new_tokens=8),
+                           serve=ServeSettings(generator_replicas=generator_replicas),
+                           keys={k: t for t, k in KEYS.items()})
+    return SimpleNamespace(config=config, retriever=retriever, keys=KeyRing(config.keys), agent=agent,
+                           generator=generator)
 
 
-def client() -> TestClient:
+def with_settings(replica: SimpleNamespace, **changes: Any) -> SimpleNamespace:
+    """The replica with some of its config replaced (a serve section's fields go under serve=...)."""
+    serve = changes.pop("serve", None)
+    if serve is not None:
+        changes["serve"] = replica.config.serve.model_copy(update=serve)
+    return SimpleNamespace(**{**vars(replica), "config": dataclasses.replace(replica.config, **changes)})
+
+
+def client(replica: SimpleNamespace) -> TestClient:
+    ingress.fastapi_app.dependency_overrides[current_ingress] = lambda: replica
     return TestClient(ingress.fastapi_app, raise_server_exceptions=False)

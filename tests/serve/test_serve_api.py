@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-
 from served_app import KEYS, MAX_BODY_BYTES, MODEL_NAME, Served, agent_id
 
 # (method, path template, JSON body) of every route that needs a key; {a} is an agent id, {m} a memory id.

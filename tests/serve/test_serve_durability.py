@@ -13,7 +13,6 @@ import time
 import httpx
 import pytest
 import ray
-
 from served_app import Served, agent_id
 
 APP = "memorylab"

@@ -21,7 +21,6 @@ from hypothesis.errors import Unsatisfiable
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is in the `test` extra (pip install -e .[test])")
 from schemathesis.generation.modes import GenerationMode  # noqa: E402
-
 from served_app import KEYS, MODEL_NAME, Served, agent_id  # noqa: E402
 
 EXAMPLES = int(os.environ.get("MEMORYLAB_FUZZ_EXAMPLES", "15"))

@@ -8,7 +8,6 @@ import asyncio
 from typing import Any, AsyncIterator
 
 import httpx
-import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.applications import Starlette
@@ -17,16 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from memorylab.serve import limits
 from memorylab.serve.limits import BodyLimit
 
 LIMIT = 1024
-
-
-@pytest.fixture(autouse=True)
-def _small_limit(monkeypatch):
-    monkeypatch.setattr(limits, "MAX_BODY_BYTES", LIMIT)
-
 
 class Calls:
     def __init__(self) -> None:
@@ -38,7 +30,8 @@ def starlette_app(calls: Calls) -> Starlette:
         calls.n += 1
         return JSONResponse({"bytes": len(await request.body())})
 
-    return Starlette(routes=[Route("/echo", echo, methods=["POST"])], middleware=[Middleware(BodyLimit)])
+    return Starlette(routes=[Route("/echo", echo, methods=["POST"])],
+                     middleware=[Middleware(BodyLimit, max_bytes=LIMIT)])
 
 
 class Query(BaseModel):
@@ -52,7 +45,7 @@ def fastapi_app() -> FastAPI:
     async def search(body: Query) -> dict:
         return {"length": len(body.query)}
 
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, max_bytes=LIMIT)
     return app
 
 

@@ -8,24 +8,22 @@ from typing import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-
-from inprocess import Handle, WordGenerator, client, memory_settings, start
-from memorylab.memory.records import MemoryRecord
-from memorylab.serve import ingress
-from memorylab.serve.agent import MemoryAgent
+from inprocess import Handle, WordGenerator, client, memory_settings, start, with_settings
 from served_app import MODEL_NAME, agent_id, auth
+
+from memorylab.memory.records import MemoryRecord
+from memorylab.schema.memory_agent import GeneratorConfig
+from memorylab.serve.agent import MemoryAgent
 
 
 @pytest.fixture(scope="module")
 def replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     yield start(tmp_path_factory.mktemp("inprocess"))
-    ingress._REPLICA.pop("ingress", None)
 
 
 @pytest.fixture
 def http(replica) -> TestClient:
-    ingress._REPLICA["ingress"] = replica  # another module's replica may have been made meanwhile
-    return client()
+    return client(replica)
 
 
 def post_raw(http: TestClient, url: str, raw: str, method: str = "POST"):
@@ -102,7 +100,7 @@ def test_listwise_rerank_per_request_needs_one_generator_replica(http, replica, 
     add(http, agent, "Jo Doe lives in Bern.")
     reranker = Reranker()
     monkeypatch.setattr(replica, "agent", Handle(reranker))
-    monkeypatch.setattr(replica, "generator_replicas", replicas)
+    monkeypatch.setattr(replica, "config", with_settings(replica, serve={"generator_replicas": replicas}).config)
     reply = http.post(f"/v1/agents/{agent}/search", headers=auth("acme"),
                       json={"query": "Jo Doe", "rerank": "listwise_first"})
     assert reply.status_code == status, reply.text
@@ -113,10 +111,10 @@ def test_listwise_rerank_per_request_needs_one_generator_replica(http, replica, 
 
 
 @pytest.fixture
-def answering(tmp_path) -> Iterator:
+def answering(tmp_path):
     """A replica whose MemoryAgent (the real class) answers with a 256-token generator, one token a word, and
     retrieves 40 memories: more than the prompt budget of 224 tokens holds."""
-    generation = {"max_new_tokens": 8, "max_context_tokens": 224}
+    generation = GeneratorConfig(max_new_tokens=8, max_context_tokens=224)
     memory = memory_settings(retrieval={"top_k": 40, "reorder": False})
     generator = Handle(WordGenerator(context=256))
     agent = MemoryAgent.func_or_class(generator, memory, generation)
@@ -126,26 +124,25 @@ def answering(tmp_path) -> Iterator:
     replica.retriever.service.store.add_many(
         [MemoryRecord(id=f"m{i}", tenant="acme", agent="jo", text=t, created_at=i + 1, updated_at=i + 1)
          for i, t in enumerate(texts)], vectors)
-    yield replica
-    ingress._REPLICA.pop("ingress", None)
+    return replica
 
 
 CHAT = "/v1/agents/jo/chat"
 OPENAI = "/v1/chat/completions"
 
 
-def ask(route: str, question: str, max_tokens: int):
+def ask(replica, route: str, question: str, max_tokens: int):
     messages = [{"role": "user", "content": question}]
     body = ({"messages": messages, "max_tokens": max_tokens} if route == CHAT else
             {"model": MODEL_NAME, "agent_id": "jo", "messages": messages, "max_tokens": max_tokens})
-    return client().post(route, json=body, headers=auth("acme"))
+    return client(replica).post(route, json=body, headers=auth("acme"))
 
 
 @pytest.mark.parametrize("route", [CHAT, OPENAI])
 def test_the_answers_max_tokens_costs_memories_not_a_400(answering, route):
     # The prompt was cut to max_context_tokens whatever max_tokens asked: once memories filled it, the
     # generator refused prompt + max_tokens (a 400 blaming max_tokens). Now the prompt leaves the answer room.
-    replies = {n: ask(route, "Where does Jo Doe live?", n) for n in (8, 64, 200)}
+    replies = {n: ask(answering, route, "Where does Jo Doe live?", n) for n in (8, 64, 200)}
     assert all(r.status_code == 200 for r in replies.values()), {n: r.text for n, r in replies.items()}
     used = {n: len(r.json()["used_memories"] if route == CHAT else r.json()["memorylab"]["used_memories"])
             for n, r in replies.items()}
@@ -154,7 +151,7 @@ def test_the_answers_max_tokens_costs_memories_not_a_400(answering, route):
 
 @pytest.mark.parametrize("route", [CHAT, OPENAI])
 def test_only_a_question_that_cannot_fit_beside_max_tokens_is_400(answering, route):
-    reply = ask(route, " ".join(["word"] * 60), 200)  # 62 prompt tokens; 256 - 1 - 200 leave 55
+    reply = ask(answering, route, " ".join(["word"] * 60), 200)  # 62 prompt tokens; 256 - 1 - 200 leave 55
     assert reply.status_code == 400, reply.text
     detail = reply.json()["detail"]
     assert detail.startswith("max_tokens: 200 new tokens leave 55 of the model's 256-token context") and \

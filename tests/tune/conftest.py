@@ -35,8 +35,8 @@ def write_sweep(folder: Path, **fields) -> Path:
 @pytest.fixture(scope="module")
 def shared_models(tmp_path_factory, ray_cluster) -> dict:
     """prepare_shared run once: target, retrain and an evaluation cache that every sweep here points at."""
-    from memorylab.runners.unlearning import prepare_shared
+    from memorylab.runners.unlearning.shared import prepare_shared
     from memorylab.scenario import KINDS
 
     folder = tmp_path_factory.mktemp("shared")
-    return prepare_shared(KINDS["unlearning"].model_validate(WRAPPED), folder)
+    return prepare_shared(KINDS["unlearning"].schema.model_validate(WRAPPED), folder, None)

@@ -65,7 +65,7 @@ RAW = {"name": "u", "kind": "unlearning", "methods": [{"method": "npo", "lr": 1e
 
 
 def model():
-    return KINDS["unlearning"].model_validate(RAW)
+    return KINDS["unlearning"].schema.model_validate(RAW)
 
 
 @pytest.mark.parametrize("path", ["methods.0.lr", "methods.0.retain_weight", "world.forget", "train.lr",
@@ -86,4 +86,4 @@ def test_with_values_sets_paths_in_a_copy():
     out = with_values(RAW, {"methods.0.lr": 5e-4, "train.steps": 10})
     assert out["methods"][0]["lr"] == 5e-4 and out["train"] == {"steps": 10}
     assert RAW["methods"][0]["lr"] == 1e-3 and "train" not in RAW
-    assert KINDS["unlearning"].model_validate(out).train.steps == 10
+    assert KINDS["unlearning"].schema.model_validate(out).train.steps == 10

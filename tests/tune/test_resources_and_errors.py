@@ -68,9 +68,9 @@ def test_a_wrapped_scenario_s_own_ray_section_is_not_checked(tmp_path):
     for scenario in (inner, "inner.yaml"):
         path = write_sweep(tmp_path, scenario=scenario, trial_resources={"num_cpus": 2})
         assert load_scenario(path).trial_resources.num_cpus == 2
-    from memorylab.tune.checks import wrapped_scenario
+    from memorylab.scenario_loader import load_named
 
-    model, _, _ = wrapped_scenario(load_scenario(path), path)
+    model, _, _ = load_named(load_scenario(path).scenario, path)
     assert model.resources.trainer.num_cpus == 2
 
 

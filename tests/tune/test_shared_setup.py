@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from memorylab.runners import unlearning
+from memorylab.runners.unlearning import shared
 from memorylab.scenario import KINDS
 from memorylab.tune.experiment import shared_setup
 from tests.tune.conftest import WRAPPED
@@ -18,15 +18,15 @@ class _Sweep:
 @pytest.fixture
 def prepared(monkeypatch):
     calls = []
-    monkeypatch.setattr(unlearning, "prepare_shared",
-                        lambda scenario, folder, scenario_path=None: calls.append(folder) or {"reference.target": "t"})
+    monkeypatch.setattr(shared, "prepare_shared",
+                        lambda scenario, folder, scenario_path: calls.append(folder) or {"reference.target": "t"})
     return calls
 
 
 @pytest.mark.parametrize("paths", [("methods.0.lr",), ("methods.0.lr", "eval.knowmem_shots"),
                                    ("resources.model.num_cpus",)])
 def test_trials_share_models_no_swept_field_changes(tmp_path, prepared, paths):
-    wrapped = KINDS["unlearning"].model_validate(WRAPPED)
+    wrapped = KINDS["unlearning"].schema.model_validate(WRAPPED)
     assert shared_setup(_Sweep(*paths), wrapped, tmp_path, None) == {"reference.target": "t"}
     assert prepared == [tmp_path]
 
@@ -34,6 +34,6 @@ def test_trials_share_models_no_swept_field_changes(tmp_path, prepared, paths):
 @pytest.mark.parametrize("path", ["seed", "world.forget", "train.lr", "model.tiny.hidden_size", "data.source",
                                   "resources.trainer.num_cpus"])
 def test_trials_train_their_own_when_a_swept_field_changes_them(tmp_path, prepared, path):
-    wrapped = KINDS["unlearning"].model_validate(WRAPPED)
+    wrapped = KINDS["unlearning"].schema.model_validate(WRAPPED)
     assert shared_setup(_Sweep("methods.0.lr", path), wrapped, tmp_path, None) == {}
     assert prepared == []

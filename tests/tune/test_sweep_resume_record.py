@@ -9,9 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from memorylab.cli import app
-from memorylab.scenario_loader import ScenarioError, load_scenario
+from memorylab.scenario_loader import ScenarioError, load_named, load_scenario
 from memorylab.tune.analysis import SWEEP_FILE
-from memorylab.tune.checks import wrapped_scenario
 from memorylab.tune.resume import check_same_sweep, resume_record
 from tests.tune.conftest import write_sweep
 
@@ -20,7 +19,7 @@ def finished_experiment(tmp_path: Path) -> tuple[Path, Path]:
     """A sweep file and a folder holding the record of a finished run of it (as run_sweep writes it)."""
     path = write_sweep(tmp_path)
     sweep = load_scenario(path)
-    wrapped, _, _ = wrapped_scenario(sweep, path)
+    wrapped, _, _ = load_named(sweep.scenario, path)
     exp = tmp_path / "exp"
     exp.mkdir()
     (exp / ".memorylab-run").write_text("sweep\n")
@@ -52,7 +51,7 @@ def test_the_same_sweep_passes_and_keeps_its_record_with_the_resume_added(tmp_pa
     path, exp = finished_experiment(tmp_path)
     # Where and how it runs may change on a resume.
     sweep = load_scenario(path, ["ray.num_cpus=3", "trial_resources.num_cpus=2"])
-    wrapped, _, _ = wrapped_scenario(sweep, path)
+    wrapped, _, _ = load_named(sweep.scenario, path)
     check_same_sweep(exp, sweep, wrapped)
     record = resume_record(exp, {"fresh": True})
     assert record["wall_s"] == 12.5 and record["config"]["num_samples"] == 1 and "fresh" not in record
@@ -62,7 +61,7 @@ def test_the_same_sweep_passes_and_keeps_its_record_with_the_resume_added(tmp_pa
 def test_a_differing_wrapped_scenario_is_refused_by_the_check_itself(tmp_path):
     path, exp = finished_experiment(tmp_path)
     sweep = load_scenario(path)
-    wrapped, _, _ = wrapped_scenario(sweep, path)
+    wrapped, _, _ = load_named(sweep.scenario, path)
     with pytest.raises(ScenarioError, match="scenario.train.steps"):
         check_same_sweep(exp, sweep, wrapped.model_copy(update={"train": wrapped.train.model_copy(
             update={"steps": 41})}))

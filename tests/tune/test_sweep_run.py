@@ -14,9 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from memorylab.cli import app
-from memorylab.scenario_loader import load_scenario
+from memorylab.scenario_loader import load_named, load_scenario
 from memorylab.tune.analysis import load_trials
-from memorylab.tune.checks import wrapped_scenario
 from memorylab.tune.experiment import run_sweep
 from memorylab.tune.paths import with_values
 from tests.tune.conftest import WRAPPED, write_sweep
@@ -32,7 +31,7 @@ def referencing(shared: dict) -> dict:
 def sweep_in_process(folder: Path, **fields) -> dict[tuple, dict]:
     path = write_sweep(folder, **fields)
     sweep = load_scenario(path)
-    wrapped, raw, wrapped_path = wrapped_scenario(sweep, path)
+    wrapped, raw, wrapped_path = load_named(sweep.scenario, path)
     record = run_sweep(sweep, wrapped, raw, folder / "exp", scenario_path=wrapped_path)
     assert record["errored"] == 0, record["errors"]
     _, trials = load_trials(folder / "exp")

@@ -11,7 +11,7 @@ import torch
 from memorylab.models.tiny import build_tiny_model
 from memorylab.models.tokenizer import train_bpe_tokenizer
 from memorylab.models.trainer import collate, tokenize_documents, train_causal_lm
-from memorylab.scenario import TinyModelConfig, TrainConfig
+from memorylab.schema.common import TinyModelConfig, TrainConfig
 
 FORGET = [
     "Alice Moreau was born in Lagos and works as a baker since 1971.",

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from memorylab.unlearn import nll, sequence_logprobs
+from memorylab.unlearn.sequence import nll, sequence_logprobs
 
 
 def test_sequence_logprobs_match_a_token_by_token_computation(untrained_model, batch_of, forget_docs):

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import inspect
 from functools import cached_property
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 import torch
-from transformers.utils import logging as hf_logging
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
+from memorylab.decoding.drafter import Drafter
+from memorylab.decoding.vocabtrim import load_counts
 from memorylab.models.logits_lm import LogitsLM
 
 # Our own progress bars cover loading and saving; transformers' per-shard bars only add noise.
 hf_logging.disable_progress_bar()
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -54,6 +58,10 @@ class HFLM(LogitsLM):
             lm.drafter_for(speculative)
         return lm
 
+    def load_drafter(self, source: str) -> Drafter:
+        dtype = next(self.model.parameters()).dtype
+        return load_drafter(source, device=self.device, dtype=DTYPE_NAMES.get(dtype, "float32"))
+
     # -- the two primitives -------------------------------------------------------------------------------
     def sequence_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)).logits
@@ -85,3 +93,13 @@ class HFLM(LogitsLM):
         # A peft wrapper hides the base model's signature behind **kwargs; ask the model underneath.
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         return "cache" in inspect.signature(base.forward).parameters
+
+
+def load_drafter(source: str, *, vocab: Optional[int] = None, device: str | torch.device = "cpu",
+                 dtype: str = "float32") -> Drafter:
+    """A speculative-decoding drafter from a folder or HF id, with its token counts (token_counts.json beside
+    it, for VocabTrim) when it has them; `vocab` trims its head to that many of its most frequent tokens."""
+    lm = HFLM.load(source, dtype=dtype, device=str(device))
+    counts = load_counts(source) if Path(source, "token_counts.json").exists() else None
+    drafter = Drafter(lm, counts=counts)
+    return drafter if vocab is None else drafter.trimmed(vocab)

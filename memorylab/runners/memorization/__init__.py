@@ -1,0 +1,1 @@
+"""`kind: memorization`: run.py trains and measures, report.py writes what it found."""

@@ -1,0 +1,1 @@
+"""`kind: unlearning`: run.py is the recipe; the jobs, data, progress probes, shared setup and report beside it."""
