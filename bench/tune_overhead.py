@@ -28,9 +28,8 @@ from memorylab.cluster import ray_session
 from memorylab.runners import run_scenario
 from memorylab.runners.unlearning.shared import prepare_shared
 from memorylab.scenario import KINDS
-from memorylab.scenario_loader import load_scenario
+from memorylab.scenario_loader import load_named, load_scenario
 from memorylab.tune.analysis import load_trials
-from memorylab.tune.checks import wrapped_scenario
 from memorylab.tune.experiment import run_sweep
 from memorylab.tune.paths import with_values
 
@@ -76,7 +75,7 @@ def main() -> None:
             "objectives": [{"name": "utility", "maximize": "models.m.knowmem_retain"}],
             "trial_resources": {"num_cpus": 1}, "max_concurrent_trials": args.concurrent}))
         sweep = load_scenario(path)
-        model, raw, wrapped_path = wrapped_scenario(sweep, path)
+        model, raw, wrapped_path = load_named(sweep.scenario, path)
         began = time.perf_counter()
         record = run_sweep(sweep, model, raw, tmp / "exp", scenario_path=wrapped_path)
         sweep_wall = time.perf_counter() - began

@@ -45,9 +45,8 @@ RUNS: dict[str, tuple[str, list[str]]] = {
         "continual.eval_every=8", "continual.eval_questions=12", "continual.eval_documents=12",
         "retention.probes=3", "retention.insert_at=8", "retention.repeats=[1,2]", "ray.num_cpus=2"]),
 }
-# Keys whose values describe the run, not the scenario's figures.
-NOT_FIGURES = {"timings_s", "versions", "seconds", "tokens_per_s", "path", "raw_config", "scenario_file",
-               "resumed_from", "config"}
+# Keys whose values describe the run, not the scenario's figures; so do times (`*_seconds`, `*_s`).
+NOT_FIGURES = {"versions", "seconds", "path", "raw_config", "scenario_file", "resumed_from", "config"}
 
 
 def run(out: Path, only: list[str]) -> None:
@@ -64,7 +63,7 @@ def numbers(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
     """Every number (and null) in a report, by its dotted path."""
     if isinstance(value, dict):
         for key, child in value.items():
-            if key not in NOT_FIGURES:
+            if key not in NOT_FIGURES and not key.endswith(("_seconds", "_s")):
                 yield from numbers(child, f"{path}.{key}" if path else str(key))
     elif isinstance(value, list):
         for i, child in enumerate(value):

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-import memorylab.runners.unlearning as unlearning
+import memorylab.runners.unlearning.run as unlearning
 from memorylab.scenario_loader import load_scenario
+from memorylab.unlearn.method import AssistantDecoding
 
 UNLEARN = Path(__file__).parents[2] / "scenarios" / "unlearn.yaml"
 
@@ -24,7 +25,7 @@ def test_a_failed_two_actor_start_frees_its_actors_and_group(monkeypatch):
         return f"{role} actor"
 
     monkeypatch.setattr(unlearning, "create_model_actor", create)
-    model = {"path": "target", "assistant": "assistant", "placement": "two_actors", "alpha": 1.0, "r": 0.1}
+    model = unlearning.Measured("target", AssistantDecoding("assistant", 1.0, 0.1, "two_actors"))
     with pytest.raises(RuntimeError, match="failed to load"):
-        unlearning._start_lm(load_scenario(UNLEARN), model)
+        unlearning.start_lm(load_scenario(UNLEARN), model)
     assert freed == [("actor", "assistant actor"), ("group", "group")]
