@@ -1,9 +1,9 @@
 """ModelActor: one LM backend in a Ray actor, with a role (target | assistant | drafter).
 
-Methods mirror the LM protocol and are batched: one remote call carries a whole batch, so the Ray overhead
-(about a millisecond a call) is paid per batch, not per text. Token-by-token stepping (for ULD logit
-subtraction across two actors) keeps each decoding session's KV cache inside the actor and ships only the
-logits, since caches are large and their types do not pickle cheaply.
+Methods mirror the LM protocol and are batched: one remote call carries a whole batch, so Ray's fixed
+overhead per call is paid per batch, not per text. Token-by-token stepping (for ULD logit subtraction across
+two actors) keeps each decoding session's KV cache inside the actor and ships only the logits, since caches
+are large and their types do not pickle cheaply.
 
 ULD can live in ONE actor: given `assistant_source`, the actor loads target and assistant side by side and
 hosts their combination (`ULDLM`) as its LM, so each decoding step is two local forwards on one core. Or in
@@ -197,8 +197,8 @@ class ModelActor:
         return {"address": link.address, "authkey": link.authkey, "node_id": ray.get_runtime_context().get_node_id()}
 
     def _lean_step(self) -> Any:
-        """LeanLlama's step over this actor's model when it runs it on CPU (a third of the time of the
-        transformers forward of a small model: a link's assistant then leaves its core free sooner), else None.
+        """LeanLlama's step over this actor's model when it runs it on CPU (far cheaper than the transformers
+        forward of a small model: a link's assistant then leaves its core free sooner), else None.
         Built at the first step over a link and kept: it holds a copy of the layers' weights (which on an
         accelerator would take device memory for little gain, hence CPU only)."""
         if self._lean is None:

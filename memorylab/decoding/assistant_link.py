@@ -1,11 +1,11 @@
 """A direct link from the target's process to the assistant's, for ULD over two actors stepping in lockstep.
 
 Each decoding step needs the assistant's next-token logits beside the target's. Through Ray, a step is two
-actor calls and two logit arrays through the object store: ~3x slower than the target alone on two cores.
-When the two actors share a node (their placement group is STRICT_PACK), the target's actor instead sends
-the step's ids to the assistant's actor over a Unix socket, runs its own forward while the assistant runs
-its own, and then reads the assistant's logits from a file both processes map: one process per core, no
-driver in the loop, and the assistant's step hidden behind the target's.
+actor calls and two logit arrays through the object store, which makes it several times slower than the
+target's step alone. When the two actors share a node (their placement group is STRICT_PACK), the target's
+actor instead sends the step's ids to the assistant's actor over a Unix socket, runs its own forward while the
+assistant runs its own, and then reads the assistant's logits from a file both processes map: one process per
+core, no driver in the loop, and the assistant's step hidden behind the target's.
 
 `LinkServer` runs in the assistant's actor (a thread that answers one connection); `connect` gives the target's
 actor a `SocketLink` to it when both are on the same node, else a `RayLink` that makes the same exchange
@@ -36,7 +36,7 @@ StepFn = Callable[[str, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]],
 SHM = "/dev/shm"
 
 # Messages are raw bytes behind a one-byte kind, not pickles: on the target's side every microsecond of a step
-# counts, and pickling three small arrays took ~0.1 ms there (its caches cold after the forward).
+# counts, and pickling even three small arrays is slow there (its caches cold after the forward).
 STEP, END, CLOSE, LOGITS, ERROR = b"S", b"E", b"C", b"L", b"X"
 _STEP = struct.Struct("<IIII?")  # session bytes, rows, new tokens, mask columns (0: no mask), positions given
 _ANSWER = struct.Struct("<IIQ")  # rows, vocabulary, capacity of the logits file; then its path when it is new
@@ -47,8 +47,8 @@ class LinkServer:
 
     Requests are raw bytes (a step's ids). A step's float32 logits go into a file both processes map
     (`_Logits`), and the answer is their shape (and the file's name when it is new), or an error message:
-    256 KB of logits a step through the socket itself cost more than the assistant's whole forward, in copies
-    and wake-ups of the two processes. The connection needs `authkey`.
+    a step's logits sent through the socket itself would cost more than the assistant's whole forward, in
+    copies and wake-ups of the two processes. The connection needs `authkey`.
 
     Nothing stays on disk once the target is connected, since `ray.kill` runs no cleanup: the socket's name
     goes when the connection is accepted, and a logits file's once the target has mapped it (which its next

@@ -1,7 +1,7 @@
 """A lean next-token forward over a transformers LlamaForCausalLM's weights, for step-by-step decoding.
 
 Why it exists: ULD runs a 1-layer assistant beside its target for every generated token, and through
-transformers that assistant cost a third of its 4-layer target per token on CPU (mask construction, cache
+transformers such a small model's step on CPU is mostly overhead, not arithmetic (mask construction, cache
 objects, hooks, output dataclasses, and a dozen small ops per layer). `LeanLlama` computes the same function:
 
     h = embed(ids)
@@ -55,8 +55,8 @@ def _pairs_interleaved(weight: torch.Tensor, heads: int) -> torch.Tensor:
 
 def _transposed(weights: list[torch.Tensor], biases: list[Optional[torch.Tensor]]):
     """Weights of linears that read the same input, side by side and transposed to (in, out): one matmul for
-    all, and the layout MKL reads faster from memory, where the weights of a model stepping beside another
-    are every step ((32, 128) x (128, 768) from memory: ~104 us this way, ~120 us via F.linear's layout)."""
+    all, and the layout MKL reads faster from memory than F.linear's, where the weights of a model stepping
+    beside another are every step."""
     weight = torch.cat(weights).t().contiguous()
     if all(b is None for b in biases):
         return weight, None
@@ -93,9 +93,9 @@ class LeanCache:
     view); a full buffer is copied into one of twice the length, so a sequence is copied a handful of times
     rather than at every step.
 
-    In place, not a concatenation per step: concatenating copies the whole cache every step (~1.3 MB at 32
-    rows and 40 tokens), which cost a ULD assistant's step ~0.15 ms beside its target's forward; attention
-    over the buffer's first `length` positions reads the same rows a contiguous tensor would."""
+    In place, not a concatenation per step: concatenating copies the whole cache every step, a cost that
+    grows with every token and is large beside a small assistant's forward; attention over the buffer's
+    first `length` positions reads the same rows a contiguous tensor would."""
 
     MIN_CAPACITY = 64
 
@@ -130,8 +130,8 @@ class LeanLlama:
 
     The layers' matrices are copies taken at construction (packed, see `_Layer`): build it once the model's
     weights are final (ULD's merged assistant is frozen). Embeddings, norms and head are the model's own
-    tensors: the head, the largest matrix, is not copied (a copy in `_transposed` layout measured no faster in
-    the decoding loop)."""
+    tensors: the head, the largest matrix, is not copied (a copy in `_transposed` layout would take its memory
+    twice and not make the decoding loop faster)."""
 
     def __init__(self, model) -> None:
         reason = unsupported_reason(model)

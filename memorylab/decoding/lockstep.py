@@ -76,7 +76,7 @@ class LockstepULD(LogitsLM):
     def _decode(self, rows: list[list[int]], params: GenerationParams, stops: list[int],
                 generator: Any = None) -> list[list[int]]:
         # The decoding loop never says when a batch is done, so the caches a batch opened in the assistant are
-        # dropped after it: kept to the end of generate(), every batch's cache stayed there at once.
+        # dropped after it: kept to the end of generate(), every batch's cache would stay there at once.
         first = len(self._open)
         try:
             return super()._decode(rows, params, stops, generator)

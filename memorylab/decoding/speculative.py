@@ -2,8 +2,8 @@
 model verifies all of them in one forward, and keeps the longest prefix it agrees with plus one token of its own.
 
 Why it pays: decoding one token at a time reads all of the model's weights for one token; a verifying forward
-over gamma + 1 positions reads them once for all (on CPU ~1.5x one step for the bench's target, against
-gamma steps). Each round costs gamma drafter steps and one verification, and emits 1..gamma+1 tokens.
+over gamma + 1 positions reads them once for all, and so costs much less than gamma steps. Each round costs
+gamma drafter steps and one verification, and emits 1..gamma+1 tokens.
 
 Exactness. Greedy: a draft is kept while it equals the model's argmax at its position, and the token after
 the kept prefix is the model's argmax there, so the tokens are the model's greedy tokens; EOS, stop tokens and

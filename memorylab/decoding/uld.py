@@ -11,7 +11,7 @@ as in the reference (with logits near 0, as a uniform-trained assistant's are, t
 `ULDLM` is the combined model behind the LM protocol, target and assistant in one process: one forward per
 model per step (each keeps its own KV cache; the pair is carried as the decoding loop's `past`). The
 assistant's decoding steps run on `LeanLlama` when it can run the model: through transformers, a 1-layer
-assistant cost a third of its 4-layer target per token on CPU.
+assistant's step on CPU is mostly per-call overhead, out of proportion to its one layer of arithmetic.
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ def relative_top_mask(target_logits: torch.Tensor, r: float) -> torch.Tensor:
 def _kept(target_logits: torch.Tensor, r: float) -> torch.Tensor | None:
     """`relative_top_mask` as float32 1.0 (kept) / 0.0, or None when it keeps every token of every row.
 
-    Float, not bool: on CPU, writing and reading bool tensors costs several times more (a (32, 2048) compare
-    into bool ~30 us, into float ~7 us), and every decoding step builds one. None because flat rows (an
-    untrained or very unsure target) keep everything, and then no mask needs building or reading at all."""
+    Float, not bool: on CPU, writing and reading bool tensors costs several times more, and every decoding
+    step builds one. None because flat rows (an untrained or very unsure target) keep everything, and then no
+    mask needs building or reading at all."""
     if not 0 < r <= 1:
         raise ValueError(f"r must be in (0, 1], got {r}")
     # log p = l - logsumexp(l) shifts a row by one constant, so comparing log-probs against a threshold
@@ -68,7 +68,7 @@ def _kept(target_logits: torch.Tensor, r: float) -> torch.Tensor | None:
     # The k-th largest value (a selection, the costly part) only matters in rows with fewer than k tokens
     # near the top: where at least k are, the k-th largest is itself >= near_top, so the min is near_top and
     # the tokens near the top are the answer. All of them, when even the least likely token is near the top.
-    # (amax and amin, not aminmax: on CPU aminmax takes ~140 us for (32, 2048), amax and amin ~4 us each.)
+    # (amax and amin, not aminmax: on CPU aminmax is many times slower than the two of them together.)
     if bool((logits.amin(dim=-1, keepdim=True) >= near_top).all()):
         return None
     keep = torch.ge(logits, near_top, out=torch.empty_like(logits))
@@ -77,7 +77,7 @@ def _kept(target_logits: torch.Tensor, r: float) -> torch.Tensor | None:
         rows, row_keep = logits.reshape(-1, vocab), keep.view(-1, vocab)  # any leading shape: (B, V), (B, T, V)
         ranked = (counts.flatten() < k).nonzero().flatten()
         values = rows[ranked]
-        # torch.minimum, not the rank alone: a NaN row keeps nothing, as it did before the shortcut.
+        # torch.minimum, not the rank alone: a NaN row keeps nothing, as the full rule without the shortcut.
         threshold = torch.minimum(near_top.reshape(-1, 1)[ranked], _kth_largest(values, k).unsqueeze(-1))
         row_keep[ranked] = torch.ge(values, threshold, out=torch.empty_like(values))
     return keep
@@ -86,10 +86,10 @@ def _kept(target_logits: torch.Tensor, r: float) -> torch.Tensor | None:
 def _kth_largest(values: torch.Tensor, k: int) -> torch.Tensor:
     """The k-th largest value along the last dimension (rank 1 = the largest).
 
-    Decoding with a peaked target needs it every step: topk(k) of a (32, 2048) block costs ~0.8 ms on one
-    thread, as much as the tiny assistant's whole forward. On CPU numpy's introselect (np.partition) finds
-    the same value in ~0.35 ms; it is exact, since the value at a rank does not depend on how ties are
-    ordered. On an accelerator topk stays (no copy to the host)."""
+    Decoding with a peaked target needs it every step, and on one CPU thread topk(k) costs about as much as
+    the tiny assistant's whole forward. On CPU numpy's introselect (np.partition) finds the same value at a
+    fraction of that cost (a selection, no sorted top k to build); it is exact, since the value at a rank
+    does not depend on how ties are ordered. On an accelerator topk stays (no copy to the host)."""
     vocab = values.shape[-1]
     if k == 1:
         return values.amax(dim=-1)

@@ -6,12 +6,12 @@
   tokens, i.e. FLARE's rule "retrieve if any token is below the threshold". Why the minimum: the doubt about an
   unknown person sits in one or two tokens (the first token of a name, a city, a year); the rest are
   near-certain continuations of what was chosen ("Valeri" -> "eshire"), so a mean is pulled towards 1 and
-  shrinks with answer length. Measured on a tiny model trained on the QA of known people (the test below):
-  the minimum is >= 0.96 for every known answer and has a median of ~0.5 for new people, while the mean puts
-  known answers at >= 0.99 and half of the new ones above 0.84: the minimum leaves a wide gap for one
-  threshold that needs no tuning per model. The default 0.9 leans towards retrieving: a needless retrieval
-  costs a little context, a missed one a confident hallucination. `aggregate="mean"` is available (on
-  undertrained models it separates known from new as well, only in a narrow band near 1).
+  shrinks with answer length. On a tiny model trained on the QA of known people (as in the tests), the
+  minimum stays close to 1 for every known answer and falls far below it for most new people, while the mean
+  crowds known and new answers alike close to 1: the minimum leaves a wide gap for one threshold that needs
+  no tuning per model. The default 0.9 leans towards retrieving: a needless retrieval costs a little context,
+  a missed one a confident hallucination. `aggregate="mean"` is available (on undertrained models it
+  separates known from new as well, only in a narrow band near 1).
 - `entropy` (MemGAS-style router, "From Single to Multi-Granularity: Toward Long-Term Memory Association and
   Selection of Conversational Agents"): from the query's similarity to candidates at several granularities
   (turn, session, summary, ...), softmax each granularity's scores at a temperature, take the normalised

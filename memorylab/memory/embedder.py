@@ -21,9 +21,9 @@ def load_embedder(device: str = "cpu") -> Any:
 class Embedder:
     """Texts -> (n, 384) float32 unit vectors, so a dot product is the cosine similarity.
 
-    quantize=True runs MiniLM's linear layers in int8 (dynamic quantization, CPU only): measured 2.8x faster
-    per query in batches of 16 on one core, at the price of slightly different vectors (cosine to the float32
-    vectors 0.94 at worst on short queries). A store must be written and searched with the same setting."""
+    quantize=True runs MiniLM's linear layers in int8 (dynamic quantization, CPU only): much faster per query
+    on a CPU core, at the price of slightly different vectors (short queries differ most from their float32
+    vectors). A store must be written and searched with the same setting."""
 
     dim = EMBED_DIM
 
@@ -43,9 +43,9 @@ class Embedder:
 
         self.model.eval()  # once: encode() sets it on every call
         # What encode() does, minus its per-call bookkeeping (eval() over every submodule, finding the device
-        # from the parameters, argument resolution): for one short query on one core that bookkeeping cost
-        # about as much as the int8 forward itself (5.1 ms of 5.8 ms a query fell to ~3 ms; measured
-        # with cProfile). Flattened (padding-free) inputs need flash attention, so only encode() does those.
+        # from the parameters, argument resolution): for one short query on one core that bookkeeping costs
+        # about as much as the int8 forward itself. Flattened (padding-free) inputs need flash attention, so
+        # only encode() does those.
         self._lean = not self.model._can_flatten_inputs()
         self._device = self.model.device
 

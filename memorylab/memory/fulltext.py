@@ -47,7 +47,7 @@ class _Partition:
     ids: list[Optional[str]] = field(default_factory=list)  # slot -> memory id (None: free slot)
     slot_of: dict[str, int] = field(default_factory=dict)
     # slot -> (created_at, id): what ties are broken on. Slots are reused after deletes and a restart replays
-    # memories in created_at order, so a tie broken by slot ranked differently before and after a restart.
+    # memories in created_at order, so a tie broken by slot would rank differently before and after a restart.
     order_key: dict[int, tuple[float, str]] = field(default_factory=dict)
     terms_of: dict[int, tuple[str, ...]] = field(default_factory=dict)  # slot -> its distinct terms
     free: list[int] = field(default_factory=list)

@@ -14,7 +14,7 @@ Choices, and why:
     retraction: with a key, every memory of that key (whose text holds the value, when one was named); with
         "everything about X", every memory whose subject is X; else the most similar memory at or above
         `retraction_threshold` that shares a content word with it besides the subject's name (see
-        _shares_content for why cosine alone deleted the wrong memory). A retraction that matches nothing
+        _shares_content for why cosine alone deletes the wrong memory). A retraction that matches nothing
         changes nothing and reports nothing (logged).
 - Facts are applied one after the other, each seeing the writes before it, so "Jo works for A. Actually, Jo
   works for B." in one call is ADD then UPDATE. Texts are embedded once per call, before deciding.

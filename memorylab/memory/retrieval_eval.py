@@ -8,10 +8,10 @@ the conversation cannot be scored and are skipped and counted, not scored as 0.
 What a memory's text holds follows LoCoMo's own RAG baseline (snap-research/locomo, task_eval/rag_utils.py):
 the turn as spoken, plus the caption of a shared image (the words alone are often just "look at this!");
 the session date stays out of the text, in metadata and created_at, for the reader that renders retrieved
-memories next to their date, as that baseline does. Measured while choosing: a date prefix in every text
-raised all three retrievers' recall here (dense recall@5 by about 0.04, BM25 by 0.03), probably by
-softening BM25's length normalisation and pulling "When ...?" questions toward dated texts. Adopting it
-would be picking a memory format by scoring on the benchmark's answers, so the benchmark's protocol is kept.
+memories next to their date, as that baseline does. A date prefix in every text would raise all three
+retrievers' recall here, probably by softening BM25's length normalisation and pulling "When ...?" questions
+toward dated texts; but adopting it would be picking a memory format by scoring on the benchmark's answers,
+so the benchmark's protocol is kept.
 
 Run the full comparison:  python -m memorylab.memory.retrieval_eval [path/to/locomo.json]
 """

@@ -11,8 +11,8 @@ Every write returns only after LanceDB committed it, so a process killed right a
 nothing; opening the folder again rebuilds the mirror from the table.
 
 Reads never touch LanceDB: per (tenant, agent) the mirror holds the live records, a float32 matrix of their
-unit vectors (search is one matrix-vector product) and the (created_at, id) order that `list` pages through.
-Searching 10,000 memories costs about a millisecond.
+unit vectors (search is one matrix-vector product, cheap even over many thousands of memories) and the
+(created_at, id) order that `list` pages through.
 
 One process owns a folder: a second MemoryStore on the same folder in another process would not see the
 first one's writes in its mirror. Writes are serialized by a lock (LanceDB commit, then mirror, then the

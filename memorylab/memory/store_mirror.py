@@ -16,12 +16,12 @@ from memorylab.memory.records import MemoryRecord
 def similarities(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
     """(queries, memories) dot products of unit rows.
 
-    One query: einsum, not `@`: a matrix-vector product through multi-threaded OpenBLAS took 5-8 ms instead of
-    0.6 ms on 2 busy cores (its threads contend with LanceDB's and the server's); einsum's own loop is
+    One query: einsum, not `@`: a matrix-vector product through multi-threaded OpenBLAS is many times slower
+    on a few busy cores (its threads contend with LanceDB's and the server's); einsum's own loop is
     single-threaded and as fast as BLAS on one thread. Several: one matrix product through torch, which keeps
-    to the process's torch threads (one in a served replica) and reads the 10,000 x 384 floats once for all the
-    queries: 0.18 ms a query for 16 queries instead of 0.57 ms each (and the reading is what suffers most when
-    other processes share the caches)."""
+    to the process's torch threads (one in a served replica) and reads the agent's vectors once for all the
+    queries rather than once per query (and the reading is what suffers most when other processes share the
+    caches)."""
     if len(queries) == 1:
         return np.einsum("ij,j->i", vectors, queries[0])[None]
     import torch

@@ -70,7 +70,7 @@ def check_names(tenant: Any, agent: Any, memory_id: Any) -> None:
 
 def check_metadata(metadata: Any) -> None:
     """Refuses what could be stored but not read back: metadata nested deeper than MAX_METADATA_DEPTH
-    (every later read of the memory failed to serialize it), and NaN or Infinity (not JSON: read back as null)."""
+    (every later read of the memory would fail to serialize it), and NaN or Infinity (not JSON: read back as null)."""
     if not isinstance(metadata, dict):
         raise MemoryQueryError(f"metadata must be a dict, got {type(metadata).__name__}")
     if _deeper_than(metadata, MAX_METADATA_DEPTH):

@@ -139,8 +139,8 @@ class LogitsLM:
         seqs = self._check_length(self._with_start(prompts), room=params.max_new_tokens)
         outputs: list[str] = [""] * len(prompts)
         self.speculative_stats = None
-        # One random state for the whole call: seeded afresh per batch, row r of every batch drew the same
-        # numbers (one prompt asked twice in two batches got the same sample).
+        # One random state for the whole call: seeded afresh per batch, row r of every batch would draw the
+        # same numbers (one prompt asked twice in two batches would get the same sample).
         generator = sampling_generator(params, self.device)
         for batch in self._batches(seqs):
             new = self._decode([seqs[i] for i in batch], params, stops, generator)

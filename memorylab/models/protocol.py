@@ -1,7 +1,7 @@
 """The LM protocol: the narrow, batched interface every backend implements and every metric consumes.
 
 Batch in, batch out, no Ray inside: an actor wraps a backend, it is not one. Any object with these methods
-(a local backend, a `RemoteLM` over an actor, later the ULD-combined model) can be evaluated.
+(a local backend, a `RemoteLM` over an actor, the ULD-combined model) can be evaluated.
 """
 
 from __future__ import annotations

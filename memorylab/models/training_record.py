@@ -35,8 +35,8 @@ def training_record(model: Any, train: Any, seed: int, documents: Sequence[Any])
 def check_training_record(folder: Path, record: dict[str, Any]) -> None:
     """Refuse a model folder whose record differs from `record`; write `record` into a folder without one.
 
-    A folder trained before records existed (it has a model or checkpoints but no record) is trusted as
-    before, and gets no record: its settings are unknown."""
+    A folder with a model or checkpoints but no record (written by a memorylab that kept none) is trusted,
+    and gets no record: its settings are unknown."""
     path = folder / RECORD
     if path.exists():
         saved = json.loads(path.read_text())

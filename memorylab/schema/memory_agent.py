@@ -97,9 +97,9 @@ class ServeSettings(Strict):
     retriever_batch_size: int = Field(16, ge=1, le=256, description="searches whose queries are embedded and "
                                       "scored together (@serve.batch)")
     batch_wait_ms: float = Field(
-        6.0, ge=0, le=1000, description="how long a search waits for others to join its batch. Measured on 2 "
-        "cores (bench/serve_load.py): 6 ms against 2 ms took p95 at 4 clients from 53 to 37 ms and searches/s "
-        "at 16 from 172 to 184, for 4 ms more at 1 client; 12 ms was worse at every level")
+        6.0, ge=0, le=1000, description="how long a search waits for others to join its batch: a longer wait "
+        "makes larger batches, which serve many concurrent clients faster, and adds up to that wait to a lone "
+        "client's search; past a few ms the wait costs more than the batching gains (bench/serve_load.py)")
     generator_replicas: int = Field(1, ge=1)
     api_keys: list[TenantKeys] = Field(default_factory=list,
                                        description="overridden by MEMORYLAB_API_KEYS=tenant:key,tenant:key")

@@ -28,7 +28,7 @@ def _not_blank(value: str) -> str:
 
 
 # A memory's text or a search query: whitespace alone is refused here (422 naming the field), not by the store
-# after validation passed it (a 400), nor searched (it matched memories at random).
+# after validation passed it (a 400), nor searched (it would match memories at random).
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT), AfterValidator(_not_blank)]
 
 
@@ -71,8 +71,8 @@ class Message(_Body):
     @field_validator("timestamp")
     @classmethod
     def _a_time(cls, value: Any) -> Any:
-        # Stored as sent, not as pydantic rewrites a datetime ("+00:00" became "Z"): a filter with the value
-        # the client sent missed it. Checked all the same, as a datetime field would check it.
+        # Stored as sent, not as pydantic rewrites a datetime ("+00:00" becomes "Z"): a filter with the value
+        # the client sent would miss it. Checked all the same, as a datetime field would check it.
         if value is not None:
             try:
                 _DATETIME.validate_python(value)
@@ -194,7 +194,7 @@ class ChatRequest(_Body):
 
 
 def needs_user_message(messages: list[Message]) -> list[Message]:
-    """An agent answers the last user message; without one there is no question (422, not a 500 later)."""
+    """An agent answers the last user message; without one there is no question (a 422, before the agent runs)."""
     if not any(m.role == "user" for m in messages):
         raise ValueError("no message with role 'user': the agent answers the last user message")
     return messages

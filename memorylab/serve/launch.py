@@ -11,8 +11,8 @@ from memorylab.serve.app import BuildArgs, build_app
 
 APP_NAME = "memorylab"
 # No per-request access log: Serve writes (and flushes) one line per request in the proxy and in every replica a
-# request passes, which on 2 cores cost more CPU than the search itself. Errors still log. The Serve config for
-# a cluster (config_out.py) carries the same.
+# request passes, which on a small machine costs more CPU than the search itself. Errors still log. The Serve
+# config for a cluster (config_out.py) carries the same.
 QUIET_LOGGING = {"enable_access_log": False, "log_level": "WARNING"}
 
 

@@ -40,12 +40,12 @@ class _OpenAIBody(BaseModel):
     def params(self, default_tokens: int) -> GenerationParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         # The decoding loop samples in float32: logits / a temperature near 0 overflow to inf (NaN
-        # probabilities), and a top_p below float32's resolution keeps no token at all; both were 500s.
+        # probabilities), and a top_p below float32's resolution keeps no token at all; neither can sample.
         # Near-zero temperatures are greedy (vLLM's convention, < 1e-5); top_p is floored at 1e-6, which
         # keeps the top token only, as any smaller top_p would.
         temperature = self.temperature if self.temperature >= SAMPLING_EPS else 0.0
         # No seed means a fresh draw, as OpenAI's API has it: the decoding loop reads None as seed 0, which
-        # gave every unseeded request the same "random" completion. A given seed repeats its sample.
+        # would give every unseeded request the same "random" completion. A given seed repeats its sample.
         seed = self.seed if self.seed is not None or temperature == 0 else secrets.randbits(63)
         return GenerationParams(max_new_tokens=self.max_tokens or default_tokens, temperature=temperature,
                                 top_p=max(self.top_p, 1e-6), seed=seed, stop=tuple(s for s in stop if s))
@@ -86,7 +86,7 @@ def _invalid(message: str, param: Optional[str] = None, code: Optional[str] = No
 
 async def _generate(ingress: Any, prompts: list[str], params: GenerationParams) -> Union[list[str], JSONResponse]:
     """The generator's texts, or OpenAI's 400 when it refuses the request (a prompt plus max_tokens longer
-    than the model's context is a ValueError there; it used to surface as a 500)."""
+    than the model's context is a ValueError there: the client's request, not a server error)."""
     try:
         return await ingress.generator.generate.remote(prompts, params)
     except ValueError as e:  # a RayTaskError(ValueError) is a ValueError too: prompt + max_tokens over the context

@@ -50,7 +50,7 @@ async def retrieve(ingress: Any, tenant: str, agent: str, query: str, top_k: int
     rerank = rerank or settings.reranker.name
     if rerank == "listwise_first" and replicas > 1:
         # Its generator session (a KV cache) is begun by one call and ended by another, and Serve routes each
-        # call on its own: across replicas the end missed the replica holding the cache, which then leaked.
+        # call on its own: across replicas the end could miss the replica holding the cache, which would leak.
         # The scenario refuses it as the default reranker; a request naming it is refused here.
         return Refusal(400, f"rerank: 'listwise_first' keeps a session on one generator replica, and this agent "
                             f"has {replicas} (serve.generator_replicas); ask for another reranker")

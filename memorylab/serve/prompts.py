@@ -38,7 +38,7 @@ def answer_prompt(lm: Any, records: Sequence[MemoryRecord], question: str, budge
     (PromptTooLong), where one that is only over `budget` keeps its end.
 
     Every candidate prompt is tokenized in one call: the generator may be a remote deployment, and one call
-    per dropped memory was one round trip each."""
+    per dropped memory would be one round trip each."""
     limit = budget if room is None else min(budget, room)
     candidates = [list(records)]
     while candidates[-1]:

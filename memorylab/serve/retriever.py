@@ -3,12 +3,12 @@
 Every write (the ADD/UPDATE/DELETE/NOOP policy included) happens here, so the in-memory mirror and the
 full-text index of the store are consistent with the table without any cross-replica protocol; a restarted
 replica rebuilds both from LanceDB, where every write is durable before its reply. The dense arms of
-concurrent searches run together (@serve.batch): their queries are embedded in one batch (MiniLM costs about
-12 ms for one query on a CPU core and 2.5 ms per query in batches of 16), and those of one agent are scored
-in one pass over its vectors.
+concurrent searches run together (@serve.batch): their queries are embedded in one batch (on a CPU core
+MiniLM embeds a batch for far less per query than it embeds queries one by one), and those of one agent are
+scored in one pass over its vectors.
 
-It lives in the Ingress replica rather than in a deployment of its own: a Serve hop costs several ms of CPU
-per request on both sides, and on 2 cores the separate deployment capped searches at about 65/s at 16 clients.
+It lives in the Ingress replica rather than in a deployment of its own: a Serve hop costs CPU per request on
+both sides, and on a small machine that CPU is what the searches themselves need.
 """
 
 from __future__ import annotations
@@ -174,10 +174,10 @@ class Retriever:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.006)
     async def _dense_arm(self, queries: list[DenseQuery]) -> list[Any]:
         # Inline, on the replica's event loop, on purpose: while a batch embeds, new requests queue up and
-        # form the next batch. Handing the work to a thread let the loop take requests one by one, and
-        # batches stayed at size 1 (measured: 30-40 searches/s at 16 clients instead of 90+; again 80-95/s
-        # instead of 140 with a one-thread executor). Scoring the batch together matters as much as embedding
-        # it together: one query at a time, the pass over 10,000 vectors took a fifth of the replica's time.
+        # form the next batch. Handed to a thread (even a one-thread executor), the work would leave the loop
+        # free to take requests one by one, and batches would stay at size 1. Scoring the batch together
+        # matters as much as embedding it together: one query at a time, the passes over an agent's vectors
+        # take a large share of the replica's time.
         return self.service.dense_arm(queries)
 
     async def search(self, tenant: str, agent: str, query: str, top_k: int, mode: Optional[str] = None,

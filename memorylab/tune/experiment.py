@@ -139,8 +139,8 @@ def run_sweep(sweep: SweepScenario, wrapped: Any, wrapped_raw: dict, folder: Pat
                 trainable, param_space=param_space(sweep.space),
                 tune_config=tune.TuneConfig(search_alg=_searcher(sweep), scheduler=_scheduler(sweep),
                                             num_samples=sweep.num_samples,
-                                            # One trainable process serves trial after trial: measured on 2
-                                            # cores, a new process per trial cost ~3 s of every trial.
+                                            # One trainable process serves trial after trial: a new process
+                                            # per trial would pay a worker's start-up (torch, Ray) each time.
                                             reuse_actors=True,
                                             max_concurrent_trials=sweep.max_concurrent_trials),
                 run_config=tune.RunConfig(name=folder.name, storage_path=str(folder.parent),

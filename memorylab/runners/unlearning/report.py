@@ -261,14 +261,14 @@ def _trend_table(report: Mapping[str, Any], section: str, axis_cols: Sequence[st
 
 def _subset_target(point: Mapping[str, Any], target: Mapping[str, Any]) -> Mapping[str, Any]:
     """The target as a scalability / sustainability point compares with it: KnowMem on the point's own forget
-    subset (recorded beside the point; reports from before it was fall back to the whole set's)."""
+    subset (recorded beside the point; a report without it falls back to the whole set's)."""
     return {**target, "knowmem_forget": point.get("target_knowmem_forget", target.get("knowmem_forget"))}
 
 
 def target_knowmem_by_point(rows: Sequence[Mapping[str, Any]], axis: str,
                             target: Mapping[str, Any]) -> dict[Any, Optional[float]]:
     """The target's KnowMem forget at each point of a trend (x -> value), on that point's own forget people, as
-    the table compares: every method at one x forgets the same people. Older reports: the whole set's."""
+    the table compares: every method at one x forgets the same people. A point without it: the whole set's."""
     recorded = {r[axis]: finite(r["target_knowmem_forget"]) for r in rows if r.get("target_knowmem_forget") is not None}
     return {r[axis]: recorded.get(r[axis], finite(target.get("knowmem_forget"))) for r in rows}
 
