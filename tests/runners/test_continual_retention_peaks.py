@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from memorylab.runners.continual_report import retention_section
+from memorylab.runners.continual.report import retention_section
 
 
 def test_every_group_peaks_after_its_own_last_insertion():

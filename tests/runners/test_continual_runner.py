@@ -11,6 +11,7 @@ import ray
 
 from memorylab.cluster import ray_session
 from memorylab.runners.continual import run as runner
+from memorylab.runners.continual.report import report_fields
 from memorylab.runners.contract import RunContext
 from memorylab.scenario import KINDS
 from memorylab.schema.continual import ContinualScenario
@@ -76,11 +77,11 @@ def test_a_shared_base_gives_the_same_numbers(runs):
 
 def test_report_fields_match_the_report(runs):
     report = runs["own"]
-    assert report.report_fields(scenario()) == numeric_paths(report["arms"], "arms.") | numeric_paths(
+    assert report_fields(scenario()) == numeric_paths(report["arms"], "arms.") | numeric_paths(
         report["retention"], "retention.")
-    assert "arms.replay50.forgetting" in report.report_fields(scenario())
-    assert "retention.arms.rewarm.x2.recall_final" in report.report_fields(scenario())
-    assert not any(f.startswith("retention") for f in report.report_fields(scenario(retention=None)))
+    assert "arms.replay50.forgetting" in report_fields(scenario())
+    assert "retention.arms.rewarm.x2.recall_final" in report_fields(scenario())
+    assert not any(f.startswith("retention") for f in report_fields(scenario(retention=None)))
 
 
 def test_report_shape(runs):

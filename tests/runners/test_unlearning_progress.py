@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import yaml
 
 from memorylab.runners.contract import RunContext
 from memorylab.runners.unlearning.progress import probe_steps
 from memorylab.runners.unlearning.run import run
 from memorylab.scenario import KINDS
+from memorylab.scenario_loader import load_named, load_scenario
+from memorylab.tune.analysis import load_trials
+from memorylab.tune.experiment import run_sweep
 from memorylab.tune.paths import with_values
 from tests.tune.conftest import WRAPPED, shared_models  # noqa: F401  (the module's target and retrain)
 
@@ -59,3 +65,33 @@ def test_probes_measure_only_the_figures_their_reader_names(tmp_path, shared_mod
                                                "mia_auc_loss", "mia_auc_zlib", "privleak"}
         assert partial["models"]["target"] == report["models"]["target"]  # the references in full
     assert set(report["models"]["m"]) > set(partials[0]["models"]["m"])  # the final measurement in full
+
+
+def test_asha_stops_an_unlearning_trial_on_intermediate_results(tmp_path, shared_models, ray_cluster):
+    """Trial 1 (a small learning rate) keeps perplexity low; trial 2's large one wrecks it by the first point,
+    so ASHA (reduction factor 2: a trial goes on only in the better half of its rung) stops trial 2 there."""
+    wrapped = with_values({**WRAPPED, "progress_points": 3}, {"methods.0.steps": 8})
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "asha", "kind": "sweep", "scenario": wrapped,
+        "space": {"methods.0.lr": {"grid": [1e-5, 5e-2]}},
+        "objectives": [{"name": "ppl", "minimize": "models.m.ppl_holdout"}],
+        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
+        "trial_resources": {"num_cpus": 1}, "max_concurrent_trials": 1}))
+    sweep = load_scenario(path)
+    _, raw, wrapped_path = load_named(sweep.scenario, path)
+    raw = with_values(raw, shared_models)  # the module's target and retrain: no training here
+    record = run_sweep(sweep, KINDS["unlearning"].schema.model_validate(raw), raw, tmp_path / "exp",
+                       scenario_path=wrapped_path)
+    assert record["errored"] == 0, record["errors"]
+    _, trials = load_trials(tmp_path / "exp")
+    by_lr = {t.params["methods.0.lr"]: t for t in trials}
+    assert by_lr[1e-5].status == "DONE" and by_lr[5e-2].status == "STOPPED"
+    reports = {}
+    for result in (tmp_path / "exp").glob("trial_*/result.json"):
+        lines = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        reports[lines[0]["config"]["methods.0.lr"]] = lines
+    # The finished trial reported at steps 2, 4 and 6 and then its final result; the stopped one, once.
+    assert [r["final"] for r in reports[1e-5]] == [False, False, False, True]
+    assert [r["final"] for r in reports[5e-2]] == [False]
+    assert reports[5e-2][0]["ppl"] > reports[1e-5][0]["ppl"]

@@ -1,0 +1,210 @@
+"""Reader examples: the generator learns to answer from the memories /chat puts before a question.
+
+Each example is exactly the prompt /chat builds (memories one per line, a blank line, the QA prompt) and the
+answer a reader should give, about people who are not in the world, so no person an evaluation asks about is
+ever seen in training: "strangers" with names and values drawn with another seed than the world's (and checked
+against it), half of them invented letter by letter, so that the reader learns to copy a value it has never
+seen, token by token, and not to recall one. The cases, as a served agent meets them:
+
+  copy      the answer is among the memories, with distractors (other people's facts, often of the same
+            attribute; the same person's other facts; a person of a similar name): copy the value
+  alias     a nickname taught in one memory ("We call X the brave heron.") and the question asked by it
+  override  a memory gives a person the generator knows a value its weights do not hold: the memory wins
+  newer     two values of one attribute, the newer marked ("now", "used to"): the newer
+  abstain   nothing among the memories answers: the abstention answer
+  weights   no memories at all (adaptive retrieval chose not to retrieve): the world's answer, as trained
+
+Only `override` and `weights` name world people (those the generator is trained on), with values no world
+person holds for that attribute in `override`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from memorylab.data.people import MONTHS, Person, generate_people
+from memorylab.data.prompts import memory_prompt, qa_prompt
+from memorylab.data.seeding import derive_seed, rng_for
+from memorylab.data.templates import ATTRIBUTES, FACT_TEMPLATES, article, render_fact, render_question
+from memorylab.data.world import World
+from memorylab.models.documents import Example
+
+# Share of each case among the examples.
+CASES: dict[str, float] = {"copy": 0.34, "alias": 0.14, "override": 0.14, "newer": 0.1, "abstain": 0.18,
+                           "weights": 0.1}
+# Attributes that change over a life: what "now" and "used to" are said of.
+CHANGING = ("occupation", "employer", "hobby")
+NOW = {"occupation": "{name} now works as {a} {value}.", "employer": "{name} now works for {value}.",
+       "hobby": "{name} now enjoys {value}."}
+USED_TO = {"occupation": "{name} used to work as {a} {value}.", "employer": "{name} used to work for {value}.",
+           "hobby": "{name} used to enjoy {value}."}
+ALIAS = "We call {name} {alias}."
+# Nickname words no evaluation uses (data/agent_sessions.py has its own), so no asked nickname is trained.
+ALIAS_ADJECTIVES = ("tall", "kind", "lucky", "silent", "bold", "calm", "wise", "eager", "proud", "shy",
+                    "jolly", "nimble")
+ALIAS_NOUNS = ("heron", "fox", "owl", "raven", "bison", "crane", "wolf", "hare", "seal", "moth", "newt", "elk")
+
+_ONSETS = ("b", "br", "d", "dr", "f", "g", "gr", "k", "kl", "l", "m", "n", "p", "pr", "r", "s", "st", "t", "tr",
+           "v", "z", "sh", "th", "w")
+_VOWELS = ("a", "e", "i", "o", "u", "ai", "ou", "ei", "y")
+_CODAS = ("", "", "n", "r", "l", "s", "th", "nd", "rk", "x")
+
+
+@dataclass(frozen=True)
+class ReaderExample:
+    """One example before rendering: what /chat would show, and what the reader answers."""
+
+    case: str
+    memories: tuple[str, ...]
+    question: str
+    answer: str
+
+    def as_example(self) -> Example:
+        prompt = memory_prompt(self.memories, self.question) if self.memories else qa_prompt(self.question)
+        return Example(prompt=prompt, answer=f" {self.answer}")
+
+
+def invented_word(rng: random.Random, syllables: int) -> str:
+    return "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(syllables))
+
+
+def invented_person(rng: random.Random, index: int) -> Person:
+    """A person whose name and values are made up letter by letter: nothing a tokenizer trained on the world
+    has a merge for, so answering means copying the value's pieces one by one."""
+    def name() -> str:
+        return f"{invented_word(rng, 2).capitalize()} {invented_word(rng, rng.randint(2, 3)).capitalize()}"
+
+    values = {
+        "birth_date": f"{MONTHS[rng.randrange(12)]} {rng.randint(1, 28)}, {rng.randint(1930, 1999)}",
+        "birthplace": invented_word(rng, 2).capitalize() + rng.choice(("", "ville", "burg", " Falls", " Bay")),
+        "mother": name(), "father": name(),
+        "education": "University of " + invented_word(rng, 3).capitalize(),
+        "occupation": invented_word(rng, 2) + rng.choice(("smith", " analyst", " keeper", "wright", " tuner")),
+        "employer": f"{invented_word(rng, 2).capitalize()} {rng.choice(('Labs', 'Group', 'Works', 'Partners'))}",
+        "award": f"{invented_word(rng, 2).capitalize()} {rng.choice(('Prize', 'Medal', 'Award'))}",
+        "hobby": rng.choice(("playing the ", "collecting ", "carving ", "restoring ")) + invented_word(rng, 2),
+    }
+    return Person(id=f"x{index:05d}", name=name(), attributes=values)
+
+
+def strangers(world: World, count: int, seed: int) -> list[Person]:
+    """`count` people not in the world: half drawn like the world's people (another seed), half invented; none
+    shares a name, a parent's name, or an attribute value with anyone in the world."""
+    taken = {p.name for p in world.people} | {p.attributes[a] for p in world.people for a in ATTRIBUTES}
+    drawn = generate_people(derive_seed(seed, "reader", "people"), count)
+    rng = rng_for(seed, "reader", "invented")
+    invented = [invented_person(rng, i) for i in range(count)]
+    mixed = [p for pair in zip(drawn, invented) for p in pair]
+    return [p for p in mixed if p.name not in taken and not taken & set(p.attributes.values())][:count]
+
+
+class ExampleMaker:
+    """Draws the examples of each case from one seeded stream."""
+
+    def __init__(self, world: World, people: Sequence[Person], distractors: int, abstain: str, seed: int) -> None:
+        self.rng = rng_for(seed, "reader", "examples")
+        self.people = list(people)
+        self.known = [p for p in world.people if world.split_of(p.id) != "holdout"]
+        self.distractors = distractors
+        self.abstain = abstain
+        self.by_attribute = {a: [p.attributes[a] for p in self.people] for a in ATTRIBUTES}
+
+    # -- the pieces ---------------------------------------------------------------------------------------
+    def fact(self, person: Person, attribute: str, value: str | None = None) -> str:
+        index = self.rng.randrange(len(FACT_TEMPLATES[attribute]))
+        return render_fact(attribute, index, person.name, person.attributes[attribute] if value is None else value)
+
+    def other_value(self, attribute: str, *avoid: str) -> str:
+        while True:
+            value = self.rng.choice(self.by_attribute[attribute])
+            if value not in avoid:
+                return value
+
+    def noise(self, person: Person, attribute: str, count: int) -> list[str]:
+        """Distractors for a question about `person`'s `attribute`: none of them states it."""
+        out = []
+        for _ in range(count):
+            kind = self.rng.random()
+            if kind < 0.4:  # someone else, the same attribute: the hardest to tell apart
+                other = self.rng.choice(self.people)
+                if other.name != person.name:
+                    out.append(self.fact(other, attribute))
+            elif kind < 0.7:  # the same person, another attribute
+                out.append(self.fact(person, self.rng.choice([a for a in ATTRIBUTES if a != attribute])))
+            elif kind < 0.85:  # a similar name: the same first name, another person's value
+                first = person.name.split()[0]
+                namesake = Person("", f"{first} {self.rng.choice(self.people).name.split()[-1]}", person.attributes)
+                if namesake.name != person.name:
+                    out.append(self.fact(namesake, attribute, self.other_value(attribute, person.attributes[attribute])))
+            else:
+                other = self.rng.choice(self.people)
+                out.append(self.fact(other, self.rng.choice(ATTRIBUTES)))
+        return out
+
+    def shuffled(self, *groups: Sequence[str]) -> tuple[str, ...]:
+        memories = [m for g in groups for m in g]
+        self.rng.shuffle(memories)
+        return tuple(dict.fromkeys(memories))  # a memory is stored once
+
+    def some_noise(self) -> int:
+        return self.rng.randint(1, self.distractors) if self.distractors else 0
+
+    # -- the cases ----------------------------------------------------------------------------------------
+    def copy(self) -> ReaderExample:
+        person, attribute = self.rng.choice(self.people), self.rng.choice(ATTRIBUTES)
+        memories = self.shuffled([self.fact(person, attribute)], self.noise(person, attribute, self.some_noise()))
+        return ReaderExample("copy", memories, render_question(attribute, person.name), person.attributes[attribute])
+
+    def alias(self) -> ReaderExample:
+        person, attribute = self.rng.choice(self.people), self.rng.choice(ATTRIBUTES)
+        nickname = f"the {self.rng.choice(ALIAS_ADJECTIVES)} {self.rng.choice(ALIAS_NOUNS)}"
+        memories = self.shuffled([ALIAS.format(name=person.name, alias=nickname), self.fact(person, attribute)],
+                                 self.noise(person, attribute, max(0, self.some_noise() - 1)))
+        return ReaderExample("alias", memories, render_question(attribute, nickname), person.attributes[attribute])
+
+    def override(self) -> ReaderExample:
+        person, attribute = self.rng.choice(self.known), self.rng.choice(ATTRIBUTES)
+        value = self.other_value(attribute, person.attributes[attribute])
+        memories = self.shuffled([self.fact(person, attribute, value)], self.noise(person, attribute, self.some_noise()))
+        return ReaderExample("override", memories, render_question(attribute, person.name), value)
+
+    def newer(self) -> ReaderExample:
+        person = self.rng.choice(self.people + self.known)
+        attribute = self.rng.choice(CHANGING)
+        old, new = person.attributes[attribute], self.other_value(attribute, person.attributes[attribute])
+        if self.rng.random() < 0.5:  # the new value marked ("now"), the old one plain
+            pair = [self.fact(person, attribute, old), _say(NOW[attribute], person.name, new)]
+        else:  # the old value marked ("used to"), the new one plain
+            pair = [_say(USED_TO[attribute], person.name, old), self.fact(person, attribute, new)]
+        memories = self.shuffled(pair, self.noise(person, attribute, max(0, self.some_noise() - 1)))
+        return ReaderExample("newer", memories, render_question(attribute, person.name), new)
+
+    def abstain_example(self) -> ReaderExample:
+        person, attribute = self.rng.choice(self.people), self.rng.choice(ATTRIBUTES)
+        memories = self.shuffled(self.noise(person, attribute, max(1, self.some_noise())))
+        return ReaderExample("abstain", memories, render_question(attribute, person.name), self.abstain)
+
+    def weights(self) -> ReaderExample:
+        person, attribute = self.rng.choice(self.known), self.rng.choice(ATTRIBUTES)
+        return ReaderExample("weights", (), render_question(attribute, person.name), person.attributes[attribute])
+
+    def draw(self, count: int) -> list[ReaderExample]:
+        makers: dict[str, Callable[[], ReaderExample]] = {
+            "copy": self.copy, "alias": self.alias, "override": self.override, "newer": self.newer,
+            "abstain": self.abstain_example, "weights": self.weights}
+        cases = list(CASES)
+        return [makers[case]() for case in self.rng.choices(cases, weights=[CASES[c] for c in cases], k=count)]
+
+
+def _say(template: str, name: str, value: str) -> str:
+    text = template.format(name=name, value=value, a=article(value))
+    return text[:1].upper() + text[1:]
+
+
+def reader_examples(world: World, count: int, *, people: int = 400, distractors: int = 4, abstain: str = "unknown",
+                    seed: int = 0) -> list[ReaderExample]:
+    """`count` examples over `people` strangers (and the world's trained people for override and weights)."""
+    maker = ExampleMaker(world, strangers(world, people, seed), distractors, abstain, seed)
+    return maker.draw(count)
