@@ -109,6 +109,22 @@ def _signed(x: Optional[float], digits: int = 1) -> str:
 
 # ----------------------------------------------------------------------------------------------- findings
 
+def _winner(values: Mapping[str, Optional[float]], figure: str, what: str, sentence: Any) -> str:
+    """`sentence(best)` for the method whose value of `figure` is best by the catalog's goal, or a line saying
+    that no method has a value."""
+    best = catalog.best(dict(values), figure)
+    return f"{what}: no method has a value." if best is None else sentence(best)
+
+
+def _privleak_side(value: float) -> str:
+    lean = "leaning towards " if abs(value) < 5 else ""
+    if value < 0:
+        return f"{lean}under-unlearning: the forget set is still told apart from the holdout"
+    if value > 0:
+        return f"{lean}over-unlearning: the forget set stands out by being too unlikely"
+    return "as indistinguishable as for the retrain model"
+
+
 def findings(report: Mapping[str, Any]) -> list[str]:
     """Which method won what, each sentence with its numbers (plain sentences, no list markers)."""
     models = report["models"]
@@ -136,47 +152,31 @@ def findings(report: Mapping[str, Any]) -> list[str]:
         return {n: v for n, v in values.items() if n in alive} or values
 
     km = among_alive(metric("knowmem_forget"))
-    best = catalog.best(km, "knowmem_forget")
-    if best is None:
-        lines.append("KnowMem on the forget set: no method has a value.")
-    else:
-        lines.append(f"{best} forgets the most knowledge{note}{_ties(km, best)}: KnowMem on the forget set {fmt(km[best])} "
-                     f"({refs('knowmem_forget')}), a forget efficacy of {fmt(eff[best])}.")
+    lines.append(_winner(km, "knowmem_forget", "KnowMem on the forget set", lambda best: (
+        f"{best} forgets the most knowledge{note}{_ties(km, best)}: KnowMem on the forget set {fmt(km[best])} "
+        f"({refs('knowmem_forget')}), a forget efficacy of {fmt(eff[best])}.")))
 
     vm = among_alive(metric("verbmem_forget"))
-    best = catalog.best(vm, "verbmem_forget")
-    if best is None:
-        lines.append("VerbMem on the forget set: no method has a value.")
-    else:
-        lines.append(f"{best} reproduces the least forget text verbatim{note}{_ties(vm, best)}: VerbMem {fmt(vm[best])} "
-                     f"({refs('verbmem_forget')}).")
+    lines.append(_winner(vm, "verbmem_forget", "VerbMem on the forget set", lambda best: (
+        f"{best} reproduces the least forget text verbatim{note}{_ties(vm, best)}: VerbMem {fmt(vm[best])} "
+        f"({refs('verbmem_forget')}).")))
 
     pl = among_alive(metric("privleak"))
-    best = catalog.best(pl, "privleak")
-    if best is None:
-        lines.append("PrivLeak: no method has a value.")
-    else:
-        lean = "leaning towards " if abs(pl[best]) < 5 else ""
-        side = (f"{lean}under-unlearning: the forget set is still told apart from the holdout" if pl[best] < 0 else
-                f"{lean}over-unlearning: the forget set stands out by being too unlikely" if pl[best] > 0 else
-                "as indistinguishable as for the retrain model")
-        lines.append(f"{best} has the PrivLeak closest to 0{note}{_ties(pl, best, key=abs)} (the MUSE criterion, neither under- nor "
-                     f"over-unlearning): {_signed(pl[best])}% ({side}); the target's is "
-                     f"{_signed(finite(target.get('privleak')))}%.")
+    lines.append(_winner(pl, "privleak", "PrivLeak", lambda best: (
+        f"{best} has the PrivLeak closest to 0{note}{_ties(pl, best, key=abs)} (the MUSE criterion, neither "
+        f"under- nor over-unlearning): {_signed(pl[best])}% ({_privleak_side(pl[best])}); the target's is "
+        f"{_signed(finite(target.get('privleak')))}%.")))
 
     kr = metric("knowmem_retain")
-    best = catalog.best(kr, "knowmem_retain")
-    if best is None:
-        lines.append("KnowMem on the retain set: no method has a value.")
-    else:
-        lines.append(f"{best} keeps the most utility{_ties(kr, best)}: KnowMem on the retain set {fmt(kr[best])} "
-                     f"({refs('knowmem_retain')}), utility {fmt(util[best])}.")
+    lines.append(_winner(kr, "knowmem_retain", "KnowMem on the retain set", lambda best: (
+        f"{best} keeps the most utility{_ties(kr, best)}: KnowMem on the retain set {fmt(kr[best])} "
+        f"({refs('knowmem_retain')}), utility {fmt(util[best])}.")))
 
     kept = {n: eff[n] for n in labels if util[n] is not None and util[n] >= UTILITY_KEPT}
     best = _best(kept, highest=True)
     if best is not None:
-        lines.append(f"Best trade-off: {best}{_ties(kept, best)}, the highest forget efficacy ({fmt(eff[best])}) among the methods "
-                     f"that keep utility >= {UTILITY_KEPT} (its utility {fmt(util[best])}).")
+        lines.append(f"Best trade-off: {best}{_ties(kept, best)}, the highest forget efficacy ({fmt(eff[best])}) "
+                     f"among the methods that keep utility >= {UTILITY_KEPT} (its utility {fmt(util[best])}).")
     else:
         top = _best(util, highest=True)
         tail = f" (the best is {top} with {fmt(util[top])})" if top is not None else ""
@@ -192,13 +192,10 @@ def findings(report: Mapping[str, Any]) -> list[str]:
 
     fq = metric("forget_quality")
     if any(k in models[n] for n in labels for k in catalog.TOFU_NAMES):
-        best = catalog.best(fq, "forget_quality")
-        if best is None:
-            lines.append("TOFU forget quality: no method has a value.")
-        else:
-            lines.append(f"{best} has the highest TOFU forget quality{_ties(fq, best)}: {fq[best]:.3g} (KS-test p-value against "
-                         f"the retrain model's truth ratios; target {fmt(finite(target.get('forget_quality')))}), "
-                         f"truth ratio on the forget set {fmt(finite(models[best].get('truth_ratio_forget')))}.")
+        lines.append(_winner(fq, "forget_quality", "TOFU forget quality", lambda best: (
+            f"{best} has the highest TOFU forget quality{_ties(fq, best)}: {fq[best]:.3g} (KS-test p-value against "
+            f"the retrain model's truth ratios; target {fmt(finite(target.get('forget_quality')))}), "
+            f"truth ratio on the forget set {fmt(finite(models[best].get('truth_ratio_forget')))}.")))
 
     lines += _trend_lines(report, "scalability", "forget_size",
                           lambda r: f"{r['forget_size']} forget people", "Scalability")
