@@ -24,7 +24,7 @@ import ray
 
 from memorylab.arrays import tensor_from
 from memorylab.cluster.resources import actor_options, device_for, torch_threads
-from memorylab.models.protocol import GenerationParams, SpeculativeParams
+from memorylab.models.protocol import Completion, GenerationParams, SpeculativeParams
 from memorylab.schema.common import ActorResources, ModelSpec
 
 ROLES = ("target", "assistant", "drafter", "generator")  # generator: the model a served agent answers with
@@ -133,15 +133,32 @@ class ModelActor:
         return self.lm.loglikelihood(pairs)
 
     def generate(self, prompts: Sequence[str], params: GenerationParams) -> list[str]:
+        return self._generating(lambda p: self.lm.generate(prompts, p), params)
+
+    def complete(self, prompts: Sequence[str], params: GenerationParams,
+                 logprobs: Optional[int] = None) -> list[Completion]:
+        return self._generating(lambda p: self.lm.complete(prompts, p, logprobs), params)
+
+    def _generating(self, run: Any, params: GenerationParams) -> Any:
+        """run(params), drafting with the actor's drafter unless params name another, and its figures kept."""
         if params.speculative is None and self.speculative is not None:
             params = dataclasses.replace(params, speculative=self.speculative)
         began = time.perf_counter()
-        out = self.lm.generate(prompts, params)
+        out = run(params)
         stats = getattr(self.lm, "speculative_stats", None)
         if params.speculative is not None and stats is not None:
             self._drafted = stats if self._drafted is None else self._drafted.merged(stats)
             self._drafted_seconds += time.perf_counter() - began
         return out
+
+    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float]]:
+        return self.lm.label_logprobs(prompts, labels)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self.lm.count_tokens(texts)
+
+    def clip(self, texts: Sequence[str], max_tokens: int, keep: str = "start") -> list[str]:
+        return self.lm.clip(texts, max_tokens, keep)
 
     def sequence_logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Logits (B, T, V) of right-padded ids, as float32: the full-sequence primitive, for callers that

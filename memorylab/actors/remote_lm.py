@@ -7,13 +7,14 @@ serve generator): an actor call returns an ObjectRef (ray.get), a deployment cal
 
 from __future__ import annotations
 
+import functools
 import uuid
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import ray
 
-from memorylab.models.protocol import GenerationParams
+from memorylab.models.protocol import Completion, GenerationParams
 
 
 def _get(call: Any) -> Any:
@@ -23,6 +24,24 @@ def _get(call: Any) -> Any:
 class RemoteLM:
     def __init__(self, handle: Any) -> None:
         self.handle = handle
+
+    @functools.cached_property
+    def max_length(self) -> int:
+        """The model's context in tokens (read from the actor once)."""
+        return int(_get(self.handle.lm_settings.remote())["max_length"])
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return _get(self.handle.count_tokens.remote(list(texts)))
+
+    def clip(self, texts: Sequence[str], max_tokens: int, keep: str = "start") -> list[str]:
+        return _get(self.handle.clip.remote(list(texts), max_tokens, keep))
+
+    def complete(self, prompts: Sequence[str], params: GenerationParams,
+                 logprobs: Optional[int] = None) -> list[Completion]:
+        return _get(self.handle.complete.remote(list(prompts), params, logprobs))
+
+    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float]]:
+        return _get(self.handle.label_logprobs.remote(list(prompts), list(labels)))
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return _get(self.handle.encode.remote(list(texts)))

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 
 from memorylab.decoding.drafter import drafter_for
-from memorylab.decoding.loop import decode, sampling_generator, stop_token_ids
-from memorylab.models.protocol import GenerationParams
+from memorylab.decoding.loop import decode, left_padded, sampling_generator, stop_token_ids
+from memorylab.models.protocol import Completion, GenerationParams, TokenLogprob
+from memorylab.models.token_budget import TokenBudget
 
 
-class LogitsLM:
+class LogitsLM(TokenBudget):
     """Subclasses set tokenizer, device, batch_size, start_id, pad_id and max_length, and implement the two
     primitives below."""
 
@@ -135,18 +136,65 @@ class LogitsLM:
         return self.next_token_logits(ids, mask, past, positions)
 
     def generate(self, prompts: Sequence[str], params: GenerationParams) -> list[str]:
+        return [c.text for c in self.complete(prompts, params)]
+
+    def complete(self, prompts: Sequence[str], params: GenerationParams,
+                 logprobs: Optional[int] = None) -> list[Completion]:
+        """`generate`, with why each generation ended and, when `logprobs` is given, each of its tokens'
+        log-probability and the `logprobs` most likely alternatives (one forward over prompt and answer)."""
         stops = stop_token_ids(self._vocab_texts, params.stop) if params.stop else []
         seqs = self._check_length(self._with_start(prompts), room=params.max_new_tokens)
-        outputs: list[str] = [""] * len(prompts)
+        new: list[list[int]] = [[] for _ in prompts]
         self.speculative_stats = None
         # One random state for the whole call: seeded afresh per batch, row r of every batch would draw the
         # same numbers (one prompt asked twice in two batches would get the same sample).
         generator = sampling_generator(params, self.device)
         for batch in self._batches(seqs):
-            new = self._decode([seqs[i] for i in batch], params, stops, generator)
-            for i, text in zip(batch, self.decode(new)):
-                outputs[i] = _cut_at_stop(text, params.stop)
-        return outputs
+            for i, ids in zip(batch, self._decode([seqs[i] for i in batch], params, stops, generator)):
+                new[i] = ids
+        ends = {self.tokenizer.eos_token_id, *stops}
+        texts = self.decode(new)
+        kept = [_tokens_of_text(ids, self._vocab_texts, len(_cut_at_stop(text, params.stop)))
+                for ids, text in zip(new, texts)]
+        scored = self._generated_logprobs(seqs, kept, logprobs) if logprobs is not None else None
+        return [Completion(text=_cut_at_stop(text, params.stop),
+                           finish_reason="stop" if (ids and ids[-1] in ends) or _cut_at_stop(text, params.stop) != text
+                           else "length",
+                           tokens=None if scored is None else scored[i])
+                for i, (ids, text) in enumerate(zip(new, texts))]
+
+    def _generated_logprobs(self, seqs: list[list[int]], generated: list[list[int]],
+                            top: int) -> list[tuple[TokenLogprob, ...]]:
+        """Each generated token's log-probability given the prompt and the tokens before it, and its `top`
+        alternatives: the logits the decoding chose from, recomputed in one batched forward."""
+        out: list[tuple[TokenLogprob, ...]] = [() for _ in seqs]
+        full = [seq + ids for seq, ids in zip(seqs, generated)]
+        rows = [i for i, ids in enumerate(generated) if ids]
+        for j, logp, targets in self._forward_logprobs([full[i] for i in rows]):
+            i = rows[j]
+            at = slice(len(seqs[i]) - 1, len(full[i]) - 1)  # the positions that predict the generated tokens
+            chosen = logp[at].gather(-1, targets[at].unsqueeze(-1)).squeeze(-1).tolist()
+            alternatives = logp[at].topk(top, dim=-1) if top else None
+            out[i] = tuple(
+                TokenLogprob(self._vocab_texts[t], lp, () if alternatives is None else tuple(
+                    (self._vocab_texts[a], v) for a, v in zip(alternatives.indices[k].tolist(),
+                                                             alternatives.values[k].tolist())))
+                for k, (t, lp) in enumerate(zip(generated[i], chosen)))
+        return out
+
+    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float]]:
+        """The log-probability of each label as the next token of each prompt (one forward per batch)."""
+        seqs = self._check_length(self._with_start(prompts))
+        ids = [self.label_ids(prompt, labels) for prompt in prompts]
+        out: list[list[float]] = [[] for _ in prompts]
+        with torch.inference_mode():
+            for batch in self._batches(seqs):
+                rows, mask, positions = left_padded([seqs[i] for i in batch], self.pad_id, self.device)
+                logits, _ = self.next_token_logits(rows, mask, None, positions)
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                for row, i in enumerate(batch):
+                    out[i] = logp[row, ids[i]].tolist()
+        return out
 
     def _decode(self, rows: list[list[int]], params: GenerationParams, stops: list[int],
                 generator: Optional[torch.Generator] = None) -> list[list[int]]:
@@ -156,6 +204,18 @@ class LogitsLM:
             return generate_speculative(self, rows, params, stops, generator)
         return decode(self._step, rows, params, pad_id=self.pad_id, eos_id=self.tokenizer.eos_token_id,
                       stop_ids=stops, device=self.device, generator=generator)
+
+
+def _tokens_of_text(ids: Sequence[int], vocab_texts: Sequence[str], length: int) -> list[int]:
+    """The leading ids whose texts start within the first `length` characters of their decoded text: the
+    tokens of a generation cut at a stop string (the end-of-text token has no text and is never among them)."""
+    kept, at = [], 0
+    for token in ids:
+        if at >= length:
+            break
+        kept.append(token)
+        at += len(vocab_texts[token])
+    return kept
 
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> str:

@@ -1,7 +1,9 @@
 """The LM protocol: the narrow, batched interface every backend implements and every metric consumes.
 
 Batch in, batch out, no Ray inside: an actor wraps a backend, it is not one. Any object with these methods
-(a local backend, a `RemoteLM` over an actor, the ULD-combined model) can be evaluated.
+(a local backend, a `RemoteLM` over an actor, the ULD-combined model) can be evaluated. A served agent needs
+less of its generator (`TextGenerator`: text, token counts, log-probabilities), which a remote OpenAI-compatible
+server gives too.
 """
 
 from __future__ import annotations
@@ -68,6 +70,51 @@ class GenerationParams:
         # Below 1e-5 the softmax of logits / temperature overflows to NaN; such a temperature means greedy
         # anyway (vLLM draws the same line).
         return self.temperature < 1e-5
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token: its text, its log-probability, and the most likely alternatives at its place."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A generation, and why it ended: "stop" (end of text, or a stop string) or "length" (max_new_tokens)."""
+
+    text: str
+    finish_reason: str
+    tokens: Optional[tuple[TokenLogprob, ...]] = None  # the tokens of `text`, when log-probabilities were asked
+
+
+@runtime_checkable
+class TextGenerator(Protocol):
+    """What a served memory agent asks of the model that answers (memorylab/serve/): text in, text out, with
+    log-probabilities where the model gives them. A local LM implements it, and so does any OpenAI-compatible
+    server (memorylab/models/openai_generator.py), whose tokens are counted only approximately."""
+
+    max_length: int  # the context, in tokens: a prompt, its start token and the new tokens must fit
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """How many tokens each text takes."""
+
+    def clip(self, texts: Sequence[str], max_tokens: int, keep: str = "start") -> list[str]:
+        """Each text cut to at most `max_tokens` tokens, keeping its start or (keep="end") its end."""
+
+    def generate(self, prompts: Sequence[str], params: GenerationParams) -> list[str]:
+        """The continuation of each prompt (without the prompt)."""
+
+    def complete(self, prompts: Sequence[str], params: GenerationParams,
+                 logprobs: Optional[int] = None) -> list[Completion]:
+        """`generate` with each generation's finish reason and, when `logprobs` is given (the alternatives to
+        list per token, 0 for none), the log-probability of each of its tokens."""
+
+    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float]]:
+        """For each prompt, the log-probability that its next token is each label (-inf where the model gives
+        none); the labels must be single tokens after the prompts' last line."""
 
 
 @runtime_checkable

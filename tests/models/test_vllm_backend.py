@@ -72,6 +72,17 @@ def test_vllm_matches_hf(model_dir):
     assert abs(sum(lm.loglikelihood(pairs)) - sum(ref.loglikelihood(pairs))) < 5e-2
     params = GenerationParams(max_new_tokens=8)
     assert lm.generate(texts, params) == ref.generate(texts, params)
+    # The served agent's side (TextGenerator): finish reasons, token log-probabilities, label log-probabilities.
+    for ours, theirs in zip(lm.complete(texts, params, logprobs=3), ref.complete(texts, params, logprobs=3)):
+        assert (ours.text, ours.finish_reason) == (theirs.text, theirs.finish_reason)
+        assert [t.token for t in ours.tokens] == [t.token for t in theirs.tokens]
+        assert max(abs(a.logprob - b.logprob) for a, b in zip(ours.tokens, theirs.tokens)) < 1e-2
+        assert [a for a, _ in ours.tokens[0].top] == [a for a, _ in theirs.tokens[0].top]
+    labels = [" A", " B"]
+    for ours, theirs in zip(lm.label_logprobs(["Question: x\nAnswer:"], labels),
+                            ref.label_logprobs(["Question: x\nAnswer:"], labels)):
+        assert max(abs(a - b) for a, b in zip(ours, theirs)) < 1e-2
+    assert lm.count_tokens(texts) == ref.count_tokens(texts)
 
 
 @pytest.mark.gpu

@@ -10,6 +10,8 @@ What differs from `hf`:
   position, not the whole distribution, so Min-K%++'s moments (E and Var of log p) are taken over those
   tokens only: an approximation that the hf backend does not make.
 - There is no step API (`next_token_logits`): ULD's logit subtraction needs the hf backend.
+- A served agent's calls (`complete` with token log-probabilities, `label_logprobs`) read vLLM's sampled-token
+  logprobs and prompt logprobs; a label's log-probability is the prompt followed by that label, scored.
 - Speculative decoding is vLLM's own, an engine setting: `load(..., speculative=SpeculativeParams(drafter=ID,
   gamma=N))` builds the engine with speculative_config {"model": ID, "num_speculative_tokens": N}; every
   generation then drafts. VocabTrim and adaptive gamma are this project's, not vLLM's.
@@ -17,15 +19,16 @@ What differs from `hf`:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import vllm
 
-from memorylab.models.protocol import GenerationParams
+from memorylab.models.protocol import Completion, GenerationParams, TokenLogprob
+from memorylab.models.token_budget import TokenBudget
 
 
-class VLLMLM:
+class VLLMLM(TokenBudget):
     def __init__(self, llm: Any, *, batch_size: int = 32, speculative: Any = None, moments_top_k: int = 20) -> None:
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
@@ -98,10 +101,48 @@ class VLLMLM:
 
     # -- generation ---------------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[str], params: GenerationParams) -> list[str]:
+        return [c.text for c in self.complete(prompts, params)]
+
+    def complete(self, prompts: Sequence[str], params: GenerationParams,
+                 logprobs: Optional[int] = None) -> list[Completion]:
+        """vLLM's completions with its finish reason and, when `logprobs` is given, its sampled-token
+        log-probabilities and top alternatives (its `logprobs` sampling parameter)."""
         if params.speculative is not None and self.speculative is None:
             raise ValueError("vLLM speculative decoding is an engine setting: load the backend with speculative=...")
         sampling = vllm.SamplingParams(max_tokens=params.max_new_tokens, temperature=0.0 if params.greedy else
                                        params.temperature, top_p=params.top_p, seed=params.seed,
-                                       stop=list(params.stop) or None)
+                                       stop=list(params.stop) or None, logprobs=logprobs)
         seqs = [{"prompt_token_ids": [self.start_id] + ids} for ids in self.encode(prompts)]
-        return [o.outputs[0].text for o in self.llm.generate(seqs, sampling, use_tqdm=False)]
+        out = []
+        for result in self.llm.generate(seqs, sampling, use_tqdm=False):
+            choice = result.outputs[0]
+            tokens = None
+            if logprobs is not None:
+                tokens = tuple(_token(position, token, logprobs, self.decode)
+                               for position, token in zip(choice.logprobs or [], choice.token_ids))
+            out.append(Completion(choice.text, "length" if choice.finish_reason == "length" else "stop", tokens))
+        return out
+
+    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float]]:
+        """Each label's log-probability as the prompt's next token, read from the prompt log-probabilities of the
+        prompt followed by that label (vLLM's prefix cache shares the prompt between its labels)."""
+        seqs, shape = [], []
+        for prompt, ids in zip(prompts, self.encode(prompts)):
+            label_ids = self.label_ids(prompt, labels)
+            seqs.extend([self.start_id] + ids + [label] for label in label_ids)
+            shape.append(label_ids)
+        positions = iter(self._prompt_logprobs(seqs, 0))
+        return [[float(next(positions)[-1][label].logprob) for label in label_ids] for label_ids in shape]
+
+
+def _token(position: dict, token: int, top: int, decode: Any) -> TokenLogprob:
+    """One sampled token from vLLM's {token id: Logprob} at its position (the token and the top `top`)."""
+    def text(token_id: int) -> str:
+        found = position.get(token_id)
+        spelled = getattr(found, "decoded_token", None)
+        return spelled if spelled is not None else decode([[token_id]])[0]
+
+    ranked = sorted(((i, lp) for i, lp in position.items() if lp.rank is not None and lp.rank <= top),
+                    key=lambda item: item[1].rank)
+    return TokenLogprob(text(token), float(position[token].logprob),
+                        tuple((text(i), float(lp.logprob)) for i, lp in ranked[:top]))
