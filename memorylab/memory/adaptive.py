@@ -21,7 +21,8 @@
   memory clearly stands out somewhere; when every distribution is flat nothing is specifically relevant and
   retrieving would only add noise to the prompt.
 
-Policies speak only the LM protocol (`generate`, `token_logprobs`, `encode`), so any backend or actor works.
+Policies speak only the TextGenerator protocol (memorylab.models.protocol: `complete` with log-probabilities,
+`count_tokens`, `clip`), so a local backend, an actor or an OpenAI-compatible server works alike.
 """
 
 from __future__ import annotations
@@ -109,25 +110,20 @@ class ConfidencePolicy:
         self.max_prompt_tokens = max_prompt_tokens
 
     def answer_confidences(self, questions: Sequence[str]) -> list[tuple[str, float]]:
-        """(greedy answer, confidence) per question, batched: one generate and one scoring call for all."""
+        """(greedy answer, confidence) per question, batched: one generation, with the log-probability of every
+        answer token, for all."""
         if not questions:
             return []
         # The prompt ends at "Answer:" because " " belongs to the answer's first token in training (see
         # evaluation.knowmem_questions).
-        prompts = self._prompts(questions)
-        answers = self.generator.generate(prompts, self.params)
-        scored = [i for i, a in enumerate(answers) if a.strip()]
-        out = [(a, 0.0) for a in answers]  # no answer at all: the model has nothing to say without memory
-        if not scored:
-            return out
-        prompt_lengths = [len(ids) for ids in self.generator.encode([prompts[i] for i in scored])]
-        logprobs = self.generator.token_logprobs([prompts[i] + answers[i] for i in scored])
-        for i, n, lp in zip(scored, prompt_lengths, logprobs):
-            # The answer's tokens are the tail after the prompt's: "Answer:" ends in punctuation and the answer
-            # starts with a space, so BPE does not merge across the boundary.
-            probs = np.exp(np.asarray(lp, dtype=np.float64)[n:])
-            if probs.size:
-                out[i] = (answers[i], float(probs.min() if self.aggregate == "min" else probs.mean()))
+        completions = self.generator.complete(self._prompts(questions), self.params, logprobs=0)
+        out = []
+        for completion in completions:
+            probs = np.exp([t.logprob for t in completion.tokens or ()])
+            if not completion.text.strip() or not probs.size:
+                out.append((completion.text, 0.0))  # no answer at all: nothing to say without memory
+            else:
+                out.append((completion.text, float(probs.min() if self.aggregate == "min" else probs.mean())))
         return out
 
     def _prompts(self, questions: Sequence[str]) -> list[str]:
@@ -135,22 +131,18 @@ class ConfidencePolicy:
         (the generator refuses a prompt longer than its context; a served agent's users send long messages)."""
         prompts = [qa_prompt(q) for q in questions]
         budget = self.max_prompt_tokens
-        # A byte-level BPE token covers at least one byte: a prompt with no more bytes than the budget fits,
-        # and the usual short question costs no tokenization call (the generator may be remote).
+        # A token covers at least one byte: a prompt with no more bytes than the budget fits, and the usual short
+        # question costs no counting call (the generator may be remote).
         if budget is None or all(len(p.encode("utf-8")) <= budget for p in prompts):
             return prompts
-        lengths = [len(ids) for ids in self.generator.encode(prompts + [qa_prompt("")])]
-        room = budget - lengths.pop() - 2  # 2: the seams between question and template may tokenize apart
+        counts = self.generator.count_tokens(prompts + [qa_prompt("")])
+        room = budget - counts.pop() - 2  # 2: the seams between question and template may tokenize apart
         if room < 1:
             raise ValueError(f"a prompt budget of {budget} tokens leaves no room for a question in the QA template")
-        out = []
-        for question, prompt, length in zip(questions, prompts, lengths):
-            if length > budget:
-                ids = self.generator.encode([question])[0]
-                tail = ids[len(ids) - room:]
-                prompt = qa_prompt(self.generator.decode([tail])[0].strip())
-            out.append(prompt)
-        return out
+        long = [i for i, count in enumerate(counts) if count > budget]
+        for i, tail in zip(long, self.generator.clip([questions[i] for i in long], room, keep="end")):
+            prompts[i] = qa_prompt(tail.strip())
+        return prompts
 
     def decide_many(self, queries: Sequence[str]) -> list[RetrievalDecision]:
         return [self._decision(a, c) for a, c in self.answer_confidences(queries)]

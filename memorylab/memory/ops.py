@@ -44,6 +44,7 @@ from typing import Any, Literal, Optional, Sequence, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator, model_validator
 
+from memorylab.errors import GeneratorRefused, GeneratorUnavailable
 from memorylab.memory.facts import Candidate, Fact, Retraction, extract, normalized_value, parse_fact
 from memorylab.memory.records import Event, MemoryRecord
 from memorylab.memory.store import MemoryNotFound, MemoryStore
@@ -233,6 +234,11 @@ class MemoryWriter:
             from memorylab.models.protocol import GenerationParams
 
             answer = self.generator.generate([prompt], GenerationParams(max_new_tokens=LLM_MAX_NEW_TOKENS))[0]
+        except GeneratorRefused:
+            log.warning("the memory LLM's server refused the prompt; the deterministic policy decides", exc_info=True)
+            return None
+        except GeneratorUnavailable:
+            raise  # a server that is down is the client's to know (a 502/503/504), not a write done otherwise
         except Exception:
             log.warning("the memory LLM failed to generate; the deterministic policy decides", exc_info=True)
             return None

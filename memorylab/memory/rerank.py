@@ -8,8 +8,9 @@
   decoding a whole "[B] > [A] > ..." permutation as RankGPT does. Lists longer than a window are ranked by
   RankGPT's sliding window, from the end of the list to the front, so the best candidates bubble up.
 
-The listwise reranker speaks only the LM protocol (`encode`, `next_token_logits`), so it runs on a local
-backend, a RemoteLM or any combined model alike.
+The listwise reranker speaks only the TextGenerator protocol (memorylab.models.protocol: `count_tokens`, `clip`,
+`label_logprobs`), so it runs on a local backend, a RemoteLM, a combined model or an OpenAI-compatible server
+(which gives a label's log-probability when the label is among its top alternatives) alike.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import string
 from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 
-import torch
-
 from memorylab.memory.records import MemoryRecord
 
 RERANKERS = ("none", "cross_encoder", "listwise_first")
@@ -29,7 +28,6 @@ LABELS = string.ascii_uppercase  # FIRST labels with single letters, so a window
 HEADER = "Rank the passages by relevance to the query.\n"
 PASSAGE = "[{label}] {text}\n"
 FOOTER = "Query: {query}\nAnswer: ["
-LABEL_CONTEXT = "Answer: ["  # where the label logits are read: each label must be one token right after it
 
 
 @runtime_checkable
@@ -127,109 +125,65 @@ def fair_cap(lengths: Sequence[int], budget: int) -> int:
     return max(lengths)
 
 
-def label_token_ids(generator: Any, labels: Sequence[str]) -> list[int]:
-    """The token id of each label where the model reads it, right after "Answer: [". A label that the
-    tokenizer splits, or merges with the bracket, has no single logit to rank by, so it is refused."""
-    base = generator.encode([LABEL_CONTEXT])[0]
-    ids = []
-    for label, tokens in zip(labels, generator.encode([LABEL_CONTEXT + label for label in labels])):
-        if len(tokens) != len(base) + 1 or list(tokens[: len(base)]) != list(base):
-            raise ValueError(f"label {label!r} is not a single token after {LABEL_CONTEXT!r} for this generator's "
-                             "tokenizer, so listwise_first cannot read its logit")
-        ids.append(int(tokens[-1]))
-    if len(set(ids)) != len(ids):
-        raise ValueError("the labels' token ids are not distinct for this generator's tokenizer")
-    return ids
-
-
 class FirstReranker:
     """FIRST listwise reranking with a sliding window; see the module docstring."""
 
     name = "listwise_first"
 
-    def __init__(self, generator: Any, *, window: int = 8, stride: int = 4, max_length: int | None = None,
-                 batch_size: int | None = None) -> None:
+    def __init__(self, generator: Any, *, window: int = 8, stride: int = 4, max_length: int | None = None) -> None:
         if generator is None:
-            raise ValueError("generator is required for the listwise_first reranker (an LM-protocol model)")
+            raise ValueError("generator is required for the listwise_first reranker (a TextGenerator)")
         if not 2 <= window <= len(LABELS):
             raise ValueError(f"window must be between 2 and {len(LABELS)} (one letter label per passage), got {window}")
         if not 1 <= stride <= window:
             raise ValueError(f"stride must be between 1 and window ({window}), got {stride}")
-        max_length = max_length if max_length is not None else getattr(generator, "max_length", None)
-        if max_length is None:
-            raise ValueError("max_length is required for listwise_first when the generator has no max_length")
-        self.generator, self.window, self.stride, self.max_length = generator, window, stride, int(max_length)
-        self.batch_size = batch_size or getattr(generator, "batch_size", 16)
-        # Tiny models train every document after a start token; a prompt without it reads as mid-document.
-        self.start = [generator.start_id] if getattr(generator, "start_id", None) is not None else []
-        self.pad_id = getattr(generator, "pad_id", 0)
+        self.generator, self.window, self.stride = generator, window, stride
+        context = max_length if max_length is not None else getattr(generator, "max_length", None)
+        if context is None:
+            raise ValueError("max_length is required for the listwise_first reranker when the generator does not "
+                             "say its context length")
+        self.max_length = int(context)
+        self.budget = self.max_length - 1  # the start token a local model puts before every prompt
         # Checked once, here: a tokenizer that cannot spell the labels, or a window whose bare prompt cannot
         # fit the context, is a setup error, not a query error.
-        self.label_ids = label_token_ids(generator, LABELS[:window])
-        self.prompt("", [""] * window)
+        generator.label_logprobs([self.prompt("", [""] * window)], LABELS[:window])
 
     # -- prompts ------------------------------------------------------------------------------------------
-    def prompt(self, query: str, texts: Sequence[str]) -> list[int]:
-        """Token ids of the listwise prompt for one window, passages truncated to fit the model's context."""
-        enc, dec = self.generator.encode, self.generator.decode
+    def prompt(self, query: str, texts: Sequence[str]) -> str:
+        """The listwise prompt of one window, its passages cut to fit the model's context."""
+        count, clip = self.generator.count_tokens, self.generator.clip
         # A passage is one line, so a newline inside a memory cannot start a fake "[X]" label line.
         texts = [" ".join(t.split()) for t in texts]
         # Queries are short; the cap only keeps a pathological one from leaving no room for the passages.
-        query = " ".join(query.split())
-        query_ids = enc([query])[0]
-        if len(query_ids) > self.max_length // 4:
-            query = dec([query_ids[: self.max_length // 4]])[0]
-        ids = [list(t) for t in enc(texts)]
+        query = clip([" ".join(query.split())], self.budget // 4)[0]
+        lengths = count(texts)
         skeleton = self._render(query, [""] * len(texts))
-        cap = fair_cap([len(t) for t in ids], self.max_length - len(self.start) - len(enc([skeleton])[0]))
+        cap = fair_cap(lengths, self.budget - count([skeleton])[0])
         while True:
-            # Token cuts are decoded and the whole prompt re-encoded: pieces encoded apart would tokenize
-            # differently from the one string the model is trained to read. Merges can shift the count by a
-            # few tokens, so the cap shrinks until the prompt fits.
-            cut = [text if len(t) <= cap else dec([t[:cap]])[0] if cap > 0 else "" for text, t in zip(texts, ids)]
-            prompt = self.start + list(enc([self._render(query, cut)])[0])
-            over = len(prompt) - self.max_length
+            # The passages are cut by tokens and the whole prompt counted again: pieces tokenized apart may
+            # tokenize differently within the one string the model reads, so the cap shrinks until it fits.
+            cut = [text if n <= cap else clipped if cap > 0 else ""
+                   for text, n, clipped in zip(texts, lengths, clip(texts, max(cap, 0)))]
+            prompt = self._render(query, cut)
+            over = count([prompt])[0] - self.budget
             if over <= 0:
                 return prompt
             if cap <= 0:
-                raise ValueError(f"window ({len(texts)} passages) does not fit the model's {self.max_length}-token "
-                                 "context even with empty passages; lower window")
-            cap = max(0, cap - math.ceil(over / len(ids)))
+                raise ValueError(f"window ({len(texts)} passages) does not fit the model's {self.max_length}-"
+                                 "token context even with empty passages; lower window")
+            cap = max(0, cap - math.ceil(over / len(texts)))
 
     @staticmethod
     def _render(query: str, texts: Sequence[str]) -> str:
         body = "".join(PASSAGE.format(label=LABELS[i], text=t) for i, t in enumerate(texts))
         return HEADER + body + FOOTER.format(query=query)
 
-    # -- scoring ------------------------------------------------------------------------------------------
-    def label_logits(self, prompts: Sequence[list[int]], sizes: Sequence[int]) -> list[list[float]]:
-        """Next-token logits of the first `size` labels for each prompt, batched and left-padded."""
-        out: list[list[float]] = []
-        for at in range(0, len(prompts), self.batch_size):
-            chunk = prompts[at: at + self.batch_size]
-            width = max(len(p) for p in chunk)
-            ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, p in enumerate(chunk):
-                ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
-                mask[row, width - len(p):] = 1
-            # Positions count real tokens only (as in decoding/loop.py), so a padded row reads as it would alone.
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits, past = self.generator.next_token_logits(ids, mask, None, position_ids=positions)
-            # A RemoteLM keeps a per-call session in its actor; one forward pass needs no cache afterwards.
-            if past is not None and hasattr(self.generator, "end_session"):
-                self.generator.end_session(past)
-            logits = torch.as_tensor(logits).float().cpu()
-            for row, size in enumerate(sizes[at: at + len(chunk)]):
-                out.append(logits[row, self.label_ids[:size]].tolist())
-        return out
-
     # -- ranking ------------------------------------------------------------------------------------------
     def rerank_many(self, queries: Sequence[str], record_lists: Sequence[Sequence[MemoryRecord]],
                     top_k: int | None = None) -> list[list[MemoryRecord]]:
         """Rerank several queries at once. The windows of one query depend on each other (each sees what the
-        previous one moved up), so they run in turn; the queries advance in lockstep, one batched forward
-        pass per step."""
+        previous one moved up), so they run in turn; the queries advance in lockstep, one batched call per
+        step."""
         if len(queries) != len(record_lists):
             raise ValueError(f"queries ({len(queries)}) and record_lists ({len(record_lists)}) differ in length")
         orders = [list(records) for records in record_lists]
@@ -237,10 +191,10 @@ class FirstReranker:
         for step in range(max((len(p) for p in plans), default=0)):
             jobs = [(q, *plan[step]) for q, plan in enumerate(plans) if step < len(plan)]
             prompts = [self.prompt(queries[q], [r.text for r in orders[q][s:e]]) for q, s, e in jobs]
-            scores = self.label_logits(prompts, [e - s for _, s, e in jobs])
+            scores = self.generator.label_logprobs(prompts, LABELS[: self.window])
             for (q, s, e), window_scores in zip(jobs, scores):
                 items = orders[q][s:e]
-                # Ties keep the current order: rankings stay deterministic whatever the logits' precision.
+                # Ties keep the current order: rankings stay deterministic whatever the scores' precision.
                 ranked = sorted(range(len(items)), key=lambda i: (-window_scores[i], i))
                 orders[q][s:e] = [items[i] for i in ranked]
         return [_cut(o, top_k) for o in orders]
@@ -251,9 +205,8 @@ class FirstReranker:
 
 def make_reranker(name: str, *, generator: Any = None, model_path: str | None = None, window: int = 8,
                   stride: int = 4, max_length: int | None = None, device: str = "cpu") -> Reranker:
-    """The reranker called `name`. `generator` (an LM-protocol model) serves listwise_first, whose prompt
-    is cut to `max_length` tokens (default: the generator's max_length); `model_path` and `device` serve
-    cross_encoder."""
+    """The reranker called `name`. `generator` (a TextGenerator) serves listwise_first, whose prompt is cut to
+    `max_length` tokens (default: the generator's max_length); `model_path` and `device` serve cross_encoder."""
     if name == "none":
         return NoReranker()
     if name == "cross_encoder":

@@ -103,7 +103,9 @@ def evaluate_retrievers(conversations: Optional[Sequence[Conversation]] = None, 
                         embedder: Optional[TextEmbedder] = None, store: Any = None,
                         rerankers: Optional[Mapping[str, Rerank]] = None, modes: Sequence[str] = MODES,
                         ks: Sequence[int] = KS, candidates: int = 50, fusion_depth: Optional[int] = None,
-                        tenant: str = TENANT, progress: bool = True) -> dict[str, dict[str, Any]]:
+                        tenant: str = TENANT, progress: bool = True,
+                        read: Optional[Callable[[Any, list[MemoryRecord]], None]] = None,
+                        read_top_k: int = 5) -> dict[str, dict[str, Any]]:
     """Evidence recall@k of each retriever, overall and per category.
 
     conversations: LoCoMo conversations (default: the shared locomo5_dev.json). embedder: default the MiniLM
@@ -111,6 +113,8 @@ def evaluate_retrievers(conversations: Optional[Sequence[Conversation]] = None, 
     rerankers: name -> reranker, scored as "hybrid+<name>" on the hybrid top `candidates`.
     fusion_depth: how deep each arm goes for the "hybrid" row (None: the retriever's default, as deep as the
     k of each recall@k); 50 reproduces the fixed-depth fusion that ranks below BM25 (see retrieval.py).
+    read: called with each scored question's probe and its hybrid top `read_top_k` memories (retrieval order),
+    where a caller answers from them (the memory_agent_eval runner's `answer: true`).
     Returns {name: {"recall@5", "recall@10", "questions", "skipped_no_evidence",
     "by_category": {category: {"recall@5", "recall@10", "questions"}}}}.
     """
@@ -131,7 +135,8 @@ def evaluate_retrievers(conversations: Optional[Sequence[Conversation]] = None, 
         with tempfile.TemporaryDirectory(prefix="memorylab-locomo-") as folder:
             return evaluate_retrievers(conversations, embedder=embedder, store=MemoryStore(folder),
                                        rerankers=rerankers, modes=modes, ks=ks, candidates=candidates,
-                                       fusion_depth=fusion_depth, tenant=tenant, progress=progress)
+                                       fusion_depth=fusion_depth, tenant=tenant, progress=progress, read=read,
+                                       read_top_k=read_top_k)
     _load(store, embedder, conversations, tenant)
     fulltext = FullTextIndex()
     store.add_listener(fulltext)  # replays the memories just written
@@ -159,6 +164,9 @@ def evaluate_retrievers(conversations: Optional[Sequence[Conversation]] = None, 
                 for name, rerank in reranks.items():
                     ranked = [r.source for r in rerank(probe.question, pool)]
                     rows[name] = [recall(ranked, probe.evidence, k) for k in ks]
+            if read is not None:
+                read(probe, [r for r, _ in retriever.search(tenant, agent, probe.question, read_top_k, mode="hybrid",
+                                                            query_vector=vector)])
             for name in names:
                 scores[name].setdefault(probe.category_name, []).append(rows[name])
             bar.update()

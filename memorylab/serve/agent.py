@@ -5,31 +5,29 @@ and hands it the records, so it can run any number of replicas and never needs a
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ray import serve
 
-from memorylab.actors.remote_lm import RemoteLM
+from memorylab.errors import GeneratorUnavailable
 from memorylab.memory.adaptive import make_policy
 from memorylab.memory.records import MemoryRecord
 from memorylab.memory.rerank import make_reranker
-from memorylab.metrics.knowmem import clean_answer
-from memorylab.models.protocol import GenerationParams
 from memorylab.schema.memory_agent import GeneratorConfig, MemorySettings
-from memorylab.serve.prompts import PromptTooLong, answer_prompt
+from memorylab.serve.generator import text_generator
+from memorylab.serve.prompts import PromptTooLong, answer_with
 from memorylab.serve.refusal import Refusal, remote_message
-
-ANSWER_STOPS = ("\n", "Question:")
 
 
 @serve.deployment(name="MemoryAgent", max_ongoing_requests=64)
 class MemoryAgent:
     def __init__(self, generator: Any, memory: MemorySettings, generation: GeneratorConfig) -> None:
-        self.lm = RemoteLM(generator)
+        """`generator`: the Generator deployment's handle, or the `generator:` block of an OpenAI-compatible
+        server (serve/generator.py)."""
+        self.lm = text_generator(generator)
         self.settings = memory
         self.generation = generation
         self._rerankers: dict[str, Any] = {}
-        self._context: Optional[int] = None  # the generator's context length, read on the first answer
         adaptive = memory.adaptive
         # The confidence policy's prompt (the question alone) gets the budget of the answer's prompt.
         kwargs = {"temperature": adaptive.temperature, "max_prompt_tokens": generation.max_context_tokens}
@@ -41,62 +39,63 @@ class MemoryAgent:
         return self.policy.name
 
     async def decide(self, question: str, similarities: Optional[Mapping[str, Sequence[float]]] = None) -> Any:
-        """The retrieval decision as a dict, or a Refusal when the generator refuses the question."""
-        try:
-            decision = await asyncio.to_thread(self.policy.decide, question, similarities=similarities or {})
-        except ValueError as e:  # the generator refused (e.g. a budget over its context): the request's fault
-            return Refusal(400, f"messages: {remote_message(e)}")
+        """The retrieval decision as a dict, or a Refusal when the generator refuses the question or fails."""
+        decision = await _asking("messages", self.policy.decide, question, similarities=similarities or {})
+        if isinstance(decision, Refusal):
+            return decision
         return {"policy": decision.policy, "retrieve": decision.retrieve, "score": decision.score,
                 "reason": decision.reason, "weights": decision.weights}
 
     def _reranker(self, name: str) -> Any:
-        """Built on first use, in a worker thread (it calls the generator synchronously). listwise_first reads
-        the generator's context length and start/pad ids, which a bare RemoteLM does not carry."""
+        """Built on first use, in a worker thread (listwise_first asks the generator to check its labels)."""
         if name not in self._rerankers:
             cfg = self.settings.reranker
-            generator = self.lm
-            if name == "listwise_first":
-                generator = RemoteLM(self.lm.handle)
-                settings = self.lm.handle.lm_settings.remote().result()
-                for key in ("max_length", "start_id", "pad_id", "batch_size"):
-                    setattr(generator, key, settings[key])
-            self._rerankers[name] = make_reranker(name, generator=generator, model_path=cfg.model_path,
+            self._rerankers[name] = make_reranker(name, generator=self.lm, model_path=cfg.model_path,
                                                   window=cfg.window, stride=cfg.stride)
         return self._rerankers[name]
 
     def _rerank(self, name: str, query: str, records: list, top_k: int) -> Any:
         try:
             reranker = self._reranker(name)
+        except GeneratorUnavailable:
+            raise
         except (ValueError, OSError) as e:  # e.g. no cross-encoder model, labels the tokenizer cannot spell
             return Refusal(400, f"reranker '{name}' is not available here: {e}")
         return reranker.rerank(query, records, top_k)
 
     async def rerank(self, name: str, query: str, records: list[MemoryRecord], top_k: int) -> Any:
         """The records best first by reranker `name`, or a Refusal when that reranker cannot run here."""
-        return await asyncio.to_thread(self._rerank, name, query, records, top_k)
+        return await _asking("query", self._rerank, name, query, records, top_k)
 
-    def _context_length(self) -> int:
-        if self._context is None:
-            self._context = int(self.lm.handle.context_length.remote().result())
-        return self._context
-
-    async def answer(self, question: str, records: list[MemoryRecord], max_tokens: Optional[int] = None) -> Any:
-        """The generator's answer with `records` (already in context order) before the question. The prompt
-        gets max_context_tokens, or less when the answer's max_tokens needs the room: memories are dropped
-        first, and only a question that cannot fit at all is refused (400 naming max_tokens)."""
-        max_new = max_tokens or self.generation.max_new_tokens
-        context = await asyncio.to_thread(self._context_length)
-        room = context - 1 - max_new  # the generator puts a start token before the prompt
+    async def answer(self, question: str, records: list[MemoryRecord], max_tokens: Optional[int] = None,
+                     logprobs: Optional[int] = None) -> Any:
+        """The generator's answer with `records` (already in context order) before the question (see
+        serve/prompts.answer_with), or the Refusal of a question that cannot fit (400 naming max_tokens), a
+        generator that refuses the request, or one whose server failed. `logprobs`: the answer's tokens with
+        that many alternatives each (OpenAI's chat logprobs)."""
         try:
-            prompt, used = await asyncio.to_thread(answer_prompt, self.lm, records, question,
-                                                   self.generation.max_context_tokens,
-                                                   self.settings.retrieval.reorder, room)
+            done = await _asking("max_tokens", answer_with, self.lm, records, question, self.generation,
+                                 self.settings.retrieval.reorder, max_tokens, logprobs)
         except PromptTooLong as e:
-            return Refusal(400, f"max_tokens: {max_new} new tokens leave {max(room, 0)} of the model's "
-                                f"{context}-token context to the prompt, and {e}")
-        params = GenerationParams(max_new_tokens=max_new, stop=ANSWER_STOPS)
-        try:
-            answer = (await asyncio.to_thread(self.lm.generate, [prompt], params))[0]
-        except ValueError as e:  # the generator refused: prompt + max_tokens over its context
-            return Refusal(400, f"max_tokens: {remote_message(e)}")
-        return {"answer": clean_answer(answer), "used_memories": [r.id for r in used]}
+            return Refusal(400, str(e))
+        if isinstance(done, Refusal):
+            return done
+        generated = done.completion.tokens
+        return {"answer": done.text, "used_memories": [r.id for r in done.used], "context_tokens": done.context_tokens,
+                "finish_reason": done.completion.finish_reason,
+                "answer_tokens": len(generated) if generated is not None else 0,
+                "tokens": list(generated) if logprobs is not None and generated is not None else None}
+
+
+async def _asking(field: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """call(...) in a worker thread (a generator call blocks), or the Refusal its failure stands for: the
+    generator refusing the request (a prompt over its context: a 400 naming `field`, the request part to
+    change) or a server that failed (502/503/504)."""
+    try:
+        return await asyncio.to_thread(call, *args, **kwargs)
+    except PromptTooLong:
+        raise
+    except GeneratorUnavailable as e:
+        return Refusal(e.status, f"generator: {e}")
+    except ValueError as e:  # a RayTaskError(ValueError) is one: the generator refused the request
+        return Refusal(400, f"{field}: {remote_message(e)}")

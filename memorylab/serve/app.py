@@ -58,7 +58,8 @@ def serve_folder(scenario: MemoryAgentScenario, folder: Optional[str] = None) ->
 
 
 def build_app(args: Union[dict, BuildArgs]) -> Any:
-    """The Serve application of a memory_agent scenario (trains the generator first when it is missing)."""
+    """The Serve application of a memory_agent scenario (trains the generator first when it is missing; with
+    generator.source openai, checks that its server answers and gives what the agent reads)."""
     from memorylab.serve.agent import MemoryAgent
     from memorylab.serve.generator import Generator
     from memorylab.serve.generator_model import generator_speculative, prepare_generator
@@ -68,17 +69,21 @@ def build_app(args: Union[dict, BuildArgs]) -> Any:
     scenario = load_agent_scenario(args.scenario, args.overrides)
     folder = serve_folder(scenario, args.folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model_path = prepare_generator(scenario, folder)
     keys = resolve_keys([(k.tenant, k.key) for k in scenario.serve.api_keys])
     if not keys:
         log.warning("no API keys: every request will get 401; set serve.api_keys or MEMORYLAB_API_KEYS")
 
     res = scenario.deployments
-    generator = Generator.options(ray_actor_options=actor_options(res.generator),
-                                  num_replicas=scenario.serve.generator_replicas).bind(
-        model_path, backend=scenario.model.backend, dtype=scenario.model.dtype,
-        device=device_for(res.generator, scenario.model.device), num_threads=torch_threads(res.generator),
-        seed=scenario.seed, speculative=generator_speculative(scenario, folder))
+    if scenario.generator.source == "openai":
+        # No Generator deployment: the agent and the Ingress each reach the server with their own client.
+        check_openai_generator(scenario)
+        generator: Any = scenario.generator
+    else:
+        generator = Generator.options(ray_actor_options=actor_options(res.generator),
+                                      num_replicas=scenario.serve.generator_replicas).bind(
+            prepare_generator(scenario, folder), backend=scenario.model.backend, dtype=scenario.model.dtype,
+            device=device_for(res.generator, scenario.model.device), num_threads=torch_threads(res.generator),
+            seed=scenario.seed, speculative=generator_speculative(scenario, folder))
     agent = MemoryAgent.options(ray_actor_options=actor_options(res.agent)).bind(
         generator, scenario.memory, scenario.generator)
     config = IngressConfig(folder=str(folder), model_name=scenario.name, memory=scenario.memory,
@@ -86,3 +91,18 @@ def build_app(args: Union[dict, BuildArgs]) -> Any:
                            keys=keys, device=device_for(res.ingress, "auto"), num_threads=torch_threads(res.ingress))
     # One Ingress replica: it holds the store (see retriever.py), and the store has exactly one writer.
     return Ingress.options(ray_actor_options=actor_options(res.ingress), num_replicas=1).bind(config, agent, generator)
+
+
+def check_openai_generator(scenario: MemoryAgentScenario) -> None:
+    """Refuse, before anything is deployed, an OpenAI-compatible generator that is down or cannot give what the
+    configured policy (the answer's log-probabilities) or reranker (one token's top alternatives) reads."""
+    from memorylab.errors import GeneratorUnavailable
+    from memorylab.models.openai_generator import OpenAIGenerator
+
+    memory = scenario.memory
+    listwise = memory.reranker.name == "listwise_first"
+    try:
+        OpenAIGenerator.from_config(scenario.generator).check(
+            logprobs=memory.adaptive.policy == "confidence", top=memory.reranker.window if listwise else 0)
+    except GeneratorUnavailable as e:
+        raise MemorylabError(f"generator: {e}") from None

@@ -205,6 +205,9 @@ class ChatResponse(BaseModel):
     used_memories: list[str]
     retrieved: bool
     decision: dict[str, Any] = Field(default_factory=dict, description="why the agent did or did not retrieve")
+    context_tokens: int = Field(0, description="the tokens of the prompt the generator read (memories + question; "
+                                               "estimated for an OpenAI-compatible generator)")
+    finish_reason: Literal["stop", "length"] = Field("stop", description="length: max_tokens cut the answer")
 
 
 def iso(ts: float) -> str:

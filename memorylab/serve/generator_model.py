@@ -1,6 +1,8 @@
 """The served agent's generator: a checkpoint or HF id named in the scenario, or the tiny target trained on
 the scenario's world (forget + retain people: the people it "knows"; holdout people are the new ones its
-sessions will introduce). A finished training in the serve folder is reused, so restarts cost nothing."""
+sessions will introduce), then trained as a reader (generator.reader, memorylab/data/reader.py): to answer
+from the memories /chat puts before a question. A finished training in the serve folder is reused, so restarts
+cost nothing."""
 
 from __future__ import annotations
 
@@ -28,9 +30,29 @@ def prepare_generator(scenario: MemoryAgentScenario, folder: Path) -> str:
     # Connect the way every command does (a Ray of its own unless an address is named), so a `ray start`
     # cluster on this machine is never joined unasked.
     connect(scenario.ray.address, scenario.ray.num_cpus)
-    trained = train_models({"generator": corpus(world, list(KNOWN_SPLITS))}, scenario.model, scenario.train,
-                           scenario.resources.trainer, tokenizer_dir, folder, scenario.seed)
-    return trained["generator"]["path"]
+    documents = corpus(world, list(KNOWN_SPLITS))
+    trained = train_models({"generator": documents}, scenario.model, scenario.train, scenario.resources.trainer,
+                           tokenizer_dir, folder, scenario.seed)
+    if scenario.generator.reader.steps == 0:
+        return trained["generator"]["path"]
+    return train_reader(scenario, world, documents, Path(trained["generator"]["path"]), folder)
+
+
+def train_reader(scenario: MemoryAgentScenario, world: Any, documents: list[str], generator: Path,
+                 folder: Path) -> str:
+    """The world-trained generator trained further (models/reader) on reader examples, with the world's corpus
+    replayed beside them so that what it knows stays known; the examples are scored on their answers only, and
+    every row weighs the same (loss: row), or the corpus's long rows would drown the answers' few tokens."""
+    from memorylab.data.reader import reader_documents
+    from memorylab.models.train_jobs import train_models
+
+    reader = scenario.generator.reader
+    train = scenario.train.model_copy(update={"steps": reader.steps, "lr": reader.lr, "loss": "row",
+                                              "seq_len": scenario.model.tiny.max_position_embeddings})
+    mixed = reader_documents(world, documents, reader, seed=scenario.seed)
+    trained = train_models({"reader": mixed}, scenario.model, train, scenario.resources.trainer, folder / "tokenizer",
+                           folder, scenario.seed, start_from=generator)
+    return trained["reader"]["path"]
 
 
 def generator_speculative(scenario: MemoryAgentScenario, folder: Path) -> Optional[Any]:

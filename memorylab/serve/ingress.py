@@ -18,6 +18,7 @@ from ray import serve
 from memorylab.schema.memory_agent import GeneratorConfig, MemorySettings, ServeSettings
 from memorylab.serve.auth import KeyRing
 from memorylab.serve.deps import Unauthorized, tenant_of
+from memorylab.serve.generator import text_generator
 from memorylab.serve.limits import BodyLimit
 from memorylab.serve.memory_routes import memory_router
 from memorylab.serve.openai_routes import openai_router
@@ -88,12 +89,15 @@ class Ingress:
     """One replica (build_app pins it): it holds the store, and the store has one writer."""
 
     def __init__(self, config: IngressConfig, agent: Any, generator: Any) -> None:
+        """`generator`: the Generator deployment's handle, or the `generator:` block of an OpenAI-compatible
+        server (serve/generator.py); the OpenAI routes and `infer: true` writes ask it."""
         import torch
 
         torch.set_num_threads(config.num_threads)  # the embedder's threads follow the replica's num_cpus
         self.config = config
+        self.lm = text_generator(generator)
         self.retriever = Retriever(config.folder, config.memory, batch_size=config.serve.retriever_batch_size,
-                                   batch_wait_ms=config.serve.batch_wait_ms, generator=generator,
+                                   batch_wait_ms=config.serve.batch_wait_ms, generator=self.lm,
                                    device=config.device)
-        self.agent, self.generator = agent, generator
+        self.agent = agent
         self.keys = KeyRing(config.keys)

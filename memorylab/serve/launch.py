@@ -34,16 +34,18 @@ def wait_healthy(url: str, timeout_s: float = 120.0) -> None:
 
 
 def start_agent(scenario: Union[str, dict, Any], *, host: str = "127.0.0.1", port: int = 8000,
-                folder: Optional[str] = None, overrides: list[str] = (), timeout_s: float = 300.0) -> str:
-    """Deploy the app (Serve's HTTP proxy on host:port) and return its base URL once /healthz answers."""
+                folder: Optional[str] = None, overrides: list[str] = (), timeout_s: float = 300.0,
+                name: str = APP_NAME, route_prefix: str = "/") -> str:
+    """Deploy the app (Serve's HTTP proxy on host:port) and return its base URL once /healthz answers. Several
+    agents share one Serve by `name` and `route_prefix` (an agent whose generator is another agent's /v1)."""
     from ray import serve
 
     if not isinstance(scenario, (str, dict)):
         scenario = scenario.model_dump(mode="json")
     serve.start(http_options={"host": host, "port": port}, logging_config=dict(QUIET_LOGGING))
     app = build_app(BuildArgs(scenario=scenario, folder=folder, overrides=list(overrides)))
-    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False, logging_config=dict(QUIET_LOGGING))
-    url = f"http://{host}:{port}"
+    serve.run(app, name=name, route_prefix=route_prefix, blocking=False, logging_config=dict(QUIET_LOGGING))
+    url = f"http://{host}:{port}{route_prefix.rstrip('/')}"
     wait_healthy(url, timeout_s)
     return url
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
+from memorylab.memory.mentions import alias_queries, named_in
 from memorylab.memory.reorder import reorder_for_context
 from memorylab.serve.prompts import question_of
 from memorylab.serve.refusal import Refusal
 
 ENTROPY_DEPTH = 50  # memories whose similarities the entropy router weighs
+MENTION_DEPTH = 10  # keyword hits read for the people and nicknames a question names
 
 
 def _ms(since: float) -> float:
@@ -39,21 +41,27 @@ async def decide(ingress: Any, tenant: str, agent: str, question: str) -> Any:
         similarities = await _similarities(ingress, tenant, agent, question)
         if isinstance(similarities, Refusal):
             return similarities
-    return await ingress.agent.decide.remote(question, similarities)
+    decision = await ingress.agent.decide.remote(question, similarities)
+    adaptive = ingress.config.memory.adaptive
+    if isinstance(decision, Refusal) or decision["retrieve"] or not adaptive.memory_aware or \
+            adaptive.policy in ("always", "never"):
+        return decision
+    # The generator may be sure of an answer its weights hold while the memories say otherwise (a fact it was
+    # told later): a question about someone the memories hold facts about is answered from them.
+    hits = await ingress.retriever.search(tenant, agent, question, MENTION_DEPTH, "bm25", None)
+    named = [] if isinstance(hits, Refusal) else named_in(question, [r for r, _ in hits])
+    if named:
+        decision = {**decision, "retrieve": True,
+                    "reason": f"the memories hold facts about {named[0].subject}, newer than the generator's "
+                              f"weights ({decision['reason']})"}
+    return decision
 
 
 async def retrieve(ingress: Any, tenant: str, agent: str, query: str, top_k: int, filters: Optional[dict],
                    rerank: Optional[str], mode: Optional[str]) -> Any:
     """(hits, timings): the hybrid top_k, or the top rerank_depth reordered by the reranker and cut to top_k."""
     settings = ingress.config.memory
-    replicas = ingress.config.serve.generator_replicas
     rerank = rerank or settings.reranker.name
-    if rerank == "listwise_first" and replicas > 1:
-        # Its generator session (a KV cache) is begun by one call and ended by another, and Serve routes each
-        # call on its own: across replicas the end could miss the replica holding the cache, which would leak.
-        # The scenario refuses it as the default reranker; a request naming it is refused here.
-        return Refusal(400, f"rerank: 'listwise_first' keeps a session on one generator replica, and this agent "
-                            f"has {replicas} (serve.generator_replicas); ask for another reranker")
     depth = max(top_k, settings.retrieval.rerank_depth) if rerank != "none" else top_k
     t = time.perf_counter()
     hits = await ingress.retriever.search(tenant, agent, query, depth, mode, filters)
@@ -90,7 +98,26 @@ async def search(ingress: Any, tenant: str, agent: str, query: str, top_k: int, 
             "timings_ms": {**timings, **more}}
 
 
-async def chat(ingress: Any, tenant: str, agent: str, messages: list[dict], max_tokens: Optional[int]) -> Any:
+async def _with_aliases(ingress: Any, tenant: str, agent: str, question: str, records: list, top_k: int) -> Any:
+    """`records` with what a nickname in the question stands for: the nickname's memory and the hits of the
+    question asked with the person's name come first, then the rest, cut to top_k."""
+    hits = await ingress.retriever.search(tenant, agent, question, MENTION_DEPTH, "bm25", None)
+    if isinstance(hits, Refusal):
+        return hits
+    resolved = []
+    for alias, rewritten in alias_queries(question, [r for r, _ in hits]):
+        found = await retrieve(ingress, tenant, agent, rewritten, top_k, None, None, None)
+        if isinstance(found, Refusal):
+            return found
+        resolved += [alias] + [r for r, _ in found[0]]
+    if not resolved:
+        return records
+    unique = {r.id: r for r in resolved + records}
+    return list(unique.values())[:top_k]
+
+
+async def chat(ingress: Any, tenant: str, agent: str, messages: list[dict], max_tokens: Optional[int],
+               logprobs: Optional[int] = None) -> Any:
     try:
         question = question_of(messages)
     except ValueError as e:  # the request models validate this (422); other callers get the same answer
@@ -105,9 +132,13 @@ async def chat(ingress: Any, tenant: str, agent: str, messages: list[dict], max_
         if isinstance(found, Refusal):
             return found
         records = [r for r, _ in found[0]]
+        if retrieval.resolve_aliases:
+            records = await _with_aliases(ingress, tenant, agent, question, records, retrieval.top_k)
+            if isinstance(records, Refusal):
+                return records
         if retrieval.reorder:
             records = reorder_for_context(records)
-    reply = await ingress.agent.answer.remote(question, records, max_tokens)
+    reply = await ingress.agent.answer.remote(question, records, max_tokens, logprobs)
     if isinstance(reply, Refusal):
         return reply
     return {**reply, "retrieved": decision["retrieve"], "decision": decision}

@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 from ray import serve
 
-from memorylab.errors import MemorylabError
+from memorylab.errors import GeneratorUnavailable, MemorylabError
 from memorylab.memory.embedder import Embedder
 from memorylab.memory.facts import parse_fact
 from memorylab.memory.fulltext import FullTextIndex
@@ -31,6 +31,7 @@ from memorylab.memory.ops import MemoryWriter
 from memorylab.memory.records import MemoryRecord
 from memorylab.memory.retrieval import HybridRetriever
 from memorylab.memory.store import MemoryNotFound, MemoryStore
+from memorylab.models.protocol import TextGenerator
 from memorylab.schema.memory_agent import MemorySettings
 from memorylab.serve.refusal import Refusal
 
@@ -154,17 +155,16 @@ def refused(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     except MemoryNotFound as e:
         return Refusal(404, str(e))
+    except GeneratorUnavailable as e:  # infer: true, and the generator's server failed: nothing was written
+        return Refusal(e.status, f"generator: {e}")
     except MemorylabError as e:
         return Refusal(400, str(e))
 
 
 class Retriever:
     def __init__(self, folder: str, memory: MemorySettings, batch_size: int = 16, batch_wait_ms: float = 6.0,
-                 generator: Any = None, device: str = "cpu") -> None:
-        from memorylab.actors.remote_lm import RemoteLM
-
-        self.service = MemoryService(folder, memory, generator=RemoteLM(generator) if generator else None,
-                                     device=device)
+                 generator: Optional[TextGenerator] = None, device: str = "cpu") -> None:
+        self.service = MemoryService(folder, memory, generator=generator, device=device)
         self._dense_arm.set_max_batch_size(batch_size)
         self._dense_arm.set_batch_wait_timeout_s(batch_wait_ms / 1000)
         # Writes run one at a time in a worker thread: the policy reads then writes, and two adds of the same

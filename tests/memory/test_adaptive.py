@@ -16,6 +16,7 @@ from memorylab.memory.adaptive import (
     granularity_weights,
     make_policy,
 )
+from memorylab.models.protocol import Completion, TokenLogprob
 
 
 def test_always_and_never():
@@ -35,30 +36,25 @@ def test_unknown_policy_is_refused():
 # -- confidence on a fake generator -----------------------------------------------------------------------
 
 class FakeQA:
-    """One token per character. `answers` maps a question to (answer, probability of each answer character);
-    token_logprobs gives prompt characters probability 1 and answer characters their set probability."""
+    """A TextGenerator with one token per character. `answers` maps a question to (answer, probability of each
+    answer character); its completions carry those probabilities as the answer tokens' log-probabilities."""
 
     def __init__(self, answers: dict[str, tuple[str, list[float]]]) -> None:
         self.answers = answers
         self.calls: list[tuple[str, list]] = []
 
-    def encode(self, texts):
-        return [[ord(c) for c in t] for t in texts]
+    def count_tokens(self, texts):
+        return [len(t) for t in texts]
 
-    def generate(self, prompts, params):
-        self.calls.append(("generate", list(prompts)))
-        assert params.greedy and params.stop == ("\n",)
-        return [self.answers[p.removeprefix("Question: ").removesuffix("\nAnswer:")][0] for p in prompts]
-
-    def token_logprobs(self, texts):
-        self.calls.append(("token_logprobs", list(texts)))
+    def complete(self, prompts, params, logprobs=None):
+        self.calls.append(("complete", list(prompts)))
+        assert params.greedy and params.stop == ("\n",) and logprobs == 0
         out = []
-        for text in texts:
-            question, answer = text.removeprefix("Question: ").split("\nAnswer:")
-            probs = self.answers[question][1]
+        for prompt in prompts:
+            answer, probs = self.answers[prompt.removeprefix("Question: ").removesuffix("\nAnswer:")]
             assert len(probs) == len(answer)
-            prompt_len = len(text) - len(answer)
-            out.append(np.log(np.array([1.0] * prompt_len + probs)))
+            tokens = tuple(TokenLogprob(c, float(np.log(p))) for c, p in zip(answer, probs))
+            out.append(Completion(answer, "stop", tokens))
         return out
 
 
@@ -101,10 +97,8 @@ def test_confidence_batches_and_asks_in_the_qa_format():
     lm = FakeQA(ANSWERS)
     decisions = make_policy("confidence", generator=lm).decide_many(list(ANSWERS))
     assert [d.retrieve for d in decisions] == [False, True, True]
-    assert [name for name, _ in lm.calls] == ["generate", "token_logprobs"]  # one call each for all queries
+    assert [name for name, _ in lm.calls] == ["complete"]  # one call for all queries, answers and log-probabilities
     assert lm.calls[0][1][0] == "Question: Where was Alice born?\nAnswer:"
-    assert lm.calls[1][1] == ["Question: Where was Alice born?\nAnswer: Paris",
-                              "Question: Where was Zed born?\nAnswer: Lima"]  # the empty answer is not scored
 
 
 def test_confidence_setup_errors():
@@ -221,12 +215,12 @@ def test_confidence_cuts_a_question_too_long_for_the_context_to_its_end(knowing_
         lm.generate([qa_prompt(long)], GenerationParams(max_new_tokens=16))
     policy = make_policy("confidence", generator=lm)
     (prompt,) = policy._prompts([long])
-    assert prompt.endswith(question + "\nAnswer:") and len(lm.encode([prompt])[0]) <= lm.max_length - 1 - 16
+    assert prompt.endswith(question + "\nAnswer:") and lm.count_tokens([prompt])[0] <= lm.max_length - 1 - 16
     (decision,) = policy.decide_many([long])
     assert decision.policy == "confidence" and 0 <= decision.score <= 1
     # A short question is asked as it is, without a tokenization call to check it.
     calls = []
-    policy.generator = type("Counting", (), {"encode": lambda self, texts: calls.append(texts) or lm.encode(texts)})()
+    policy.generator = type("Counting", (), {"count_tokens": lambda self, texts: calls.append(texts) or lm.count_tokens(texts)})()
     assert policy._prompts([question]) == [qa_prompt(question)] and calls == []
     policy.generator = lm
     with pytest.raises(ValueError, match="max_prompt_tokens"):

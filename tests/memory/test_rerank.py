@@ -32,40 +32,37 @@ def texts(recs) -> list[str]:
 
 
 class CharLM:
-    """A fake generator: one token per character (id = code point + 3; 0 pads, 1 starts). Its next-token
-    logits read the passages back out of the prompt and give each label the relevance of its passage's
-    first word, so the expected ranking is known by hand. It records every batch it is asked for."""
-
-    start_id, pad_id, batch_size = 1, 0, 16
+    """A fake TextGenerator: one token per character. Its label log-probabilities read the passages back out
+    of the prompt and give each label the relevance of its passage's first word, so the expected ranking is
+    known by hand. It records every batch of prompts it is asked about (the reranker's setup check aside)."""
 
     def __init__(self, relevance: dict[str, float], max_length: int = 100_000) -> None:
         self.relevance, self.max_length = relevance, max_length
         self.batches: list[list[str]] = []
 
-    def encode(self, texts):
-        return [[ord(c) + 3 for c in t] for t in texts]
+    def count_tokens(self, texts):
+        return [len(t) for t in texts]
 
-    def decode(self, ids):
-        return ["".join(chr(i - 3) for i in row if i >= 3) for row in ids]
+    def clip(self, texts, max_tokens, keep="start"):
+        return [t[:max_tokens] if keep == "start" else t[len(t) - max_tokens:] for t in texts]
 
-    def next_token_logits(self, input_ids, attention_mask=None, past=None, position_ids=None):
-        rows = [input_ids[r][attention_mask[r] == 1].tolist() for r in range(len(input_ids))]
-        assert all(row[0] == self.start_id and len(row) <= self.max_length for row in rows)
-        prompts = self.decode(rows)
-        self.batches.append(prompts)
-        logits = torch.full((len(rows), 200), -100.0)
-        for r, prompt in enumerate(prompts):
+    def label_logprobs(self, prompts, labels):
+        out = []
+        for prompt in prompts:
+            assert len(prompt) + 1 <= (self.max_length or 10**9)  # + the start token
             assert prompt.startswith("Rank the passages") and prompt.endswith("\nAnswer: [")
-            for label, passage in re.findall(r"^\[([A-Z])\] (.*)$", prompt, re.M):
-                logits[r, ord(label) + 3] = self.relevance[passage.split()[0]]
-        return logits, None
+            passages = dict(re.findall(r"^\[([A-Z])\] (.*)$", prompt, re.M))
+            out.append([self.relevance.get(passages.get(label, "").split(" ")[0], -100.0) for label in labels])
+        if any(re.search(r"^\[A\] \S", p, re.M) for p in prompts):
+            self.batches.append(list(prompts))
+        return out
 
 
-class WordLM(CharLM):
-    """A tokenizer that splits on spaces only: "[A" is one token, so no label is a single token after "["."""
+class Unspellable(CharLM):
+    """A generator whose tokenizer cannot read a label as one token (LogitsLM's refusal)."""
 
-    def encode(self, texts):
-        return [[hash(w) % 1000 for w in t.split(" ")] for t in texts]
+    def label_logprobs(self, prompts, labels):
+        raise ValueError("label 'A' is not a single token after 'Answer: [' for this model's tokenizer")
 
 
 # -- pieces -----------------------------------------------------------------------------------------------
@@ -189,7 +186,7 @@ def test_first_setup_errors():
     with pytest.raises(ValueError, match="stride must be between 1 and window"):
         make_reranker("listwise_first", generator=CharLM({}), window=4, stride=5)
     with pytest.raises(ValueError, match="label 'A' is not a single token"):
-        make_reranker("listwise_first", generator=WordLM({}))
+        make_reranker("listwise_first", generator=Unspellable({}))
     with pytest.raises(ValueError, match="lower window"):
         make_reranker("listwise_first", generator=CharLM({}, max_length=60), window=8)
     no_length = CharLM({})
@@ -244,10 +241,9 @@ def test_first_prompts_fit_the_tiny_context(tiny_lm):
     reranker = make_reranker("listwise_first", generator=tiny_lm, window=4, stride=2)
     long_texts = [" ".join(f"{n} was born in {c}." for c in CITIES) for n in PEOPLE[:4]]
     prompt = reranker.prompt("Where was Alice born?", long_texts)
-    assert len(prompt) <= tiny_lm.max_length
-    assert sum(len(ids) for ids in tiny_lm.encode(long_texts)) > tiny_lm.max_length  # truncation was needed
-    decoded = tiny_lm.decode([prompt])[0]
-    assert all(f"[{label}] " in decoded for label in "ABCD") and decoded.endswith("Answer: [")
+    assert tiny_lm.count_tokens([prompt])[0] + 1 <= tiny_lm.max_length  # + the start token
+    assert sum(tiny_lm.count_tokens(long_texts)) > tiny_lm.max_length  # truncation was needed
+    assert all(f"[{label}] " in prompt for label in "ABCD") and prompt.endswith("Answer: [")
     assert len(reranker.rerank("Where was Alice born?", records(long_texts))) == 4
 
 

@@ -15,11 +15,12 @@ from typing import Any, Optional
 from fastapi.testclient import TestClient
 from served_app import KEYS, MODEL_NAME
 
-from memorylab.models.protocol import GenerationParams
+from memorylab.models.protocol import Completion, GenerationParams, TokenLogprob
 from memorylab.schema.memory_agent import GeneratorConfig, MemorySettings, ServeSettings
 from memorylab.serve import ingress
 from memorylab.serve.auth import KeyRing
 from memorylab.serve.deps import current_ingress
+from memorylab.serve.generator import text_generator
 from memorylab.serve.ingress import IngressConfig
 from memorylab.serve.retriever import Retriever
 
@@ -50,28 +51,41 @@ class Handle:
 
 
 class WordGenerator:
-    """A generator with one token per word and `context` tokens of context, refusing what LogitsLM refuses:
-    a start token + prompt + new tokens over the context."""
+    """A TextGenerator (and the ModelActor methods RemoteLM asks of one) with one token per word and `context`
+    tokens of context, refusing what LogitsLM refuses: a start token + prompt + new tokens over the context.
+    It answers `answer`, one word a token, cut at max_new_tokens."""
 
-    def __init__(self, context: int = 256) -> None:
-        self.context = context
+    def __init__(self, context: int = 256, answer: str = "Bern") -> None:
+        self.max_length = context
+        self.answer = answer
 
-    def context_length(self) -> int:
-        return self.context
+    def lm_settings(self) -> dict:
+        return {"max_length": self.max_length}
 
-    def encode(self, texts: list[str]) -> list[list[str]]:
-        return [t.split() for t in texts]
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [len(t.split()) for t in texts]
 
-    def decode(self, ids: list[list[str]]) -> list[str]:
-        return [" ".join(i) for i in ids]
+    def clip(self, texts: list[str], max_tokens: int, keep: str = "start") -> list[str]:
+        words = [t.split() for t in texts]
+        return [" ".join(w[:max_tokens] if keep == "start" else w[len(w) - max_tokens:]) for w in words]
 
-    def generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
+    def complete(self, prompts: list[str], params: GenerationParams, logprobs: Optional[int] = None) -> list[Completion]:
         for i, p in enumerate(prompts):
             n = 1 + len(p.split())
-            if n + params.max_new_tokens > self.context:
+            if n + params.max_new_tokens > self.max_length:
                 raise ValueError(f"text {i} has {n} tokens plus {params.max_new_tokens} new tokens, over the "
-                                 f"model's {self.context}-token context")
-        return ["Bern" for _ in prompts]
+                                 f"model's {self.max_length}-token context")
+        words = self.answer.split()
+        pieces = [f" {w}" for w in words[: params.max_new_tokens]]
+        reason = "length" if len(words) > params.max_new_tokens else "stop"
+        tokens = tuple(TokenLogprob(w, -0.5, ((w, -0.5),)[: logprobs or 0]) for w in pieces)
+        return [Completion("".join(pieces), reason, tokens if logprobs is not None else None) for _ in prompts]
+
+    def generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
+        return [c.text for c in self.complete(prompts, params)]
+
+    def label_logprobs(self, prompts: list[str], labels: list[str]) -> list[list[float]]:
+        return [[-float(i) for i in range(len(labels))] for _ in prompts]
 
 
 def memory_settings(**sections: dict) -> MemorySettings:
@@ -96,8 +110,8 @@ def start(folder: Path, memory: Optional[MemorySettings] = None, *, agent: Any =
                            generation=generation or GeneratorConfig(max_new_tokens=8),
                            serve=ServeSettings(generator_replicas=generator_replicas),
                            keys={k: t for t, k in KEYS.items()})
-    return SimpleNamespace(config=config, retriever=retriever, keys=KeyRing(config.keys), agent=agent,
-                           generator=generator)
+    lm = text_generator(generator) if generator is not None else None
+    return SimpleNamespace(config=config, retriever=retriever, keys=KeyRing(config.keys), agent=agent, lm=lm)
 
 
 def with_settings(replica: SimpleNamespace, **changes: Any) -> SimpleNamespace:

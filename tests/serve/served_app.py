@@ -26,7 +26,7 @@ def scenario(port: int) -> dict[str, Any]:
         "model": {"tiny": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64,
                            "vocab_size": 400, "max_position_embeddings": 256}},
         "train": {"steps": 30, "batch_size": 8, "seq_len": 64, "warmup_steps": 3, "checkpoint_every": 1000},
-        "generator": {"max_new_tokens": 8},
+        "generator": {"max_new_tokens": 8, "reader": {"steps": 8, "examples": 40, "people": 20}},
         "serve": {"host": "127.0.0.1", "port": port, "max_body_bytes": MAX_BODY_BYTES,
                   "api_keys": [{"tenant": t, "key": k} for t, k in KEYS.items()]},
         # num_cpus 0: four replicas on a 2-CPU Ray; they share the cores as threads would.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from memorylab.serve.openai_routes import CompletionRequest
+from memorylab.serve.openai_bodies import CompletionRequest
 
 
 def test_unseeded_sampling_draws_a_fresh_seed_and_a_given_one_is_kept():
