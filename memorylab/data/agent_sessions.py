@@ -8,9 +8,12 @@ tagged by the competency they test, as in MemoryAgentBench:
   accurate_retrieval        a fact told once, asked back;
   test_time_learning        a nickname taught in a session, then used in a question (nickname -> person -> fact);
   long_range_understanding  two facts of one person told far apart, asked together;
-  conflict_resolution       a fact changed later: only the new value is right.
+  conflict_resolution       a fact changed later: only the new value is right;
+  knowledge_update_known    a changed fact about a person the generator was trained on: the told value must win
+                            over the weights (context vs parametric memory, as in the knowledge-conflict papers).
 Probes about known people (`competency="known"`) have no evidence in the sessions: they check that adaptive
-retrieval leaves questions the model can answer from its weights alone.
+retrieval leaves questions the model can answer from its weights alone. Never-told probes (`never_told`) ask
+about people nobody mentioned and the world does not hold: the agent should abstain.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from memorylab.data.seeding import rng_for
+from memorylab.data.reader import strangers
+from memorylab.data.seeding import derive_seed, rng_for
 from memorylab.data.templates import ATTRIBUTES, render_fact, render_question
 from memorylab.data.world import World
 
-COMPETENCIES = ("accurate_retrieval", "test_time_learning", "long_range_understanding", "conflict_resolution")
+COMPETENCIES = ("accurate_retrieval", "test_time_learning", "long_range_understanding", "conflict_resolution",
+                "knowledge_update_known")
 CHANGEABLE = ("occupation", "employer", "hobby")  # facts that plausibly change; a birthplace does not
 FILLER = ("Hi there!", "Thanks, that is all for now.", "Good morning.", "Okay, talk to you later.",
           "Can you keep that in mind?", "Great, thank you.")
@@ -47,6 +52,7 @@ class Probe:
     competency: str
     person: str = ""
     category: str = ""  # the dataset's own tag (LoCoMo: its category name)
+    unanswerable: bool = False  # nothing the agent was told answers it: the right answer is to abstain
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ class AgentDataset:
 
 
 def synthetic_sessions(world: World, new_people: int, known_people: int, facts_per_person: int, conflicts: int,
-                       filler_turns: int, seed: int) -> AgentDataset:
+                       filler_turns: int, seed: int, updates_known: int = 0, never_told: int = 0) -> AgentDataset:
     rng = rng_for(seed, "agent-sessions")
     new = world.people_in("holdout")[:new_people]
     if len(new) < new_people:
@@ -121,7 +127,24 @@ def synthetic_sessions(world: World, new_people: int, known_people: int, facts_p
     if not changes:
         sessions.pop()
 
+    # Known people told a changed fact: others than those asked from the weights (`known`).
+    updated = world.people_in("retain")[known_people:known_people + updates_known]
+    if len(updated) < updates_known:
+        raise ValueError(f"synthetic.known_people + updates_known ({known_people + updates_known}) exceeds the "
+                         f"world's retain people ({known_people + len(updated)})")
+    updates = []
+    for i, person in enumerate(updated):
+        attribute = rng.choice(CHANGEABLE)
+        value = next(d.attributes[attribute] for d in donors[i + 1:] + donors
+                     if d.attributes[attribute] != person.attributes[attribute])
+        updates.append((person, attribute, value))
+    update_turns = session([f"Actually, {render_fact(a, 0, p.name, v)}" for p, a, v in updates]) if updates else []
+
     stale: dict[int, str] = {}
+    for (person, attribute, value), turn in zip(updates, update_turns):
+        stale[len(probes)] = person.attributes[attribute]
+        probes.append(Probe(render_question(attribute, person.name), (value,), (turn.id,), "knowledge_update_known",
+                            person.name))
     for person in new:
         person_facts = sorted(((a, told[(person.id, a)]) for a in ATTRIBUTES if (person.id, a) in told),
                               key=lambda f: tuple(int(x) for x in f[1][1:].split(":")))
@@ -147,6 +170,9 @@ def synthetic_sessions(world: World, new_people: int, known_people: int, facts_p
     for person in known:
         a = rng.choice(ATTRIBUTES)
         probes.append(Probe(render_question(a, person.name), (person.attributes[a],), (), "known", person.name))
+    for person in strangers(world, never_told, derive_seed(seed, "never-told")):
+        probes.append(Probe(render_question(rng.choice(ATTRIBUTES), person.name), (), (), "never_told", person.name,
+                            unanswerable=True))
     return AgentDataset("synthetic", sessions, probes, stale)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from memorylab.data.people import MONTHS, Person, generate_people
 from memorylab.data.prompts import memory_prompt, qa_prompt
@@ -30,6 +30,9 @@ from memorylab.data.seeding import derive_seed, rng_for
 from memorylab.data.templates import ATTRIBUTES, FACT_TEMPLATES, article, render_fact, render_question
 from memorylab.data.world import World
 from memorylab.models.documents import Example
+
+if TYPE_CHECKING:
+    from memorylab.schema.memory_agent import ReaderConfig
 
 # Share of each case among the examples.
 CASES: dict[str, float] = {"copy": 0.34, "alias": 0.14, "override": 0.14, "newer": 0.1, "abstain": 0.18,
@@ -46,10 +49,9 @@ ALIAS_ADJECTIVES = ("tall", "kind", "lucky", "silent", "bold", "calm", "wise", "
                     "jolly", "nimble")
 ALIAS_NOUNS = ("heron", "fox", "owl", "raven", "bison", "crane", "wolf", "hare", "seal", "moth", "newt", "elk")
 
-_ONSETS = ("b", "br", "d", "dr", "f", "g", "gr", "k", "kl", "l", "m", "n", "p", "pr", "r", "s", "st", "t", "tr",
-           "v", "z", "sh", "th", "w")
-_VOWELS = ("a", "e", "i", "o", "u", "ai", "ou", "ei", "y")
-_CODAS = ("", "", "n", "r", "l", "s", "th", "nd", "rk", "x")
+_ONSETS = ("b", "br", "d", "dr", "f", "g", "k", "l", "m", "n", "p", "r", "s", "st", "t", "v", "z", "sh", "w")
+_VOWELS = ("a", "e", "i", "o", "u", "ai", "ou", "y")
+_CODAS = ("", "", "", "n", "r", "l", "s", "x")
 
 
 @dataclass(frozen=True)
@@ -73,18 +75,21 @@ def invented_word(rng: random.Random, syllables: int) -> str:
 def invented_person(rng: random.Random, index: int) -> Person:
     """A person whose name and values are made up letter by letter: nothing a tokenizer trained on the world
     has a merge for, so answering means copying the value's pieces one by one."""
+    def word(syllables: int = 2) -> str:
+        return invented_word(rng, syllables).capitalize()
+
     def name() -> str:
-        return f"{invented_word(rng, 2).capitalize()} {invented_word(rng, rng.randint(2, 3)).capitalize()}"
+        return f"{word()} {word(rng.randint(1, 2))}"
 
     values = {
         "birth_date": f"{MONTHS[rng.randrange(12)]} {rng.randint(1, 28)}, {rng.randint(1930, 1999)}",
-        "birthplace": invented_word(rng, 2).capitalize() + rng.choice(("", "ville", "burg", " Falls", " Bay")),
+        "birthplace": word() + rng.choice(("", "ville", "burg", " Falls", " Bay")),
         "mother": name(), "father": name(),
-        "education": "University of " + invented_word(rng, 3).capitalize(),
-        "occupation": invented_word(rng, 2) + rng.choice(("smith", " analyst", " keeper", "wright", " tuner")),
-        "employer": f"{invented_word(rng, 2).capitalize()} {rng.choice(('Labs', 'Group', 'Works', 'Partners'))}",
-        "award": f"{invented_word(rng, 2).capitalize()} {rng.choice(('Prize', 'Medal', 'Award'))}",
-        "hobby": rng.choice(("playing the ", "collecting ", "carving ", "restoring ")) + invented_word(rng, 2),
+        "education": "University of " + word(),
+        "occupation": invented_word(rng, 1) + rng.choice(("smith", " analyst", " keeper", "wright", " tuner")),
+        "employer": f"{word()} {rng.choice(('Labs', 'Group', 'Works', 'Partners'))}",
+        "award": f"{word()} {rng.choice(('Prize', 'Medal', 'Award'))}",
+        "hobby": rng.choice(("playing the ", "collecting ", "carving ", "restoring ")) + invented_word(rng, 1),
     }
     return Person(id=f"x{index:05d}", name=name(), attributes=values)
 
@@ -149,7 +154,7 @@ class ExampleMaker:
         return tuple(dict.fromkeys(memories))  # a memory is stored once
 
     def some_noise(self) -> int:
-        return self.rng.randint(1, self.distractors) if self.distractors else 0
+        return self.rng.randint(0, self.distractors)
 
     # -- the cases ----------------------------------------------------------------------------------------
     def copy(self) -> ReaderExample:
@@ -166,7 +171,10 @@ class ExampleMaker:
 
     def override(self) -> ReaderExample:
         person, attribute = self.rng.choice(self.known), self.rng.choice(ATTRIBUTES)
-        value = self.other_value(attribute, person.attributes[attribute])
+        # Half the new values are another known person's (a move to a place the world has), half new ones.
+        pool = self.known if self.rng.random() < 0.5 else self.people
+        value = next((v for v in (self.rng.choice(pool).attributes[attribute] for _ in range(20))
+                      if v != person.attributes[attribute]), self.other_value(attribute, person.attributes[attribute]))
         memories = self.shuffled([self.fact(person, attribute, value)], self.noise(person, attribute, self.some_noise()))
         return ReaderExample("override", memories, render_question(attribute, person.name), value)
 
@@ -208,3 +216,13 @@ def reader_examples(world: World, count: int, *, people: int = 400, distractors:
     """`count` examples over `people` strangers (and the world's trained people for override and weights)."""
     maker = ExampleMaker(world, strangers(world, people, seed), distractors, abstain, seed)
     return maker.draw(count)
+
+
+def reader_documents(world: World, documents: Sequence[str], reader: "ReaderConfig", seed: int) -> list:
+    """The reader stage's training rows: `reader.examples` examples, and the world's corpus replayed beside them
+    so that they are `reader.mixture` of the rows (what the generator knows stays known)."""
+    examples = [e.as_example() for e in reader_examples(world, reader.examples, people=reader.people,
+                                                         distractors=reader.distractors, abstain=reader.abstain,
+                                                         seed=seed)]
+    replayed = round(len(examples) * (1 - reader.mixture) / reader.mixture)
+    return examples + [documents[i % len(documents)] for i in range(replayed)] if documents else examples

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import ray
 
@@ -45,9 +45,11 @@ def drafter_spec(spec: ModelSpec) -> ModelSpec:
 
 
 def _train_task(spec_json: str, tokenizer_dir: str, documents: list[Any], train_json: str, out_dir: str,
-                seed: int, threads: int, device: str, desc: str, count_tokens: bool = False) -> dict[str, Any]:
-    """Runs in a Ray worker: build or load the base model, train it, return where it was saved; with
-    `count_tokens`, save the corpus's token counts beside it (what VocabTrim trims a drafter's head by)."""
+                seed: int, threads: int, device: str, desc: str, count_tokens: bool = False,
+                start_from: Optional[str] = None) -> dict[str, Any]:
+    """Runs in a Ray worker: build or load the base model (or the trained model at `start_from`), train it,
+    return where it was saved; with `count_tokens`, save the corpus's token counts beside it (what VocabTrim
+    trims a drafter's head by)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -59,12 +61,15 @@ def _train_task(spec_json: str, tokenizer_dir: str, documents: list[Any], train_
     spec = ModelSpec.model_validate_json(spec_json)
     train = TrainConfig.model_validate_json(train_json)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    if spec.is_tiny:
+    if start_from is not None:
+        model = AutoModelForCausalLM.from_pretrained(start_from, dtype=DTYPES[spec.dtype])
+    elif spec.is_tiny:
         model = build_tiny_model(spec.tiny, tokenizer, seed)
     else:
         model = AutoModelForCausalLM.from_pretrained(spec.name, dtype=DTYPES[spec.dtype])
     model.to(device)
-    result = train_causal_lm(model, tokenizer, documents, train, Path(out_dir), seed, desc=desc)
+    result = train_causal_lm(model, tokenizer, documents, train, Path(out_dir), seed, desc=desc,
+                             loss_per_row=train.loss == "row")
     if count_tokens:
         from memorylab.decoding.vocabtrim import corpus_counts, save_counts
         from memorylab.models.documents import document_text
@@ -77,20 +82,22 @@ def _train_task(spec_json: str, tokenizer_dir: str, documents: list[Any], train_
 
 def train_models(corpora: dict[str, list[Any]], spec: ModelSpec, train: TrainConfig, resources: ActorResources,
                  tokenizer_dir: Path, out_dir: Path, seed: int, *,
-                 drafters: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+                 drafters: Sequence[str] = (), start_from: Optional[Path] = None) -> dict[str, dict[str, Any]]:
     """Train one model per corpus, all at once as Ray tasks (each with the trainer's resources).
 
     A model whose folder already holds a finished training (final/train_log.json) is reused, not retrained:
     that is what lets an interrupted run resume; a folder whose model was trained with another spec, other
     settings, seed or documents is refused (models/training_record.py). Every model starts from the same seed,
     so the only difference between a target and its retrain reference is the data. The corpora named in `drafters` train
-    speculative-decoding drafters of the tiny `spec` (drafter_spec), saved with their token counts."""
+    speculative-decoding drafters of the tiny `spec` (drafter_spec), saved with their token counts. `start_from`:
+    a trained model's final/ folder every model continues from (a second training stage) instead of `spec`'s
+    initial weights; its record becomes part of theirs."""
     task = ray.remote(_train_task).options(**actor_options(resources), max_retries=0)
     pending, results = {}, {}
     for name, documents in corpora.items():
         folder = out_dir / "models" / name
         model = drafter_spec(spec) if name in drafters else spec
-        check_training_record(folder, training_record(model, train, seed, documents))
+        check_training_record(folder, training_record(model, train, seed, documents, start_from))
         log = folder / "final" / "train_log.json"
         saved = json.loads(log.read_text()) if log.exists() else {}
         if saved.get("steps") == train.steps:
@@ -100,6 +107,7 @@ def train_models(corpora: dict[str, list[Any]], spec: ModelSpec, train: TrainCon
             continue
         pending[name] = task.remote(model.model_dump_json(), str(tokenizer_dir), documents, train.model_dump_json(),
                                     str(folder), seed, torch_threads(resources),
-                                    device_for(resources, spec.device), f"train {name}", name in drafters)
+                                    device_for(resources, spec.device), f"train {name}", name in drafters,
+                                    None if start_from is None else str(start_from))
     results.update(zip(pending, ray.get(list(pending.values()))))
     return {name: results[name] for name in corpora}

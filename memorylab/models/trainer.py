@@ -146,12 +146,24 @@ def _save_checkpoint(folder: Path, step: int, model, tokenizer, optimizer, sched
         shutil.rmtree(old, ignore_errors=True)
 
 
+def row_mean_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The mean over rows of each row's mean token loss: an example whose answer is a few tokens weighs as much
+    as a packed row of a few hundred (the batch-wide token mean would let the packed rows drown it)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    labels = batch["labels"][:, 1:]
+    losses = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=IGNORE,
+                                               reduction="none")
+    counts = (labels != IGNORE).sum(-1)
+    return (losses.sum(-1) / counts.clamp(min=1))[counts > 0].mean()
+
+
 def train_causal_lm(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, documents: Sequence[Document],
                     cfg: TrainConfig, out_dir: Path, seed: int, *, desc: str = "train",
-                    show_progress: bool = True) -> TrainResult:
+                    show_progress: bool = True, loss_per_row: bool = False) -> TrainResult:
     """Train `model` on `documents` for cfg.steps steps; checkpoints go to out_dir/checkpoints and the
     final model (with its tokenizer and train_log.json) to out_dir/final. Resumes from the newest
-    complete checkpoint in out_dir when there is one."""
+    complete checkpoint in out_dir when there is one. `loss_per_row`: every row weighs the same
+    (`row_mean_loss`), instead of every token."""
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
     if not documents:
@@ -179,7 +191,7 @@ def train_causal_lm(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
         for step in range(start, cfg.steps):
             batch = {k: v.to(device) for k, v in collate([next(rows) for _ in range(cfg.batch_size)],
                                                          tokenizer.pad_token_id).items()}
-            loss = model(**batch).loss
+            loss = row_mean_loss(model, batch) if loss_per_row else model(**batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()

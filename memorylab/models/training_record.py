@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from memorylab.config_diff import differences
 from memorylab.errors import MemorylabError
@@ -21,15 +21,20 @@ RECORD = "training.json"
 NOT_TRAINING = frozenset({"checkpoint_every"})
 
 
-def training_record(model: Any, train: Any, seed: int, documents: Sequence[Any]) -> dict[str, Any]:
-    """The model spec, training settings, seed and a digest of the documents (texts and example prompts)."""
+def training_record(model: Any, train: Any, seed: int, documents: Sequence[Any],
+                    start_from: Optional[Path] = None) -> dict[str, Any]:
+    """The model spec, training settings, seed and a digest of the documents (texts and example prompts); for a
+    model trained further from another (`start_from`), that model's own record too."""
     digest = hashlib.sha256()
     for d in documents:
         digest.update(json.dumps([d.prompt, d.answer] if isinstance(d, Example) else d).encode())
         digest.update(b"\0")
-    return {"model": model.model_dump(mode="json"),
-            "train": train.model_dump(mode="json", exclude=set(NOT_TRAINING)),
-            "seed": seed, "documents": {"count": len(documents), "sha256": digest.hexdigest()}}
+    record = {"model": model.model_dump(mode="json"), "train": train.model_dump(mode="json", exclude=set(NOT_TRAINING)),
+              "seed": seed, "documents": {"count": len(documents), "sha256": digest.hexdigest()}}
+    if start_from is not None:
+        base = start_from.parent / RECORD  # start_from is the base's final/ folder
+        record["start_from"] = json.loads(base.read_text()) if base.exists() else str(start_from)
+    return record
 
 
 def check_training_record(folder: Path, record: dict[str, Any]) -> None:

@@ -112,6 +112,9 @@ class TrainConfig(Strict):
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     checkpoint_every: int = Field(200, ge=1)
+    loss: Literal["token", "row"] = Field(
+        "token", description="token: the mean over every scored token of a batch; row: every row weighs the same "
+                             "(an example's few answer tokens as much as a packed row of text)")
 
 
 class SpeculativeConfig(Strict):

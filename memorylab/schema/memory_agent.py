@@ -17,25 +17,63 @@ RerankerName = Literal["none", "cross_encoder", "listwise_first"]
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
 
 
+class ReaderConfig(Strict):
+    """How a trained generator learns to answer from the memories /chat shows it (memorylab/data/reader.py):
+    examples about people outside the world, in exactly /chat's prompt, mixed into its training."""
+
+    steps: int = Field(600, ge=0, description="extra training steps after the world's (0: no reader)")
+    mixture: float = Field(0.7, gt=0, le=1, description="share of those steps' rows that are reader examples; "
+                                                       "the rest replays the world's corpus")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate of the reader stage")
+    examples: int = Field(6000, ge=10, description="reader examples drawn (about people outside the world)")
+    people: int = Field(400, ge=10, description="people outside the world the examples are about")
+    distractors: int = Field(4, ge=0, le=16, description="most memories beside the one that answers")
+    abstain: str = Field("unknown", min_length=1, max_length=64,
+                         description="the answer when no memory answers the question")
+
+
 class GeneratorConfig(Strict):
     """Which model answers, reranks (listwise) and decides ops with `infer: true`."""
 
-    source: Literal["train", "path"] = Field(
-        "train", description="train: the tiny target trained on the world (kept in the serve folder); "
-                             "path: `path` names a checkpoint folder or an HF id")
+    source: Literal["train", "path", "openai"] = Field(
+        "train", description="train: the tiny target trained on the world, then as a reader (kept in the serve "
+                             "folder); path: `path` names a checkpoint folder or an HF id; openai: any "
+                             "OpenAI-compatible server at `base_url`")
     path: Optional[str] = None
+    reader: ReaderConfig = ReaderConfig()
+    base_url: Optional[str] = Field(None, pattern=r"^https?://", description="source openai: the server's /v1 URL")
+    model: Optional[str] = Field(None, min_length=1, description="source openai: the model name the server serves")
+    api_key_env: Optional[str] = Field(
+        "OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="source openai: the environment variable holding the key (unset or None: no key)")
+    api: Literal["chat", "completions"] = Field(
+        "chat", description="source openai: ask /chat/completions (one user message) or /completions")
+    timeout_s: float = Field(30.0, gt=0, le=600, description="source openai: seconds a call may take")
+    max_retries: int = Field(2, ge=0, le=10, description="source openai: retries of a failed call")
     max_new_tokens: int = Field(24, ge=1, le=1024)
     max_context_tokens: int = Field(224, ge=16, description="prompt budget: memories are cut to fit it")
     speculative: Optional[SpeculativeConfig] = Field(
         None, description="every generation drafted by a small drafter and verified (same greedy answers, faster)")
 
     @model_validator(mode="after")
-    def _path_when_named(self) -> "GeneratorConfig":
+    def _settings_of_the_source(self) -> "GeneratorConfig":
         if self.source == "path" and not self.path:
             raise ValueError("source 'path' needs `path` (a checkpoint folder or an HF id)")
+        if self.source == "openai" and not (self.base_url and self.model):
+            raise ValueError("source 'openai' needs `base_url` (the server's /v1 URL) and `model`")
+        if self.source != "openai" and (self.base_url or self.model):
+            raise ValueError(f"base_url and model name an OpenAI-compatible server: they need source 'openai', "
+                             f"not {self.source!r}")
+        trained_only = set(self.reader.model_fields_set) - {"abstain"}
+        if self.source != "train" and "reader" in self.model_fields_set and trained_only:
+            raise ValueError(f"reader.{sorted(trained_only)[0]} trains the generator trained here (source 'train'), "
+                             f"not a {self.source!r} one (only reader.abstain applies to every source)")
         if self.speculative is not None and self.speculative.drafter == "train" and self.source != "train":
             raise ValueError("speculative.drafter 'train' trains a drafter beside a generator trained on the world "
                              "(source: train); with source 'path' name a drafter folder or HF id")
+        if self.speculative is not None and self.source == "openai":
+            raise ValueError("speculative decoding runs in memorylab's own generator; an OpenAI-compatible server "
+                             "drafts (or not) by its own settings")
         return self
 
 
@@ -59,6 +97,9 @@ class RetrievalSettings(Strict):
     rerank_depth: int = Field(30, ge=1, le=1000, description="hybrid results a reranker reorders")
     rrf_k: int = Field(60, ge=1)
     reorder: bool = Field(True, description="put the best memories at both ends of the context")
+    resolve_aliases: bool = Field(
+        True, description="/chat: a question using a nickname the memories define is also searched with the "
+                          "person's name (memorylab/memory/mentions.py)")
     quantize_embedder: bool = Field(
         False, description="int8 MiniLM on CPU: about 2.8x faster query embedding, slightly lower recall "
                            "(LoCoMo hybrid recall@10 0.601 vs 0.618); a store must keep one setting")
@@ -83,6 +124,9 @@ class AdaptiveSettings(Strict):
     policy: Literal["always", "never", "confidence", "entropy"] = "always"
     threshold: Optional[float] = Field(None, ge=0, le=1, description="default: the policy's own")
     temperature: float = Field(0.1, gt=0, description="softmax temperature of the entropy router")
+    memory_aware: bool = Field(
+        True, description="confidence and entropy: retrieve anyway when the memories hold facts about someone the "
+                          "question names (told facts are newer than the generator's weights)")
 
 
 class TenantKeys(Strict):
@@ -141,15 +185,6 @@ class MemoryAgentScenario(ScenarioBase):
     memory: MemorySettings = MemorySettings()
     serve: ServeSettings = ServeSettings()
     deployments: AgentResources = AgentResources()
-
-    @model_validator(mode="after")
-    def _sessions_stay_on_one_replica(self) -> "MemoryAgentScenario":
-        # The listwise reranker steps the generator in a session (a KV cache held by one replica); Serve
-        # routes each call on its own, so with several replicas a session's calls could land on different ones.
-        if self.memory.reranker.name == "listwise_first" and self.serve.generator_replicas > 1:
-            raise ValueError("memory.reranker listwise_first needs serve.generator_replicas: 1 (its calls keep a "
-                             "per-replica session)")
-        return self
 
     @model_validator(mode="after")
     def _trained_drafter_is_tiny(self) -> "MemoryAgentScenario":

@@ -12,8 +12,6 @@ from memorylab.scenario_problems import CheckContext
 from memorylab.schema.common import RunName, Seed, Strict
 from memorylab.schema.memory_agent import RerankerName
 
-COMPETENCIES = ("accurate_retrieval", "test_time_learning", "long_range_understanding", "conflict_resolution")
-
 
 class DatasetConfig(Strict):
     source: Literal["synthetic", "locomo"] = "synthetic"
@@ -31,6 +29,22 @@ class SyntheticSessions(Strict):
     facts_per_person: int = Field(4, ge=1)
     conflicts: int = Field(3, ge=0, description="facts changed in a later session")
     filler_turns: int = Field(2, ge=0, description="small-talk turns per session (nothing to store)")
+    updates_known: int = Field(4, ge=0, description="changed facts told about trained people (other than the "
+                                                    "known_people asked from the weights): the told value must win")
+    never_told: int = Field(6, ge=0, description="questions about people nobody mentioned: the agent should abstain")
+
+
+class JudgeConfig(Strict):
+    """An LLM judge over an OpenAI-compatible API: every answer scored with a lenient prompt (as mem0's
+    evaluation) and a strict one (the exact fact required), side by side (memorylab/metrics/judge.py, prompts in memorylab/metrics/judge_prompts/)."""
+
+    base_url: str = Field(..., pattern=r"^https?://", description="the judge server's /v1 URL")
+    model: str = Field(..., min_length=1)
+    api_key_env: Optional[str] = Field("OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                       description="the environment variable holding the key (None: no key)")
+    api: Literal["chat", "completions"] = "chat"
+    timeout_s: float = Field(60.0, gt=0, le=600)
+    max_retries: int = Field(2, ge=0, le=10)
 
 
 class CompareConfig(Strict):
@@ -56,12 +70,15 @@ class MemoryAgentEvalScenario(Strict):
     serve_eval: bool = Field(True, description="feed the sessions over HTTP and ask the probes")
     compare: Optional[CompareConfig] = None
     top_k: int = Field(10, ge=1, le=100)
-    answer: bool = Field(True, description="ask the agent's /chat for answers (exact match / F1)")
+    answer: bool = Field(True, description="ask the agent's /chat for answers (exact match / F1, LoCoMo's scoring)")
+    judge: Optional[JudgeConfig] = Field(None, description="also score every answer with an LLM judge (needs answer)")
 
     @model_validator(mode="after")
     def _something_to_do(self) -> "MemoryAgentEvalScenario":
         if not self.serve_eval and self.compare is None:
             raise ValueError("nothing to evaluate: set serve_eval: true or a `compare` block")
+        if self.judge is not None and not (self.answer and self.serve_eval):
+            raise ValueError("judge scores the agent's answers: it needs answer: true and serve_eval: true")
         # The agent (named or inline) is checked by check_agent when the file loads, at the agent's lines.
         return self
 
@@ -87,4 +104,7 @@ def check_agent(scenario: MemoryAgentEvalScenario, context: CheckContext) -> Non
     if wanted.known_people > retain:
         context.add(("synthetic", "known_people"), f"{wanted.known_people} is more than the agent world's "
                     f"{retain} retain people (the trained people the sessions ask about)")
+    elif wanted.known_people + wanted.updates_known > retain:
+        context.add(("synthetic", "updates_known"), f"known_people + updates_known ({wanted.known_people} + "
+                    f"{wanted.updates_known}) is more than the agent world's {retain} retain people")
     return None

@@ -20,7 +20,7 @@ AGENT = {
     "model": {"tiny": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64,
                        "vocab_size": 400}},
     "train": {"steps": 20, "batch_size": 8, "seq_len": 64, "warmup_steps": 2, "checkpoint_every": 1000},
-    "generator": {"max_new_tokens": 6},
+    "generator": {"max_new_tokens": 6, "reader": {"steps": 8, "examples": 40, "people": 20}},
     "memory": {"adaptive": {"policy": "always"}},
     "deployments": {k: {"num_cpus": 0} for k in ("ingress", "agent", "generator")},
     "ray": {"num_cpus": 2},
@@ -47,12 +47,20 @@ def test_served_agent_eval(tmp_path):
     write(tmp_path / "agent.yaml", AGENT)
     path = write(tmp_path / "eval.yaml", {
         "name": "agent_eval_e2e", "kind": "memory_agent_eval", "agent": "agent.yaml",
-        "synthetic": {"new_people": 3, "known_people": 2, "facts_per_person": 4, "conflicts": 2, "filler_turns": 2},
+        "synthetic": {"new_people": 3, "known_people": 2, "facts_per_person": 4, "conflicts": 2, "filler_turns": 2,
+                      "updates_known": 1, "never_told": 2},
         "top_k": 10, "answer": True})
     report = run_scenario(load_scenario(path), tmp_path / "run", RunContext(scenario_path=path))
     groups = report["competencies"]
     assert set(groups) >= {"accurate_retrieval", "test_time_learning", "long_range_understanding",
-                           "conflict_resolution", "overall"}
+                           "conflict_resolution", "knowledge_update_known", "never_told", "overall"}
+    # Every answer is scored (a tiny reader trained for 8 steps: the figures exist, their values are not the
+    # point here; tests/serve/test_served_reader.py holds a trained reader to its numbers).
+    for figure in ("exact_match", "f1", "abstention", "context_tokens"):
+        assert 0 <= groups["overall"][figure] < float("inf"), figure
+    assert groups["overall"]["context_tokens"] > 0
+    # Nobody mentioned them: there is nothing to find, only an abstention to score.
+    assert "answer_in_context" not in groups["never_told"] and 0 <= groups["never_told"]["abstention"] <= 1
     # A handful of memories per agent: hybrid retrieval at k=10 finds every stated fact.
     assert groups["accurate_retrieval"]["recall@10"] == 1.0
     assert groups["overall"]["answer_in_context"] >= 0.9
@@ -66,7 +74,9 @@ def test_served_agent_eval(tmp_path):
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
     assert saved["competencies"] == groups
     assert (tmp_path / "run" / "competencies.png").stat().st_size > 0
-    assert "per competency" in (tmp_path / "run" / "report.md").read_text()
+    assert (tmp_path / "run" / "answers.png").stat().st_size > 0
+    text = (tmp_path / "run" / "report.md").read_text()
+    assert "per competency" in text and "exact_match" in text and "abstention" in text
 
 
 def _tiny_locomo(path: Path) -> Path:
@@ -93,7 +103,7 @@ def test_retriever_comparison_on_locomo_format(tmp_path):
     _tiny_locomo(tmp_path / "tiny_locomo.json")
     path = write(tmp_path / "compare.yaml", {
         "name": "compare_e2e", "kind": "memory_agent_eval", "agent": "agent.yaml", "serve_eval": False,
-        "dataset": {"source": "locomo", "path": "tiny_locomo.json"},
+        "dataset": {"source": "locomo", "path": "tiny_locomo.json"}, "answer": True,
         "compare": {"retrievers": ["dense", "bm25", "hybrid"], "rerankers": ["listwise_first", "cross_encoder"],
                     "candidates": 6}})
     report = run_scenario(load_scenario(path), tmp_path / "run", RunContext(scenario_path=path))
@@ -102,5 +112,9 @@ def test_retriever_comparison_on_locomo_format(tmp_path):
     assert retrievers["hybrid"]["recall@5"] == 1.0  # six memories, one distinct evidence turn each
     assert retrievers["hybrid"]["by_category"]["single-hop"]["questions"] == 2
     assert "cross_encoder" in report["skipped_rerankers"]
+    answers = report["answers"]["by_category"]  # every question answered by the agent's generator
+    assert set(answers) == {"single-hop", "multi-hop", "temporal", "overall"}
+    assert answers["single-hop"]["probes"] == 2 and 0 <= answers["single-hop"]["f1"] <= 1
+    assert all("exact_match" in row and "prediction" in row for row in report["answers"]["probes"])
     text = (tmp_path / "run" / "report.md").read_text()
-    assert "Reranker listwise_first" in text and "Not run here: cross_encoder" in text
+    assert "Reranker listwise_first" in text and "Answers from the hybrid top" in text and "Not run here: cross_encoder" in text

@@ -49,3 +49,29 @@ def test_a_folder_trained_before_records_existed_is_trusted_and_left_as_it_is(tm
     (folder / "final").mkdir(parents=True)
     check_training_record(folder, record())
     assert not (folder / RECORD).exists()
+
+
+def test_a_setting_the_record_lacks_is_no_difference(tmp_path):
+    # A record written before `loss` existed: that model was trained the only way there was.
+    folder = tmp_path / "target"
+    old = record()
+    del old["train"]["loss"]
+    check_training_record(folder, old)
+    check_training_record(folder, record(train={"loss": "row"}))
+    with pytest.raises(MemorylabError, match="train.loss was 'token', now 'row'"):
+        check_training_record(tmp_path / "other", record())
+        check_training_record(tmp_path / "other", record(train={"loss": "row"}))
+
+
+def test_a_second_stage_carries_the_record_of_the_model_it_started_from(tmp_path):
+    base = tmp_path / "models" / "generator"
+    check_training_record(base, record())
+    (base / "final").mkdir()
+    stage = training_record(ModelSpec(), TrainConfig(loss="row"), 0, DOCS, start_from=base / "final")
+    assert stage["start_from"] == record()
+    check_training_record(tmp_path / "models" / "reader", stage)
+    # The base retrained with other settings: the second stage no longer matches what it was trained from.
+    (base / RECORD).write_text(json.dumps(record(seed=3)))
+    again = training_record(ModelSpec(), TrainConfig(loss="row"), 0, DOCS, start_from=base / "final")
+    with pytest.raises(MemorylabError, match="start_from.seed was 0, now 3"):
+        check_training_record(tmp_path / "models" / "reader", again)

@@ -8,20 +8,18 @@ split, merged or rewrote the turns.
 
 from __future__ import annotations
 
-import re
-import string
 from collections import defaultdict
 from typing import Any, Optional
 
 import numpy as np
 
 from memorylab.data.agent_sessions import COMPETENCIES, AgentDataset, Probe
-from memorylab.metrics.rouge import rouge_l_f1
+from memorylab.metrics.answers import answer_scores, exact_match, normalize_answer, says_abstain
+from memorylab.metrics.judge import Judge
 from memorylab.progress import progress_bar
 from memorylab.serve.client import AgentClient
 
 KS = (5, 10)
-_NO_PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
 def feed(client: AgentClient, agent: str, dataset: AgentDataset, progress: bool = True) -> dict[str, set[str]]:
@@ -37,15 +35,8 @@ def feed(client: AgentClient, agent: str, dataset: AgentDataset, progress: bool 
     return written
 
 
-def normalize_answer(text: str) -> str:
-    """SQuAD's normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = text.lower().translate(_NO_PUNCTUATION)
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
 def score_probe(client: AgentClient, agent: str, probe: Probe, written: dict[str, set[str]], top_k: int,
-                answer: bool, stale: Optional[str]) -> dict[str, Any]:
+                answer: bool, stale: Optional[str], abstain: str, judge: Optional[Judge] = None) -> dict[str, Any]:
     reply = client.search(agent, probe.question, top_k=top_k)
     ids = [hit["id"] for hit in reply["results"]]
     context = "\n".join(hit["memory"] for hit in reply["results"])
@@ -61,24 +52,31 @@ def score_probe(client: AgentClient, agent: str, probe: Probe, written: dict[str
         row["stale_in_context"] = float(normalize_answer(stale) in normalize_answer(context))
     if answer:
         chat = client.chat(agent, probe.question)
-        gold = "; ".join(probe.answers)
-        row.update(prediction=chat["answer"], retrieved=float(chat["retrieved"]),
-                   exact_match=float(normalize_answer(chat["answer"]) == normalize_answer(gold)),
-                   f1=rouge_l_f1(chat["answer"], gold))
+        prediction = chat["answer"]
+        row.update(prediction=prediction, retrieved=float(chat["retrieved"]),
+                   context_tokens=float(chat.get("context_tokens", 0)),
+                   abstention=float(says_abstain(prediction, abstain)),
+                   **answer_scores(prediction, probe.answers, probe.category, abstain, probe.unanswerable))
+        if stale is not None:
+            row["stale_answer"] = exact_match(prediction, stale)  # the replaced value answered
+        if judge is not None and not probe.unanswerable and probe.category != "adversarial":
+            row.update(judge.grade(probe.question, "; ".join(probe.answers), prediction))
     return row
 
 
 def probe_all(client: AgentClient, agent: str, dataset: AgentDataset, written: dict[str, set[str]], top_k: int,
-              answer: bool, progress: bool = True) -> list[dict[str, Any]]:
+              answer: bool, abstain: str, judge: Optional[Judge] = None, progress: bool = True) -> list[dict[str, Any]]:
     rows = []
     with progress_bar(len(dataset.probes), f"probe {dataset.name}", enabled=progress) as bar:
         for i, probe in enumerate(dataset.probes):
-            rows.append(score_probe(client, agent, probe, written, top_k, answer, dataset.stale_answers.get(i)))
+            rows.append(score_probe(client, agent, probe, written, top_k, answer, dataset.stale_answers.get(i),
+                                    abstain, judge))
             bar.update()
     return rows
 
 
-FIGURES = ("recall@5", "recall@10", "answer_in_context", "exact_match", "f1", "stale_in_context")
+FIGURES = ("recall@5", "recall@10", "answer_in_context", "exact_match", "f1", "abstention", "context_tokens",
+           "stale_in_context", "stale_answer", "judge_lenient", "judge_strict")
 
 
 def summarize(rows: list[dict[str, Any]], key: str = "competency") -> dict[str, dict[str, float]]:
@@ -92,7 +90,7 @@ def summarize(rows: list[dict[str, Any]], key: str = "competency") -> dict[str, 
     for name, members in groups.items():
         figures: dict[str, float] = {"probes": len(members)}
         for figure in FIGURES:
-            values = [r[figure] for r in members if figure in r]
+            values = [r[figure] for r in members if r.get(figure) is not None]
             if values:
                 figures[figure] = float(np.mean(values))
         out[name] = figures
@@ -101,12 +99,19 @@ def summarize(rows: list[dict[str, Any]], key: str = "competency") -> dict[str, 
 
 
 def adaptive_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """How often /chat retrieved, for probes about people the model knows vs people it only heard of."""
-    known = [r["retrieved"] for r in rows if "retrieved" in r and r["competency"] == "known"]
-    new = [r["retrieved"] for r in rows if "retrieved" in r and r["competency"] != "known"]
-    return {"retrieve_rate_new": float(np.mean(new)) if new else None,
-            "retrieve_rate_known": float(np.mean(known)) if known else None,
-            "probes_new": len(new), "probes_known": len(known)}
+    """How often /chat retrieved: for questions about people the model knows and nobody mentioned (it should
+    not need to), about what the sessions told (it should), and about known people whose facts the sessions
+    changed (it should: what it was told is newer than its weights)."""
+    def rate(rows_of: list[dict[str, Any]]) -> Optional[float]:
+        values = [r["retrieved"] for r in rows_of if "retrieved" in r]
+        return float(np.mean(values)) if values else None
+
+    known = [r for r in rows if r["competency"] == "known"]
+    told = [r for r in rows if r["evidence"] and r["competency"] != "knowledge_update_known"]
+    updated = [r for r in rows if r["competency"] == "knowledge_update_known"]
+    return {"retrieve_rate_new": rate(told), "retrieve_rate_known": rate(known),
+            "retrieve_rate_updated_known": rate(updated), "probes_new": len(told), "probes_known": len(known),
+            "probes_updated_known": len(updated)}
 
 
 def latency_figures(latencies_ms: dict[str, list[float]]) -> dict[str, dict[str, float]]:

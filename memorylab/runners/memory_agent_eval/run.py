@@ -18,15 +18,19 @@ from pathlib import Path
 from typing import Any, Optional
 
 from memorylab.cluster import ray_session
-from memorylab.data.agent_sessions import AgentDataset, locomo_sessions, synthetic_sessions
+from memorylab.data.agent_sessions import LOCOMO_COMPETENCY, AgentDataset, locomo_sessions, synthetic_sessions
 from memorylab.errors import MemorylabError
 from memorylab.report import versions, write_json
 from memorylab.runners.contract import RunContext
+from memorylab.memory.reorder import reorder_for_context
+from memorylab.metrics.answers import answer_scores
+from memorylab.metrics.judge import PROMPTS, STYLES, Judge
 from memorylab.runners.memory_agent_eval.probes import adaptive_figures, feed, latency_figures, probe_all, summarize
 from memorylab.runners.memory_agent_eval.report import render
 from memorylab.schema.memory_agent import MemoryAgentScenario
 from memorylab.schema.memory_agent_eval import MemoryAgentEvalScenario
 from memorylab.serve.auth import ENV_VAR
+from memorylab.serve.prompts import answer_with
 
 CLIENT_KEY_VAR = "MEMORYLAB_API_KEY"  # the key the runner uses against a server given by `url`
 
@@ -50,7 +54,8 @@ def datasets(scenario: MemoryAgentEvalScenario, agent: MemoryAgentScenario, scen
         world = build_world(agent.world, seed=agent.seed)
         s = scenario.synthetic
         return [synthetic_sessions(world, s.new_people, s.known_people, s.facts_per_person, s.conflicts,
-                                   s.filler_turns, scenario.seed)], None
+                                   s.filler_turns, scenario.seed, updates_known=s.updates_known,
+                                   never_told=s.never_told)], None
     from memorylab.data.locomo import load_locomo
 
     path = None if data.path is None else Path(data.path).expanduser()
@@ -69,7 +74,7 @@ def free_port() -> int:
 
 
 def serve_eval(scenario: MemoryAgentEvalScenario, agent: MemoryAgentScenario, sets: list[AgentDataset],
-               out_dir: Path) -> dict[str, Any]:
+               out_dir: Path, judge: Optional[Any] = None) -> dict[str, Any]:
     from memorylab.serve.client import AgentClient
     from memorylab.serve.launch import start_agent, stop_agent
 
@@ -96,13 +101,14 @@ def serve_eval(scenario: MemoryAgentEvalScenario, agent: MemoryAgentScenario, se
             raise MemorylabError(f"url is set: put the API key of tenant '{scenario.tenant}' in ${CLIENT_KEY_VAR}")
         suffix = "-" + secrets.token_hex(4)  # a shared server may hold earlier runs' agents
     rows, stored, turns = [], 0, 0
+    abstain = agent.generator.reader.abstain
     try:
         with AgentClient(url, key) as client:
             for ds in sets:
                 agent_id = f"{scenario.name}.{ds.name}{suffix}"
                 written = feed(client, agent_id, ds)
-                rows += [dict(r, dataset=ds.name)
-                         for r in probe_all(client, agent_id, ds, written, scenario.top_k, scenario.answer)]
+                rows += [dict(r, dataset=ds.name) for r in probe_all(client, agent_id, ds, written, scenario.top_k,
+                                                                     scenario.answer, abstain, judge)]
                 stored += len(client.memories(agent_id))
                 turns += len(ds.turns)
             latency = latency_figures(client.latencies_ms)
@@ -110,10 +116,20 @@ def serve_eval(scenario: MemoryAgentEvalScenario, agent: MemoryAgentScenario, se
         if started:
             stop_agent()
     out = {"competencies": summarize(rows), "store": {"memories": stored, "turns": turns}, "latency_ms": latency,
-           "adaptive": {"policy": agent.memory.adaptive.policy, **adaptive_figures(rows)}, "probes": rows, "url": url}
+           "adaptive": {"policy": agent.memory.adaptive.policy, **adaptive_figures(rows)}, "probes": rows, "url": url,
+           "abstain": abstain}
+    if judge is not None:
+        out["judge"] = judge_summary(scenario, judge)
     if any(r["category"] for r in rows):
         out["categories"] = summarize(rows, key="category")
     return out
+
+
+def judge_summary(scenario: MemoryAgentEvalScenario, judge: Judge) -> dict[str, Any]:
+    """Which judge graded, with which prompts (files in the repository), and how often it failed."""
+    return {"base_url": scenario.judge.base_url, "model": scenario.judge.model,
+            "prompts": {style: str(PROMPTS / f"{style}.txt") for style in STYLES},
+            "failures": judge.failures, "last_failure": judge.last_failure or None}
 
 
 def compare(scenario: MemoryAgentEvalScenario, agent: MemoryAgentScenario, conversations, out_dir: Path) -> dict:
@@ -134,8 +150,43 @@ def compare(scenario: MemoryAgentEvalScenario, agent: MemoryAgentScenario, conve
         generator = _local_generator(agent, out_dir) if name == "listwise_first" else None
         rerankers[name] = make_reranker(name, generator=generator, model_path=cfg.cross_encoder_path,
                                         window=agent.memory.reranker.window, stride=agent.memory.reranker.stride)
-    results = evaluate_retrievers(conversations, rerankers=rerankers, modes=cfg.retrievers, candidates=cfg.candidates)
-    return {"retrievers": results, "skipped_rerankers": skipped}
+    reader = LocomoReader(agent, _answer_generator(agent, out_dir)) if scenario.answer else None
+    results = evaluate_retrievers(conversations, rerankers=rerankers, modes=cfg.retrievers, candidates=cfg.candidates,
+                                  read=reader, read_top_k=agent.memory.retrieval.top_k)
+    out = {"retrievers": results, "skipped_rerankers": skipped}
+    if reader is not None:
+        out["answers"] = {"by_category": summarize(reader.rows, key="category"), "probes": reader.rows,
+                          "top_k": agent.memory.retrieval.top_k}
+    return out
+
+
+class LocomoReader:
+    """Answers each LoCoMo question from its hybrid top memories with the agent's generator, as the served agent
+    does (serve/prompts.answer_with), and scores it by LoCoMo's rules (metrics/answers.py)."""
+
+    def __init__(self, agent: MemoryAgentScenario, generator: Any) -> None:
+        self.agent, self.generator = agent, generator
+        self.rows: list[dict[str, Any]] = []
+
+    def __call__(self, probe: Any, records: list) -> None:
+        reorder = self.agent.memory.retrieval.reorder
+        done = answer_with(self.generator, reorder_for_context(records) if reorder else records, probe.question,
+                           self.agent.generator, reorder)
+        category = probe.category_name
+        self.rows.append({"question": probe.question, "category": category,
+                          "competency": LOCOMO_COMPETENCY[category], "answers": [probe.answer],
+                          "evidence": list(probe.evidence), "prediction": done.text,
+                          "context_tokens": float(done.context_tokens),
+                          **answer_scores(done.text, [probe.answer], category, self.agent.generator.reader.abstain)})
+
+
+def _answer_generator(agent: MemoryAgentScenario, out_dir: Path) -> Any:
+    """The agent's generator in this process: its OpenAI-compatible server's client, or the model itself."""
+    if agent.generator.source == "openai":
+        from memorylab.models.openai_generator import OpenAIGenerator
+
+        return OpenAIGenerator.from_config(agent.generator)
+    return _local_generator(agent, out_dir)
 
 
 def _local_generator(agent: MemoryAgentScenario, out_dir: Path) -> Any:
@@ -158,11 +209,12 @@ def run(scenario: MemoryAgentEvalScenario, out_dir: Path, context: RunContext) -
                               "agent": agent.model_dump(mode="json"), "versions": versions(),
                               "scenario_file": str(scenario_path) if scenario_path else None,
                               "raw_config": context.raw_config}
+    judge = Judge.from_config(scenario.judge) if scenario.judge is not None else None
     with ray_session(context.address or agent.ray.address, agent.ray.num_cpus):
         if scenario.compare is not None:
             report.update(compare(scenario, agent, conversations, out_dir))
         if scenario.serve_eval:
-            report.update(serve_eval(scenario, agent, sets, out_dir))
+            report.update(serve_eval(scenario, agent, sets, out_dir, judge))
     report["timings_s"] = {"total": round(time.perf_counter() - began, 3)}
     write_json(out_dir / "report.json", report)
     (out_dir / "report.md").write_text(render(report, out_dir))
