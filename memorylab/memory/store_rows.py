@@ -73,7 +73,7 @@ def check_metadata(metadata: Any) -> None:
     (every later read of the memory would fail to serialize it), and NaN or Infinity (not JSON: read back as null)."""
     if not isinstance(metadata, dict):
         raise MemoryQueryError(f"metadata must be a dict, got {type(metadata).__name__}")
-    if _deeper_than(metadata, MAX_METADATA_DEPTH):
+    if nested_deeper_than(metadata, MAX_METADATA_DEPTH):
         raise MemoryQueryError(f"metadata: nested deeper than {MAX_METADATA_DEPTH} levels of objects and lists")
     try:
         json.dumps(metadata, allow_nan=False)
@@ -81,7 +81,7 @@ def check_metadata(metadata: Any) -> None:
         raise MemoryQueryError(f"metadata must be JSON-serializable, without NaN or Infinity: {e}") from None
 
 
-def _deeper_than(value: Any, limit: int) -> bool:
+def nested_deeper_than(value: Any, limit: int) -> bool:
     """Whether dicts and lists nest more than `limit` levels (the outermost is level 1). Iterative, so that no
     depth (nor a container holding itself) can exhaust the stack."""
     stack = [(value, 1)]

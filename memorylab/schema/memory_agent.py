@@ -21,7 +21,11 @@ class ReaderConfig(Strict):
     """How a trained generator learns to answer from the memories /chat shows it (memorylab/data/reader.py):
     examples about people outside the world, in exactly /chat's prompt, mixed into its training."""
 
-    steps: int = Field(600, ge=0, description="extra training steps after the world's (0: no reader)")
+    # Off by default: measured on agent_eval (README), the tiny 4-layer reader does not learn to copy a value
+    # from its memories within the budget (twice the world's training: 300 steps of rows up to 256 tokens), and
+    # the stage costs the known people's answers (exact match 1.0 -> 0.5) for abstention (0 -> 0.5).
+    steps: int = Field(0, ge=0, description="extra training steps after the world's (0: no reader stage; 300 "
+                                            "costs what the world's 600 steps do)")
     mixture: float = Field(0.7, gt=0, le=1, description="share of those steps' rows that are reader examples; "
                                                        "the rest replays the world's corpus")
     lr: float = Field(1e-3, gt=0, description="peak learning rate of the reader stage")

@@ -5,6 +5,7 @@ and hands it the records, so it can run any number of replicas and never needs a
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ray import serve
@@ -28,19 +29,27 @@ class MemoryAgent:
         self.settings = memory
         self.generation = generation
         self._rerankers: dict[str, Any] = {}
-        adaptive = memory.adaptive
-        # The confidence policy's prompt (the question alone) gets the budget of the answer's prompt.
-        kwargs = {"temperature": adaptive.temperature, "max_prompt_tokens": generation.max_context_tokens}
-        if adaptive.threshold is not None:
-            kwargs["threshold"] = adaptive.threshold
-        self.policy = make_policy(adaptive.policy, generator=self.lm, **kwargs)
+        self._policy: Optional[Any] = None
+        self._policy_lock = threading.Lock()
 
-    def policy_name(self) -> str:
-        return self.policy.name
+    def _policy_decides(self, question: str, similarities: Mapping[str, Sequence[float]]) -> Any:
+        """The adaptive policy's decision. The policy is built on first use, in the worker thread this runs in:
+        the confidence policy reads the generator's context length, a call on the Generator deployment that
+        must not block the replica's event loop (where __init__ runs)."""
+        with self._policy_lock:
+            if self._policy is None:
+                adaptive = self.settings.adaptive
+                # The confidence policy's prompt (the question alone) gets the budget of the answer's prompt.
+                kwargs = {"temperature": adaptive.temperature,
+                          "max_prompt_tokens": self.generation.max_context_tokens}
+                if adaptive.threshold is not None:
+                    kwargs["threshold"] = adaptive.threshold
+                self._policy = make_policy(adaptive.policy, generator=self.lm, **kwargs)
+        return self._policy.decide(question, similarities=similarities)
 
     async def decide(self, question: str, similarities: Optional[Mapping[str, Sequence[float]]] = None) -> Any:
         """The retrieval decision as a dict, or a Refusal when the generator refuses the question or fails."""
-        decision = await _asking("messages", self.policy.decide, question, similarities=similarities or {})
+        decision = await _asking("messages", self._policy_decides, question, similarities or {})
         if isinstance(decision, Refusal):
             return decision
         return {"policy": decision.policy, "retrieve": decision.retrieve, "score": decision.score,

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from memorylab.memory.records import HistoryEntry, MemoryRecord
-from memorylab.memory.store_rows import check_metadata
+from memorylab.memory.store_rows import MAX_METADATA_DEPTH, check_metadata, nested_deeper_than
 
 AGENT_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
 MAX_TEXT = 20_000
@@ -155,14 +155,18 @@ class SearchRequest(_Body):
     top_k: int = Field(5, ge=1, le=100)
     filters: dict[str, Any] = Field(default_factory=dict, max_length=16)
     rerank: Optional[Literal["none", "cross_encoder", "listwise_first"]] = Field(
-        None, description="default: the scenario's reranker; listwise_first needs an agent with one generator "
-                          "replica (400 otherwise)")
+        None, description="default: the scenario's reranker")
     mode: Optional[Literal["dense", "bm25", "hybrid"]] = Field(None, description="default: the scenario's mode")
     adaptive: bool = Field(False, description="let the agent's adaptive policy decide whether to retrieve at all")
 
     @field_validator("filters")
     @classmethod
-    def _unicode(cls, value: Any) -> Any:
+    def _bounded(cls, value: Any) -> Any:
+        # A filter value is compared with a metadata value, at most MAX_METADATA_DEPTH deep: a deeper one can
+        # match nothing, and its depth would be walked by every check below and every comparison after.
+        if nested_deeper_than(value, MAX_METADATA_DEPTH):
+            raise ValueError(f"nested deeper than {MAX_METADATA_DEPTH} levels of objects and lists "
+                             "(a memory's metadata is never deeper)")
         return valid_unicode(value)
 
 

@@ -14,6 +14,12 @@ from memorylab.serve.bodies import AGENT_ID, MAX_TEXT, Message, needs_user_messa
 
 SAMPLING_EPS = 1e-5
 MAX_TOP_LOGPROBS = 20  # OpenAI's bound for chat; vLLM's default for both routes
+MAX_STOPS = 4  # OpenAI's bound on stop sequences
+MAX_STOP_CHARS = 256  # a stop sequence is a few tokens; each is searched for in every decoded token's text
+
+# Bounded before any tokenization or decoding work: a hostile request cannot make every decoded token search
+# thousands of strings.
+Stop = Annotated[str, Field(max_length=MAX_STOP_CHARS)]
 
 
 class StreamOptions(BaseModel):
@@ -31,7 +37,9 @@ class _OpenAIBody(BaseModel):
     max_tokens: Optional[int] = Field(None, ge=1, le=1024)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    stop: Union[str, list[str], None] = None
+    stop: Union[Stop, Annotated[list[Stop], Field(max_length=MAX_STOPS)], None] = Field(
+        None, description=f"up to {MAX_STOPS} sequences of at most {MAX_STOP_CHARS} characters; the answer ends "
+                          "before the first one it produces")
     seed: Optional[int] = Field(None, ge=-(2**63), le=2**64 - 1, description="what torch.manual_seed accepts")
     n: int = Field(1, ge=1, le=1, description="one choice per request")
     stream: bool = Field(False, description="the answer as server-sent events (chunks), then `data: [DONE]`")

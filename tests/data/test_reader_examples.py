@@ -69,3 +69,18 @@ def test_what_each_case_asks_of_the_reader(world, examples):
 def test_the_same_seed_draws_the_same_examples(world, examples):
     assert reader_examples(world, 2000, people=200, distractors=4, abstain="unknown", seed=0) == examples
     assert reader_examples(world, 2000, people=200, distractors=4, abstain="unknown", seed=1) != examples
+
+
+def test_the_reader_stage_replays_the_corpus_beside_its_examples(world):
+    from memorylab.data.reader import reader_documents
+    from memorylab.models.documents import Example
+    from memorylab.schema.memory_agent import ReaderConfig
+
+    corpus = ["Ann Lee was born in Oslo.", "Bo Chan works for Acme."]
+    rows = reader_documents(world, corpus, ReaderConfig(examples=70, people=20, mixture=0.7), seed=0)
+    examples = [r for r in rows if isinstance(r, Example)]
+    assert len(examples) == 70 and len(rows) - len(examples) == 30  # 70% of the rows are examples
+    assert set(r for r in rows if isinstance(r, str)) == set(corpus)
+    assert rows == reader_documents(world, corpus, ReaderConfig(examples=70, people=20, mixture=0.7), seed=0)
+    assert all(isinstance(r, Example) for r in reader_documents(world, corpus, ReaderConfig(examples=20, people=20,
+                                                                                            mixture=1.0), seed=0))

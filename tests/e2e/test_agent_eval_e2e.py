@@ -21,7 +21,9 @@ AGENT = {
                        "vocab_size": 400}},
     "train": {"steps": 20, "batch_size": 8, "seq_len": 64, "warmup_steps": 2, "checkpoint_every": 1000},
     "generator": {"max_new_tokens": 6, "reader": {"steps": 8, "examples": 40, "people": 20}},
-    "memory": {"adaptive": {"policy": "always"}},
+    # confidence: the policy asks the Generator deployment from the agent's replica (its first call reads the
+    # model's context length, which must not block the replica's event loop).
+    "memory": {"adaptive": {"policy": "confidence"}},
     "deployments": {k: {"num_cpus": 0} for k in ("ingress", "agent", "generator")},
     "ray": {"num_cpus": 2},
 }
@@ -70,7 +72,7 @@ def test_served_agent_eval(tmp_path):
     # Small talk is not stored; every fact is.
     assert 0 < report["store"]["memories"] < report["store"]["turns"]
     assert {"add", "search", "chat"} <= set(report["latency_ms"])
-    assert report["adaptive"]["retrieve_rate_new"] == 1.0  # policy always
+    assert 0 <= report["adaptive"]["retrieve_rate_new"] <= 1  # the confidence policy decided every question
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
     assert saved["competencies"] == groups
     assert (tmp_path / "run" / "competencies.png").stat().st_size > 0

@@ -81,7 +81,18 @@ def test_completion_stream_without_usage(http):
      "stream_options"),
     ("completions", {"prompt": "x", "logprobs": 21}, "logprobs"),
     ("completions", {"prompt": "x", "echo": True}, "echo"),
+    # stop: at most 4 sequences (OpenAI's bound), each of bounded length, checked before any tokenizing.
+    ("completions", {"prompt": "x", "stop": [str(i) for i in range(5)]}, "stop"),
+    ("completions", {"prompt": "x", "stop": ["."] * 10_000}, "stop"),
+    ("chat/completions", {"messages": [{"role": "user", "content": "x"}], "stop": "x" * 257}, "stop"),
+    ("chat/completions", {"messages": [{"role": "user", "content": "x"}], "stop": ["ok", "y" * 257]}, "stop"),
 ])
 def test_requests_openai_refuses_are_refused(http, route, body, field):
     reply = post(http, route, **body)
     assert reply.status_code == 422 and field in reply.text
+
+
+def test_up_to_four_stop_sequences_are_taken(http):
+    for stop in (["sunny", "a", "b", "c" * 256], "c" * 256, [], None):
+        reply = post(http, "completions", prompt="Where?", stop=stop)
+        assert reply.status_code == 200, reply.text

@@ -59,6 +59,20 @@ def test_metadata_the_store_could_not_read_back_is_422_naming_metadata(http, met
     assert [(m["memory"], m["metadata"]) for m in listed.json()["results"]] == [("Jo Doe lives in Bern.", {})]
 
 
+@pytest.mark.parametrize("value", ["[" * 33 + "]" * 33, '{"a": ' * 900 + "1" + "}" * 900])
+def test_filters_nested_past_metadatas_depth_are_422_naming_filters(http, value):
+    # A filter value is compared with a memory's metadata value, which is at most 32 levels deep: a deeper one
+    # matches nothing, and thousands of levels ran the request's checks out of stack (a 500).
+    agent = agent_id()
+    add(http, agent, "Jo Doe lives in Bern.")
+    reply = post_raw(http, f"/v1/agents/{agent}/search", '{"query": "Bern", "filters": {"metadata.k": %s}}' % value)
+    assert reply.status_code == 422, reply.text[:300]
+    (error,) = reply.json()["detail"]
+    assert error["loc"][:2] == ["body", "filters"] and "deeper than 32" in error["msg"], error
+    found = post_raw(http, f"/v1/agents/{agent}/search", '{"query": "Bern", "filters": {"metadata.k": [[["x"]]]}}')
+    assert found.status_code == 200 and found.json()["results"] == [], found.text
+
+
 def test_a_timestamp_filter_finds_memories_with_the_value_as_sent(http):
     # pydantic rewrote "+00:00" as "Z" before storing, so filtering with the value the client sent missed.
     agent = agent_id()
