@@ -13,6 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from memorylab.hidden_keys import hide_keys
+
 PACKAGES = ("memorylab", "torch", "transformers", "tokenizers", "ray", "peft", "lancedb", "numpy",
             "scikit-learn", "scipy", "rouge-score", "faker", "sentence-transformers", "optuna")
 
@@ -42,7 +44,8 @@ def _json_safe(value: Any) -> Any:
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
+    # Keys hidden here, where every report passes: a raw config or an inline agent can hold serve.api_keys.
+    tmp.write_text(json.dumps(_json_safe(hide_keys(data)), indent=2, allow_nan=False) + "\n")
     tmp.replace(path)  # a reader never sees a half-written report
 
 

@@ -32,6 +32,8 @@ from memorylab.schema.common import JOINS_RAY
 _PATH_FIELDS = {"name", "path", "base", "target", "retrain"}
 _OUTPUT_PATH_FIELDS = {"storage_path"}
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+# Far above any scenario (a large sweep has a few thousand values), far below what would hang a walk of it.
+MAX_EXPANDED_NODES = 200_000
 
 
 class _Loader(yaml.SafeLoader):
@@ -114,6 +116,10 @@ def _read(path: Path, out: Problems) -> Optional[tuple[dict, dict[Loc, int]]]:
         node = loader.get_single_node()
         if node is None:
             return out.add(1, "file", "empty file; expected a mapping with at least 'name' and 'kind'")
+        bomb = _over_expanded(node)
+        if bomb is not None:
+            return out.add(bomb.start_mark.line + 1, "yaml", f"aliases here expand to more than "
+                                                             f"{MAX_EXPANDED_NODES:,} values (nested aliases?)")
         lines: dict[Loc, int] = {(): node.start_mark.line + 1}
         _index(node, (), lines, out, stack=())
         data = loader.construct_document(node)
@@ -128,6 +134,34 @@ def _read(path: Path, out: Problems) -> Optional[tuple[dict, dict[Loc, int]]]:
     if not isinstance(data, dict):
         return out.add(lines[()], "file", f"expected a mapping of settings at the top, got {describe(data)}")
     return data, lines
+
+
+def _over_expanded(root: yaml.Node) -> Optional[yaml.Node]:
+    """The innermost node whose aliases expand past MAX_EXPANDED_NODES values, or None. Nested aliases
+    ("billion laughs") make a file of a few lines stand for billions of values: every walk of it (the line
+    index below, validation, a report's dump) would never end. Sizes are counted with each shared node once
+    per use, but computed once per node, so this check is linear in the file."""
+    sizes: dict[int, int] = {}
+
+    def children(node: yaml.Node) -> list:
+        if isinstance(node, yaml.MappingNode):
+            return [n for pair in node.value for n in pair]
+        return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+    def size(node: yaml.Node) -> int:
+        if id(node) not in sizes:
+            sizes[id(node)] = 1  # a recursive alias (&a [*a]) counts once; _index stops there too
+            sizes[id(node)] = 1 + sum(size(child) for child in children(node))
+        return sizes[id(node)]
+
+    if size(root) <= MAX_EXPANDED_NODES:
+        return None
+    node = root
+    while True:
+        inner = next((c for c in children(node) if sizes[id(c)] > MAX_EXPANDED_NODES), None)
+        if inner is None:
+            return node
+        node = inner
 
 
 def _index(node: yaml.Node, loc: Loc, lines: dict[Loc, int], out: Problems, stack: tuple) -> None:

@@ -58,6 +58,10 @@ MALFORMED = [
     ("bad-run-name", "name: ..\nkind: memorization\n",
      [("bad.yaml:1: name: ", "must name a run folder, not '.' or '..' (got '..')")]),
     ("duplicate-key", MINIMAL + "seed: 1\nseed: 2\n", [("bad.yaml:4: seed: ", "duplicate key; line 3 sets it too")]),
+    # "Billion laughs": nine lines standing for 10^9 values; refused where the expansion passes the bound.
+    ("yaml-alias-bomb", MINIMAL + "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 9)),
+     [("bad.yaml:8: yaml: ", "aliases here expand to more than 200,000 values")]),
     ("infinite-number", MINIMAL + "train:\n  lr: .inf\n", [("bad.yaml:4: train.lr: ", "finite number")]),
     ("unknown-backend", MINIMAL + "model:\n  backend: nope\n",
      [("bad.yaml:4: model.backend: ", "unknown backend 'nope'; known backends: hf, vllm")]),

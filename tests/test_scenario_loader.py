@@ -94,7 +94,7 @@ def test_all_problems_of_a_file_in_file_order(in_tmp):
     ]
     assert found[1] == (
         "s.yaml:5: train.lrr: unknown key (did you mean 'lr'?); expected one of: steps, batch_size, seq_len, lr, "
-        "min_lr_ratio, warmup_steps, weight_decay, grad_clip, checkpoint_every"
+        "min_lr_ratio, warmup_steps, weight_decay, grad_clip, checkpoint_every, loss"
     )
 
 

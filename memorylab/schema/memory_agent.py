@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SerializationInfo, field_serializer, field_validator, model_validator
 
+from memorylab.hidden_keys import HIDDEN_KEY
 from memorylab.schema.common import ActorResources, ScenarioBase, SpeculativeConfig, Strict
 
 RerankerName = Literal["none", "cross_encoder", "listwise_first"]
@@ -136,6 +137,10 @@ class AdaptiveSettings(Strict):
 class TenantKeys(Strict):
     tenant: str = Field(..., pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     key: str = Field(..., min_length=8, description="a bearer token; prefer MEMORYLAB_API_KEYS over the file")
+
+    @field_serializer("key")
+    def _hidden(self, key: str, info: SerializationInfo) -> str:
+        return key if (info.context or {}).get("reveal_keys") else HIDDEN_KEY  # REVEAL_KEYS
 
 
 class ServeSettings(Strict):

@@ -19,7 +19,7 @@ from memorylab.cluster.resources import actor_options, device_for, torch_threads
 from memorylab.errors import MemorylabError
 from memorylab.schema.common import IN_JOINED_RAY
 from memorylab.schema.memory_agent import MemoryAgentScenario
-from memorylab.serve.auth import resolve_keys
+from memorylab.serve.auth import check_exposed_keys, resolve_keys
 
 log = logging.getLogger("memorylab.serve")
 
@@ -30,6 +30,8 @@ class BuildArgs(BaseModel):
     scenario: Union[str, dict[str, Any]] = Field(..., description="memory_agent scenario: file path or inline")
     folder: Optional[str] = None
     overrides: list[str] = Field(default_factory=list)
+    host: Optional[str] = Field(None, description="where Serve's proxy listens (default: serve.host): a host other "
+                                                  "machines reach refuses the demo key and short keys")
 
 
 def load_agent_scenario(source: Union[str, dict, MemoryAgentScenario], overrides: list[str] = ()) -> MemoryAgentScenario:
@@ -67,9 +69,10 @@ def build_app(args: Union[dict, BuildArgs]) -> Any:
 
     args = args if isinstance(args, BuildArgs) else BuildArgs.model_validate(args)
     scenario = load_agent_scenario(args.scenario, args.overrides)
+    keys = resolve_keys([(k.tenant, k.key) for k in scenario.serve.api_keys])
+    check_exposed_keys(args.host or scenario.serve.host, keys)
     folder = serve_folder(scenario, args.folder)
     folder.mkdir(parents=True, exist_ok=True)
-    keys = resolve_keys([(k.tenant, k.key) for k in scenario.serve.api_keys])
     if not keys:
         log.warning("no API keys: every request will get 401; set serve.api_keys or MEMORYLAB_API_KEYS")
 

@@ -9,6 +9,7 @@ each other's agent ids.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 import re
 from typing import Mapping, Optional, Sequence
@@ -48,6 +49,31 @@ def resolve_keys(scenario_keys: Sequence[tuple[str, str]], environ: Optional[Map
     if ENV_VAR in environ:
         return parse_keys(environ[ENV_VAR])
     return {key: tenant for tenant, key in scenario_keys}
+
+
+DEMO_KEY = "demo-key-change-me"  # scenarios/agent.yaml's: public, so only ever for loopback
+MIN_EXPOSED_KEY_CHARS = 16  # `openssl rand -hex 8` and up
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def check_exposed_keys(host: str, keys: Mapping[str, str]) -> None:
+    """Refuse to serve on a host other machines reach (0.0.0.0, an interface's address) with the demo key or
+    a short key: a key anyone can read in this repository, or guess, would open every tenant's memory."""
+    if is_loopback(host):
+        return
+    for key, tenant in keys.items():
+        if key == DEMO_KEY:
+            raise AuthConfigError(f"serve.host {host} is reachable from other machines and tenant '{tenant}' has "
+                                  f"the demo key; set MEMORYLAB_API_KEYS=tenant:$(openssl rand -hex 16)")
+        if len(key) < MIN_EXPOSED_KEY_CHARS:
+            raise AuthConfigError(f"serve.host {host} is reachable from other machines and tenant '{tenant}' has "
+                                  f"a key shorter than {MIN_EXPOSED_KEY_CHARS} characters; use a longer one")
 
 
 class KeyRing:

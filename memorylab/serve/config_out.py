@@ -33,7 +33,7 @@ def serve_config(scenario: MemoryAgentScenario, raw: dict[str, Any], *, host: Op
     (overrides applied), `scenario` the same validated. Checked against Ray Serve's schema before it is returned."""
     inline = copy.deepcopy(raw)
     inline.get("serve", {}).pop("api_keys", None)
-    args: dict[str, Any] = {"scenario": inline}
+    args: dict[str, Any] = {"scenario": inline, "host": host or CLUSTER_HOST}
     if folder is not None:
         args["folder"] = str(folder)
     config = {

@@ -41,9 +41,11 @@ def start_agent(scenario: Union[str, dict, Any], *, host: str = "127.0.0.1", por
     from ray import serve
 
     if not isinstance(scenario, (str, dict)):
-        scenario = scenario.model_dump(mode="json")
+        from memorylab.hidden_keys import REVEAL_KEYS
+
+        scenario = scenario.model_dump(mode="json", context=REVEAL_KEYS)  # the one dump that keeps the keys
     serve.start(http_options={"host": host, "port": port}, logging_config=dict(QUIET_LOGGING))
-    app = build_app(BuildArgs(scenario=scenario, folder=folder, overrides=list(overrides)))
+    app = build_app(BuildArgs(scenario=scenario, folder=folder, overrides=list(overrides), host=host))
     serve.run(app, name=name, route_prefix=route_prefix, blocking=False, logging_config=dict(QUIET_LOGGING))
     url = f"http://{host}:{port}{route_prefix.rstrip('/')}"
     wait_healthy(url, timeout_s)

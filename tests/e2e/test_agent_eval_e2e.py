@@ -26,6 +26,7 @@ AGENT = {
     "memory": {"adaptive": {"policy": "confidence"}},
     "deployments": {k: {"num_cpus": 0} for k in ("ingress", "agent", "generator")},
     "ray": {"num_cpus": 2},
+    "serve": {"api_keys": [{"tenant": "ops", "key": "never-in-a-report-0123"}]},
 }
 
 
@@ -79,6 +80,11 @@ def test_served_agent_eval(tmp_path):
     assert (tmp_path / "run" / "answers.png").stat().st_size > 0
     text = (tmp_path / "run" / "report.md").read_text()
     assert "per competency" in text and "exact_match" in text and "abstention" in text
+    # The agent's settings are in the report, its API keys are not (nor in any other file the report wrote).
+    assert saved["agent"]["serve"]["api_keys"] == [{"tenant": "ops", "key": "***"}]
+    for written in (tmp_path / "run").iterdir():
+        if written.is_file():
+            assert b"never-in-a-report-0123" not in written.read_bytes(), written
 
 
 def _tiny_locomo(path: Path) -> Path:

@@ -73,3 +73,33 @@ def test_keyring_maps_bearer_tokens_to_tenants(header, tenant):
 
 def test_empty_keyring_refuses_everyone():
     assert KeyRing({}).tenant_for("Bearer anything-at-all") is None
+
+
+@pytest.mark.parametrize("host,keys,refused", [
+    ("127.0.0.1", {"demo-key-change-me": "demo", "short-ok": "t"}, None),  # loopback: a laptop's demo
+    ("localhost", {"demo-key-change-me": "demo"}, None),
+    ("::1", {"demo-key-change-me": "demo"}, None),
+    ("0.0.0.0", {"demo-key-change-me": "demo"}, "the demo key"),
+    ("10.1.2.3", {"a" * 32: "acme", "short-key-1": "globex"}, "tenant 'globex' has a key shorter than 16"),
+    ("0.0.0.0", {"a" * 16: "acme"}, None),
+])
+def test_a_host_others_reach_refuses_the_demo_key_and_short_keys(host, keys, refused):
+    from memorylab.serve.auth import check_exposed_keys
+
+    if refused is None:
+        check_exposed_keys(host, keys)
+        return
+    with pytest.raises(AuthConfigError, match=refused) as err:
+        check_exposed_keys(host, keys)
+    assert "\n" not in str(err.value) and not any(k in str(err.value) for k in keys if k != "demo-key-change-me")
+
+
+def test_serving_agent_yaml_on_every_interface_is_refused_before_anything_starts(monkeypatch):
+    from pathlib import Path
+
+    from memorylab.serve.app import BuildArgs, build_app
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    scenario = str(Path(__file__).parents[2] / "scenarios" / "agent.yaml")
+    with pytest.raises(AuthConfigError, match="serve.host 0.0.0.0 .* demo key"):
+        build_app(BuildArgs(scenario=scenario, host="0.0.0.0", folder="/nonexistent/never-created"))
