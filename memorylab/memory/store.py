@@ -227,6 +227,8 @@ class MemoryStore:
             if history is None:
                 raise MemoryNotFound(f"no memory with id {memory_id!r} for agent {agent!r}")
             live = self.get(tenant, agent, memory_id)
+            if live is None and _purged(history):
+                return None  # purged before: nothing is left to erase, so nothing is written
             now = time.time()
             erased = [replace(h, old_text=None, new_text=None) for h in history]
             erased.append(HistoryEntry(memory_id, "DELETE", None, None, now, source))
@@ -393,4 +395,7 @@ class MemoryStore:
         return pa.table(columns, schema=self._schema)
 
 
-
+def _purged(history: list[HistoryEntry]) -> bool:
+    """Whether a memory's history is what a purge leaves: no text in any event, ending in a purge's DELETE."""
+    return bool(history) and history[-1].event == "DELETE" and all(
+        h.old_text is None and h.new_text is None for h in history)

@@ -54,3 +54,17 @@ def test_purge_leaves_no_text_anywhere(tmp_path, deleted_first):
 def test_purge_of_an_unknown_memory_is_not_found(tmp_path):
     with pytest.raises(MemoryNotFound):
         MemoryStore(tmp_path).purge("t", "a", "nope")
+
+
+def test_a_second_purge_writes_nothing(tmp_path):
+    # Each purge appended a history entry and compacted the whole table again: a client retrying a purge (or
+    # a hostile one repeating it) could make the store rewrite itself without end.
+    store = MemoryStore(tmp_path)
+    memory = store.add(record(SECRET), unit(1))
+    store.purge("t", "a", memory.id)
+    events, version = store.history("t", "a", memory.id), store._table.version
+    files = sorted(str(p) for p in tmp_path.rglob("*") if p.is_file())
+    for _ in range(3):
+        assert store.purge("t", "a", memory.id) is None
+    assert store.history("t", "a", memory.id) == events and store._table.version == version
+    assert sorted(str(p) for p in tmp_path.rglob("*") if p.is_file()) == files
