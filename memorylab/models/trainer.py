@@ -175,7 +175,7 @@ def train_causal_lm(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     start, losses, resumed = 0, [], None
     latest = _latest_checkpoint(ckpt_dir)
     if latest is not None:
-        state = torch.load(latest / "trainer_state.pt", weights_only=False)
+        state = torch.load(latest / "trainer_state.pt", weights_only=True)  # tensors and numbers: never code
         weights = type(model).from_pretrained(latest).state_dict()
         model.load_state_dict(weights)
         optimizer.load_state_dict(state["optimizer"])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
-from memorylab.runners.unlearning.evaluation_cache import cached, model_fingerprint
+from memorylab.evaluation import Evaluation
+from memorylab.runners.unlearning.evaluation_cache import (cached, decode_evaluations, encode_evaluations,
+                                                           model_fingerprint)
 
 
 def test_same_key_is_computed_once(tmp_path):
@@ -48,9 +50,26 @@ def test_target_and_retrain_never_share_an_entry(tmp_path, monkeypatch):
                       "evaluations": str(tmp_path / "cache")}})
     measured = []
     monkeypatch.setattr(unlearning, "evaluate_model",
-                        lambda scenario, data, model, name, units, figures=None: measured.append(name) or {None: name})
+                        lambda scenario, data, model, name, units, figures=None: measured.append(name) or {
+                            None: Evaluation({"m": 1.0}, {"s": [name]}), ("p1",): Evaluation({"m": 0.5}, {}, {"r": [1]})})
     for _ in range(2):
         for name in ("target", "retrain"):
-            assert unlearning.evaluate_reusing(scenario, None, models[name], name, [None]) == {None: name}
+            got = unlearning.evaluate_reusing(scenario, None, models[name], name, [None])
+            assert got == {None: Evaluation({"m": 1.0}, {"s": [name]}), ("p1",): Evaluation({"m": 0.5}, {}, {"r": [1]})}
     assert measured == ["target", "retrain"]  # measured once each, then served from the cache
-    assert len(list((tmp_path / "cache").glob("*.pkl"))) == 2
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 2
+
+
+def test_entries_are_json_and_a_planted_pickle_is_never_read(tmp_path):
+    """The cache folder may be shared: an entry is data, never code (a pickle runs code when loaded)."""
+    import numpy as np
+
+    value = {None: Evaluation({"x": np.float32(0.25)}, {"k": [{"a": np.int64(2)}]}, {"r": np.arange(3)})}
+    cached(str(tmp_path), {"k": 1}, lambda: value, encode_evaluations, decode_evaluations)
+    (entry,) = tmp_path.iterdir()
+    assert entry.suffix == ".json"
+    assert cached(str(tmp_path), {"k": 1}, lambda: None, encode_evaluations, decode_evaluations) == {
+        None: Evaluation({"x": 0.25}, {"k": [{"a": 2}]}, {"r": [0, 1, 2]})}
+    (tmp_path / (entry.stem + ".pkl")).write_bytes(b"cos\nsystem\n(S'touch pwned'\ntR.")
+    assert cached(str(tmp_path), {"k": 1}, lambda: None, encode_evaluations, decode_evaluations) is not None
+    assert not (tmp_path / "pwned").exists()

@@ -34,7 +34,8 @@ from memorylab.report import versions
 from memorylab.runners.contract import RunContext
 from memorylab.runners.eval_drafter import DRAFTER, actor_figures, actor_speculative, speculative_section, with_drafter
 from memorylab.runners.unlearning.data import UnlearningData, unlearning_data
-from memorylab.runners.unlearning.evaluation_cache import cached, model_fingerprint
+from memorylab.runners.unlearning.evaluation_cache import (cached, decode_evaluations, encode_evaluations,
+                                                           model_fingerprint)
 from memorylab.runners.unlearning.jobs import unlearn_task
 from memorylab.runners.unlearning.plots import write_unlearning_report
 from memorylab.runners.unlearning.progress import ProgressRelay
@@ -175,7 +176,8 @@ def evaluate_reusing(scenario: UnlearningScenario, data: UnlearningData, model: 
     folder = scenario.reference.evaluations if name in ("target", "retrain") and model.assistant is None else None
     key = {"settings": scenario.model_dump(mode="json", include={"seed", "world", "data", "eval", "model"}),
            "weights": model_fingerprint(model.path), "units": unit_sets}
-    return cached(folder, key, lambda: evaluate_model(scenario, data, model, name, unit_sets, figures=figures))
+    return cached(folder, key, lambda: evaluate_model(scenario, data, model, name, unit_sets, figures=figures),
+                  encode_evaluations, decode_evaluations)
 
 
 def _evaluate_all(scenario, data, models: dict[str, Measured], unit_sets: dict[str, list],
