@@ -18,3 +18,8 @@ class GeneratorRefused(GeneratorUnavailable):
     """The generator's server refused the request itself (HTTP 400, 413 or 422: a prompt over its context, a
     setting it does not take): a 502 for a client of the agent, but one the agent can work around where it has
     another way (a write with infer: true falls back to the deterministic policy, as with a local generator)."""
+
+
+class TooManyFacts(MemorylabError):
+    """An add request carries more facts than memory.policy.max_facts_per_add: refused before anything is
+    embedded or written (a 422 naming `messages`)."""

@@ -44,7 +44,7 @@ from typing import Any, Literal, Optional, Sequence, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator, model_validator
 
-from memorylab.errors import GeneratorRefused, GeneratorUnavailable
+from memorylab.errors import GeneratorRefused, GeneratorUnavailable, TooManyFacts
 from memorylab.memory.facts import Candidate, Fact, Retraction, extract, normalized_value, parse_fact
 from memorylab.memory.records import Event, MemoryRecord
 from memorylab.memory.store import MemoryNotFound, MemoryStore
@@ -155,6 +155,12 @@ class MemoryWriter:
                 meta["timestamp"] = m["timestamp"]
             check_metadata(meta)  # before any fact of the call is written, not at the first bad one
             out += [(c, meta) for c in extract(content)]
+            # Checked as they are counted: one request's facts are embedded, matched and written one by one
+            # under its agent's lock, so their number bounds the work a single request can make.
+            if len(out) > self.config.max_facts_per_add:
+                raise TooManyFacts(f"more than {self.config.max_facts_per_add} facts in one request (each "
+                                   f"sentence is one); send them in several, or raise "
+                                   f"memory.policy.max_facts_per_add")
         return out
 
     def _lock(self, tenant: str, agent: str) -> threading.Lock:

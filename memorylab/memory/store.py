@@ -39,6 +39,7 @@ from memorylab.errors import MemorylabError
 from memorylab.memory.lance_files import erase_deleted_rows
 from memorylab.memory.records import HistoryEntry, MemoryRecord
 from memorylab.memory.store_mirror import Partition, similarities
+from memorylab.memory.writer_lock import hold_writer_lock
 from memorylab.memory.store_rows import (  # noqa: F401  (MemoryNotFound, MemoryQueryError: part of this API)
     MemoryNotFound,
     MemoryQueryError,
@@ -54,6 +55,8 @@ from memorylab.memory.store_rows import (  # noqa: F401  (MemoryNotFound, Memory
 log = logging.getLogger(__name__)
 
 TABLE = "memories"
+# A replica being replaced (a redeploy) lets go of the store when it exits: Serve gives it 20 s by default.
+WRITER_WAIT_S = 60.0
 COMPACT_EVERY = 256  # writes between LanceDB compactions: each single-row write adds a small data file
 
 
@@ -64,11 +67,14 @@ class StoreListener(Protocol):
 
 
 class MemoryStore:
-    def __init__(self, path: str | Path, dim: int = 384) -> None:
+    def __init__(self, path: str | Path, dim: int = 384, writer_wait_s: float = WRITER_WAIT_S) -> None:
+        """`writer_wait_s`: how long to wait for another process writing this folder to let go
+        (memory/writer_lock.py) before refusing to open it."""
         import lancedb
 
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        hold_writer_lock(self.path, writer_wait_s)
         self.dim = dim
         self._schema = table_schema(dim)
         self._db = lancedb.connect(str(self.path))
@@ -80,7 +86,6 @@ class MemoryStore:
         self._partitions: dict[tuple[str, str], Partition] = {}
         self._history: dict[str, list[HistoryEntry]] = {}  # key -> history, deleted memories included
         self._tombstones: set[str] = set()  # keys of deleted memories: re-adding one must replace its row
-        self._owners: dict[str, tuple[float, str]] = {}  # agent -> (first created_at, tenant)
         self._listeners: list[StoreListener] = []
         self._writes = 0
         self._load()
@@ -99,7 +104,6 @@ class MemoryStore:
                                   subject=row["subject"], attribute=row["attribute"],
                                   metadata=json.loads(row["metadata"] or "{}"))
             self._history[row["key"]] = [HistoryEntry(**h) for h in json.loads(row["history"])]
-            self._own(record)
             if row["deleted"]:
                 self._tombstones.add(row["key"])
             else:
@@ -164,7 +168,6 @@ class MemoryStore:
             for k, r, h in zip(keys, ready, histories):
                 self._history[k] = h
                 self._tombstones.discard(k)
-                self._own(r)
             with self._mirror_lock:
                 for r, v in zip(ready, vectors):
                     self._partition(r.tenant, r.agent).put(r, v)
@@ -344,22 +347,12 @@ class MemoryStore:
             return sum(len(p.records) for (t, a), p in self._partitions.items()
                        if (tenant is None or t == tenant) and (agent is None or a == agent))
 
-    def agent_owner(self, agent: str) -> Optional[str]:
-        """The tenant that first wrote to `agent` (deleted memories count: ownership is not given up)."""
-        owner = self._owners.get(agent)
-        return owner[1] if owner else None
-
     # -- helpers -------------------------------------------------------------------------------------------
     def _partition(self, tenant: str, agent: str) -> Partition:
         p = self._partitions.get((tenant, agent))
         if p is None:
             p = self._partitions[(tenant, agent)] = Partition(self.dim)
         return p
-
-    def _own(self, record: MemoryRecord) -> None:
-        owner = self._owners.get(record.agent)
-        if owner is None or (record.created_at, record.tenant) < owner:
-            self._owners[record.agent] = (record.created_at, record.tenant)
 
     def _live(self, tenant: str, agent: str, memory_id: str) -> MemoryRecord:
         record = self.get(tenant, agent, memory_id)

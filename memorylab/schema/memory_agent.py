@@ -88,6 +88,8 @@ class PolicySettings(Strict):
     duplicate_threshold: float = Field(0.92, gt=0, le=1, description="cosine at or above which a fact is a NOOP")
     retraction_threshold: float = Field(0.5, gt=0, le=1, description="cosine a retraction needs to delete")
     candidates: int = Field(5, ge=1, le=50, description="similar memories shown to the LLM per new fact")
+    max_facts_per_add: int = Field(64, ge=1, le=10_000, description="facts one add request may carry (each "
+                                   "sentence of a fact-bearing message is one); more is a 422")
     fact_roles: tuple[Literal["user", "assistant", "system", "tool"], ...] = Field(
         ("user",), min_length=1, description="whose messages carry facts (an assistant that echoes a fact back "
                                              "would store it twice)")

@@ -2,8 +2,8 @@
 
 Keys come from the scenario (`serve.api_keys`) or, overriding it entirely, from MEMORYLAB_API_KEYS
 (`tenant:key,tenant:key`) so secrets need not live in a YAML file. A request without a valid key gets 401;
-what belongs to another tenant is reported as missing (404), never as forbidden, so tenants cannot probe
-each other's agent ids.
+agents are scoped to their tenant (another tenant's agent id is simply another agent), so tenants cannot
+probe or claim each other's agent ids.
 """
 
 from __future__ import annotations

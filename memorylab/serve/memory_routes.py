@@ -1,5 +1,6 @@
 """The memory API: an agent's memories (add, list, get, update, delete, history), search and chat, under
-/v1/agents/{agent_id}. Every route needs a tenant's key; an agent belongs to the tenant that first wrote to it."""
+/v1/agents/{agent_id}. Every route needs a tenant's key; agents are scoped to the tenant: the same agent id
+under two tenants is two agents."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from memorylab.serve.deps import accepted, current_ingress, tenant_of
 
 memory_router = APIRouter(prefix="/v1/agents/{agent_id}")
 
-AgentId = Path(..., pattern=AGENT_ID, description="the agent's id; it belongs to the tenant that first wrote to it")
+AgentId = Path(..., pattern=AGENT_ID, description="the agent's id, within the caller's tenant")
 MemoryId = Path(..., pattern=r"^[A-Za-z0-9_-]{1,64}$")
 Ingress = Depends(current_ingress)
 Tenant = Depends(tenant_of)

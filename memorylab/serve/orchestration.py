@@ -34,8 +34,6 @@ async def _similarities(ingress: Any, tenant: str, agent: str, question: str) ->
 
 
 async def decide(ingress: Any, tenant: str, agent: str, question: str) -> Any:
-    if (refusal := ingress.retriever.check_agent(tenant, agent)) is not None:
-        return refusal  # another tenant's agent is 404 whatever the policy would decide
     similarities = None
     if ingress.config.memory.adaptive.policy == "entropy":
         similarities = await _similarities(ingress, tenant, agent, question)

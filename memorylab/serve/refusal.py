@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -13,7 +14,7 @@ class Refusal:
     replica, and these are everyday answers, not faults."""
 
     status: int
-    detail: str
+    detail: Any  # a sentence; a 422 carries FastAPI's list of {loc, msg, type}
 
 
 def remote_message(error: BaseException) -> str:

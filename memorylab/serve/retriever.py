@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 from ray import serve
 
-from memorylab.errors import GeneratorUnavailable, MemorylabError
+from memorylab.errors import GeneratorUnavailable, MemorylabError, TooManyFacts
 from memorylab.memory.embedder import Embedder
 from memorylab.memory.facts import parse_fact
 from memorylab.memory.fulltext import FullTextIndex
@@ -36,10 +36,6 @@ from memorylab.schema.memory_agent import MemorySettings
 from memorylab.serve.refusal import Refusal
 
 log = logging.getLogger("memorylab.serve")
-
-
-class AgentNotFound(MemoryNotFound):
-    """An agent id that belongs to another tenant: reported as missing, never as forbidden."""
 
 
 @dataclass(frozen=True)
@@ -70,11 +66,6 @@ class MemoryService:
         self.retriever = HybridRetriever(self.store, self.embedder, self.fulltext, rrf_k=memory.retrieval.rrf_k)
         self.writer = MemoryWriter(self.store, self.embedder, memory.policy, generator=generator)
 
-    def check_agent(self, tenant: str, agent: str) -> None:
-        owner = self.store.agent_owner(agent)
-        if owner is not None and owner != tenant:
-            raise AgentNotFound(f"agent '{agent}' not found")
-
     def search_settings(self, mode: Optional[str], candidates: Optional[int]) -> tuple[str, int]:
         """A request's retrieval mode and fusion depth, the store's settings where the request gives none."""
         retrieval = self.settings.retrieval
@@ -84,7 +75,6 @@ class MemoryService:
                filters: Optional[dict] = None, query_vector: Optional[np.ndarray] = None,
                candidates: Optional[int] = None,
                dense_hits: Optional[list[tuple[MemoryRecord, float]]] = None) -> list[tuple[MemoryRecord, float]]:
-        self.check_agent(tenant, agent)
         mode, candidates = self.search_settings(mode, candidates)
         return self.retriever.search(tenant, agent, query, top_k, mode=mode, filters=filters or None,
                                      candidates=candidates, query_vector=query_vector, dense_hits=dense_hits)
@@ -109,19 +99,16 @@ class MemoryService:
 
     def add_messages(self, tenant: str, agent: str, messages: list[dict], *, infer: bool,
                      metadata: Optional[dict]) -> list[dict]:
-        self.check_agent(tenant, agent)
         results = self.writer.add_messages(tenant, agent, messages, infer=infer, metadata=metadata, source="api")
         return [asdict(r) for r in results]
 
     def get(self, tenant: str, agent: str, memory_id: str) -> MemoryRecord:
-        self.check_agent(tenant, agent)
         record = self.store.get(tenant, agent, memory_id)
         if record is None:
             raise MemoryNotFound(f"memory '{memory_id}' not found")
         return record
 
     def update(self, tenant: str, agent: str, memory_id: str, text: str, metadata: Optional[dict]) -> MemoryRecord:
-        self.check_agent(tenant, agent)
         vector = self.embedder.embed([text])[0]
         # The (subject, attribute) key follows the new text: a memory rewritten to another fact but keeping its
         # old key would be overwritten by the next fact of that key. "" clears a key the new text lacks (None
@@ -133,17 +120,14 @@ class MemoryService:
 
     def delete(self, tenant: str, agent: str, memory_id: str, purge: bool = False) -> Optional[MemoryRecord]:
         """Tombstone (history kept), or with purge erase every text of the memory, also from disk."""
-        self.check_agent(tenant, agent)
         if purge:
             return self.store.purge(tenant, agent, memory_id, source="api purge")
         return self.store.delete(tenant, agent, memory_id, source="api")
 
     def list(self, tenant: str, agent: str, limit: int, cursor: Optional[str]):
-        self.check_agent(tenant, agent)
         return self.store.list(tenant, agent, limit=limit, cursor=cursor)
 
     def history(self, tenant: str, agent: str, memory_id: str):
-        self.check_agent(tenant, agent)
         entries = self.store.history(tenant, agent, memory_id)
         if not entries:
             raise MemoryNotFound(f"memory '{memory_id}' not found")
@@ -157,6 +141,8 @@ def refused(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return Refusal(404, str(e))
     except GeneratorUnavailable as e:  # infer: true, and the generator's server failed: nothing was written
         return Refusal(e.status, f"generator: {e}")
+    except TooManyFacts as e:  # in FastAPI's shape for a request body it refuses, as the schema documents it
+        return Refusal(422, [{"loc": ["body", "messages"], "msg": str(e), "type": "value_error"}])
     except MemorylabError as e:
         return Refusal(400, str(e))
 
@@ -182,8 +168,6 @@ class Retriever:
 
     async def search(self, tenant: str, agent: str, query: str, top_k: int, mode: Optional[str] = None,
                      filters: Optional[dict] = None, candidates: Optional[int] = None) -> Any:
-        if (refusal := self.check_agent(tenant, agent)) is not None:
-            return refusal
         mode, candidates = self.service.search_settings(mode, candidates)
         dense = None
         if mode != "bm25" and top_k > 0:
@@ -224,10 +208,6 @@ class Retriever:
 
     def get(self, tenant: str, agent: str, memory_id: str) -> Any:
         return refused(self.service.get, tenant, agent, memory_id)
-
-    def check_agent(self, tenant: str, agent: str) -> Optional[Refusal]:
-        """None when `tenant` may use `agent` (its own, or one nobody wrote to yet), else the 404."""
-        return refused(self.service.check_agent, tenant, agent)
 
     def list(self, tenant: str, agent: str, limit: int, cursor: Optional[str]) -> Any:
         return refused(self.service.list, tenant, agent, limit, cursor)

@@ -126,7 +126,20 @@ def test_tenant_isolation_of_every_method(store):
         store.delete("t3", "a1", "shared-id")
     with pytest.raises(MemoryNotFound):
         store.history("t3", "a1", "shared-id")
-    assert store.agent_owner("a1") == "t1" and store.agent_owner("nobody") is None
+
+
+def test_a_store_written_with_global_agent_ids_reopens_tenant_scoped(tmp_path):
+    # Stores written before agents were scoped to tenants hold one tenant per agent id (the first writer
+    # owned it); every row already carries its tenant, so they open unchanged: the owner keeps its agent,
+    # and another tenant's use of that id is an agent of its own, written beside it and kept on reopening.
+    old = MemoryStore(tmp_path / "m", dim=DIM)
+    kept = old.add(rec("t1 was here", tenant="t1", agent="a1"), vec(1))
+    del old
+    store = MemoryStore(tmp_path / "m", dim=DIM)
+    assert store.records("t1", "a1") == [kept] and store.records("t2", "a1") == []
+    theirs = store.add(rec("t2 is here too", tenant="t2", agent="a1"), vec(2))
+    reopened = MemoryStore(tmp_path / "m", dim=DIM)
+    assert reopened.records("t1", "a1") == [kept] and reopened.records("t2", "a1") == [theirs]
 
 
 def test_list_pages_in_stable_order_with_an_opaque_cursor(store):

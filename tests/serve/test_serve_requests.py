@@ -59,6 +59,24 @@ def test_metadata_the_store_could_not_read_back_is_422_naming_metadata(http, met
     assert [(m["memory"], m["metadata"]) for m in listed.json()["results"]] == [("Jo Doe lives in Bern.", {})]
 
 
+def test_an_add_with_more_facts_than_the_cap_is_422_and_writes_nothing(http):
+    # Every sentence was a fact, each embedded, matched against the agent's memories and committed on its own:
+    # one request of a megabyte of short sentences held the write path for minutes.
+    agent = agent_id()
+    add(http, agent, "Jo Doe lives in Bern.")
+    many = " ".join(f"Person{i} Roe lives in Rome{i}." for i in range(65))
+    reply = http.post(f"/v1/agents/{agent}/memories", headers=auth("acme"),
+                      json={"messages": [{"role": "user", "content": many}]})
+    assert reply.status_code == 422, reply.text
+    (error,) = reply.json()["detail"]
+    assert error["loc"] == ["body", "messages"] and "more than 64 facts" in error["msg"]
+    listed = http.get(f"/v1/agents/{agent}/memories", headers=auth("acme")).json()["results"]
+    assert [m["memory"] for m in listed] == ["Jo Doe lives in Bern."]
+    at_cap = " ".join(f"Person{i} Roe lives in Rome{i}." for i in range(64))
+    assert http.post(f"/v1/agents/{agent}/memories", headers=auth("acme"),
+                     json={"messages": [{"role": "user", "content": at_cap}]}).status_code == 200
+
+
 @pytest.mark.parametrize("value", ["[" * 33 + "]" * 33, '{"a": ' * 900 + "1" + "}" * 900])
 def test_filters_nested_past_metadatas_depth_are_422_naming_filters(http, value):
     # A filter value is compared with a memory's metadata value, which is at most 32 levels deep: a deeper one
