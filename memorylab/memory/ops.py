@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Literal, Optional, Sequence, Union
@@ -46,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_
 
 from memorylab.errors import GeneratorRefused, GeneratorUnavailable, TooManyFacts
 from memorylab.memory.facts import Candidate, Fact, Retraction, extract, normalized_value, parse_fact
+from memorylab.memory.keyed_locks import KeyedLocks
 from memorylab.memory.records import Event, MemoryRecord
 from memorylab.memory.store import MemoryNotFound, MemoryStore
 from memorylab.memory.store_rows import check_metadata
@@ -105,8 +105,7 @@ class MemoryWriter:
         self.embedder = embedder
         self.config = config
         self.generator = generator
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._locks_lock = threading.Lock()
+        self._locks = KeyedLocks()  # one agent's facts are decided one request at a time
 
     def add_messages(self, tenant: str, agent: str, messages: Sequence[dict], *, infer: bool = False,
                      metadata: Optional[dict] = None, source: str = "api") -> list[OpResult]:
@@ -114,7 +113,7 @@ class MemoryWriter:
         if not items:
             return []
         vectors = self.embedder.embed([_search_text(c) for c, _ in items])
-        with self._lock(tenant, agent):
+        with self._locks.hold((tenant, agent)):
             results: list[OpResult] = []
             todo = list(range(len(items)))
             path = "deterministic policy (infer=false)"
@@ -162,10 +161,6 @@ class MemoryWriter:
                                    f"sentence is one); send them in several, or raise "
                                    f"memory.policy.max_facts_per_add")
         return out
-
-    def _lock(self, tenant: str, agent: str) -> threading.Lock:
-        with self._locks_lock:
-            return self._locks.setdefault((tenant, agent), threading.Lock())
 
     # -- the deterministic policy --------------------------------------------------------------------------
     def _decide(self, tenant: str, agent: str, item: Candidate, vector: np.ndarray, metadata: dict,

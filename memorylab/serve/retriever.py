@@ -27,6 +27,7 @@ from memorylab.errors import GeneratorUnavailable, MemorylabError, TooManyFacts
 from memorylab.memory.embedder import Embedder
 from memorylab.memory.facts import parse_fact
 from memorylab.memory.fulltext import FullTextIndex
+from memorylab.memory.keyed_locks import AsyncKeyedLocks
 from memorylab.memory.ops import MemoryWriter
 from memorylab.memory.records import MemoryRecord
 from memorylab.memory.retrieval import HybridRetriever
@@ -153,9 +154,10 @@ class Retriever:
         self.service = MemoryService(folder, memory, generator=generator, device=device)
         self._dense_arm.set_max_batch_size(batch_size)
         self._dense_arm.set_batch_wait_timeout_s(batch_wait_ms / 1000)
-        # Writes run one at a time in a worker thread: the policy reads then writes, and two adds of the same
-        # fact racing each other would otherwise both see "new" and store it twice.
-        self._write_lock = asyncio.Lock()
+        # An agent's writes run one at a time in a worker thread: the policy reads then writes, and two adds of
+        # the same fact racing each other would otherwise both see "new" and store it twice. Other agents'
+        # writes (another tenant's above all) run beside them.
+        self._write_locks = AsyncKeyedLocks()
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.006)
     async def _dense_arm(self, queries: list[DenseQuery]) -> list[Any]:
@@ -178,11 +180,11 @@ class Retriever:
         return refused(self.service.search, tenant, agent, query, top_k, mode=mode, filters=filters,
                        candidates=candidates, dense_hits=dense)
 
-    async def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        async with self._write_lock:
+    async def _write(self, fn: Callable[..., Any], tenant: str, agent: str, *args: Any, **kwargs: Any) -> Any:
+        async with self._write_locks.hold((tenant, agent)):
             # Serve cancels a request whose client went away, but the write in its thread goes on: the lock
             # stays held until that write ends (shielded), or the next write would run beside it.
-            work = asyncio.ensure_future(asyncio.to_thread(refused, fn, *args, **kwargs))
+            work = asyncio.ensure_future(asyncio.to_thread(refused, fn, tenant, agent, *args, **kwargs))
             cancelled = False
             while True:
                 try:
