@@ -113,7 +113,8 @@ class MemoryWriter:
         if not items:
             return []
         vectors = self.embedder.embed([_search_text(c) for c, _ in items])
-        with self._locks.hold((tenant, agent)):
+        # One commit for the request's facts: all stored or none, even if the process dies halfway.
+        with self._locks.hold((tenant, agent)), self.store.one_commit(tenant, agent):
             results: list[OpResult] = []
             todo = list(range(len(items)))
             path = "deterministic policy (infer=false)"

@@ -38,6 +38,7 @@ import pyarrow as pa
 from memorylab.errors import MemorylabError
 from memorylab.memory.lance_files import erase_deleted_rows
 from memorylab.memory.records import HistoryEntry, MemoryRecord
+from memorylab.memory.store_commit import OneCommit
 from memorylab.memory.store_mirror import Partition, similarities
 from memorylab.memory.writer_lock import hold_writer_lock
 from memorylab.memory.store_rows import (  # noqa: F401  (MemoryNotFound, MemoryQueryError: part of this API)
@@ -66,7 +67,7 @@ class StoreListener(Protocol):
     def on_delete(self, record: MemoryRecord) -> None: ...
 
 
-class MemoryStore:
+class MemoryStore(OneCommit):
     def __init__(self, path: str | Path, dim: int = 384, writer_wait_s: float = WRITER_WAIT_S) -> None:
         """`writer_wait_s`: how long to wait for another process writing this folder to let go
         (memory/writer_lock.py) before refusing to open it."""
@@ -92,7 +93,9 @@ class MemoryStore:
 
     # -- open --------------------------------------------------------------------------------------------
     def _load(self) -> None:
-        data = self._table.to_arrow()
+        self._load_rows(self._table.to_arrow())
+
+    def _load_rows(self, data: pa.Table) -> None:
         if data.num_rows == 0:
             return
         vectors = data.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
@@ -161,10 +164,8 @@ class MemoryStore:
             histories = [self._history.get(k, []) + [HistoryEntry(r.id, "ADD", None, r.text, r.created_at, r.source)]
                          for k, r in zip(keys, ready)]
             rows = self._rows(ready, vectors, histories, deleted=False)
-            if any(k in self._tombstones for k in keys):
-                self._merge(rows)  # a tombstone row with that key exists: replace it
-            else:
-                self._table.add(rows)  # plain append: no join, the fast path of a bulk load
+            # A plain append (no join: the fast path of a bulk load) unless a tombstone row has that key.
+            self._write(rows, append=not any(k in self._tombstones for k in keys))
             for k, r, h in zip(keys, ready, histories):
                 self._history[k] = h
                 self._tombstones.discard(k)
@@ -172,7 +173,7 @@ class MemoryStore:
                 for r, v in zip(ready, vectors):
                     self._partition(r.tenant, r.agent).put(r, v)
             self._after_write()
-            self._notify("on_upsert", ready)
+            self._notify_later("on_upsert", ready)
         return ready
 
     def update(self, tenant: str, agent: str, memory_id: str, text: str, vector: np.ndarray, *, source: str = "",
@@ -194,12 +195,12 @@ class MemoryStore:
                           metadata=dict(old.metadata if metadata is None else metadata))
             key = row_key(tenant, agent, memory_id)
             history = self._history[key] + [HistoryEntry(memory_id, "UPDATE", old.text, text, now, source)]
-            self._merge(self._rows([new], vector, [history], deleted=False))
+            self._write(self._rows([new], vector, [history], deleted=False), append=False)
             self._history[key] = history
             with self._mirror_lock:
                 self._partitions[(tenant, agent)].put(new, vector[0])
             self._after_write()
-            self._notify("on_upsert", [new])
+            self._notify_later("on_upsert", [new])
         return old, new
 
     def delete(self, tenant: str, agent: str, memory_id: str, *, source: str = "") -> MemoryRecord:
@@ -210,13 +211,13 @@ class MemoryStore:
             with self._mirror_lock:
                 vector = self._partitions[(tenant, agent)].vector(memory_id)
             history = self._history[key] + [HistoryEntry(memory_id, "DELETE", old.text, None, time.time(), source)]
-            self._merge(self._rows([old], vector[None, :], [history], deleted=True))
+            self._write(self._rows([old], vector[None, :], [history], deleted=True), append=False)
             self._history[key] = history
             self._tombstones.add(key)
             with self._mirror_lock:
                 self._partitions[(tenant, agent)].remove(memory_id)
             self._after_write()
-            self._notify("on_delete", [old])
+            self._notify_later("on_delete", [old])
         return old
 
     def purge(self, tenant: str, agent: str, memory_id: str, *, source: str = "purge") -> Optional[MemoryRecord]:
@@ -225,6 +226,8 @@ class MemoryStore:
         compacted away). What remains is that the memory existed and when each event happened. Returns the
         memory as it was when it was still live, else None. For deletion requests that must leave nothing."""
         key = row_key(tenant, agent, memory_id)
+        if self._staged is not None:  # a programming error, not a request's: the erasure needs a commit first
+            raise RuntimeError("purge compacts the table; call it outside one_commit()")
         with self._write_lock:
             history = self._history.get(key)
             if history is None:
