@@ -18,6 +18,7 @@ from ray import serve
 from memorylab.schema.memory_agent import GeneratorConfig, MemorySettings, ServeSettings
 from memorylab.serve.auth import KeyRing
 from memorylab.serve.deps import Unauthorized, tenant_of
+from memorylab.serve.error_replies import ERROR_REPLIES, OPENAI_ERROR_REPLIES
 from memorylab.serve.generator import text_generator
 from memorylab.serve.limits import BodyLimit
 from memorylab.serve.memory_routes import memory_router
@@ -78,8 +79,8 @@ async def healthz() -> Any:
     return {"status": "ok"}
 
 
-fastapi_app.include_router(memory_router)
-fastapi_app.include_router(openai_router, dependencies=[Depends(tenant_of)])
+fastapi_app.include_router(memory_router, responses=ERROR_REPLIES)
+fastapi_app.include_router(openai_router, dependencies=[Depends(tenant_of)], responses=OPENAI_ERROR_REPLIES)
 fastapi_app.add_middleware(BodyLimit)
 
 

@@ -17,6 +17,7 @@ from memorylab.errors import GeneratorUnavailable
 from memorylab.models.protocol import Completion, GenerationParams
 from memorylab.serve import orchestration
 from memorylab.serve.deps import accepted, current_ingress, tenant_of
+from memorylab.serve.error_replies import EVENT_STREAM
 from memorylab.serve.openai_bodies import ChatCompletionRequest, CompletionRequest, chat_prompt
 from memorylab.serve.openai_format import Choice, Reply, usage
 from memorylab.serve.refusal import remote_message
@@ -76,7 +77,7 @@ async def list_models(ingress: Any = Ingress) -> dict:
     return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "memorylab"}]}
 
 
-@openai_router.post("/completions")
+@openai_router.post("/completions", responses=EVENT_STREAM)
 async def completions(body: CompletionRequest, ingress: Any = Ingress) -> Any:
     if (error := _check_model(ingress, body.model)) is not None:
         return error
@@ -88,7 +89,7 @@ async def completions(body: CompletionRequest, ingress: Any = Ingress) -> Any:
     return _respond(reply, body.stream, body.include_usage)
 
 
-@openai_router.post("/chat/completions")
+@openai_router.post("/chat/completions", responses=EVENT_STREAM)
 async def chat_completions(body: ChatCompletionRequest, ingress: Any = Ingress,
                            authorization: Optional[str] = Header(None)) -> Any:
     if (error := _check_model(ingress, body.model)) is not None:

@@ -1,7 +1,8 @@
 """Property-based requests from the app's own /openapi.json (schemathesis strategies driven by hypothesis): for
 every operation, random path and query parameters and JSON bodies, both valid ones (positive) and ones that
 break the schema (negative), sent with a valid key of either tenant, a wrong key or none. Whatever arrives,
-the server never answers 5xx.
+the server never answers 5xx, and every answer is one /openapi.json documents: its status, its content type
+and its body's shape.
 
 schemathesis' own pytest integration (`schemathesis.pytest.from_fixture`) does not work with pytest 9, so the
 operations are listed here and each is driven by `hypothesis.given` over `operation.as_strategy()`.
@@ -21,6 +22,8 @@ from hypothesis.errors import Unsatisfiable
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is in the `test` extra (pip install -e .[test])")
 from schemathesis.generation.modes import GenerationMode  # noqa: E402
+from schemathesis.specs.openapi.checks import (  # noqa: E402
+    content_type_conformance, response_schema_conformance, status_code_conformance)
 from served_app import KEYS, MODEL_NAME, Served, agent_id  # noqa: E402
 
 EXAMPLES = int(os.environ.get("MEMORYLAB_FUZZ_EXAMPLES", "15"))
@@ -92,6 +95,10 @@ def test_no_server_errors(api_schema, session: requests.Session, served: Served,
         assert response.status_code < 500, (
             f"{case.method} {case.formatted_path}: HTTP {response.status_code} {response.text[:300]}\n"
             f"query={case.query} body={str(case.body)[:300]}")
+        # Every answer in the shape /openapi.json documents for its status (a documented one: each route
+        # lists the errors it gives), with the content type it declares.
+        case.validate_response(response, checks=[status_code_conformance, content_type_conformance,
+                                                 response_schema_conformance])
 
     try:
         check()
