@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from memorylab.errors import MemorylabError
+from memorylab.memory.erasure import SharedErasure
 from memorylab.memory.lance_files import erase_deleted_rows
 from memorylab.memory.records import HistoryEntry, MemoryRecord
 from memorylab.memory.store_commit import OneCommit
@@ -89,6 +90,7 @@ class MemoryStore(OneCommit):
         self._tombstones: set[str] = set()  # keys of deleted memories: re-adding one must replace its row
         self._listeners: list[StoreListener] = []
         self._writes = 0
+        self._erasure = SharedErasure(self._erase_old_versions)
         self._load()
 
     # -- open --------------------------------------------------------------------------------------------
@@ -247,10 +249,15 @@ class MemoryStore(OneCommit):
                 with self._mirror_lock:
                     self._partitions[(tenant, agent)].remove(memory_id)
                 self._notify("on_delete", [live])
-            # Every earlier version of the table still holds the text: compact, then drop all but this one
-            # (this store is the table's only user, so no reader is on an older version).
-            erase_deleted_rows(self._table)
+        # Every earlier version of the table still holds the text: compact, then drop all but the newest
+        # (this store is the table's only user, so no reader is on an older version), once for all the purges
+        # committed meanwhile (memory/erasure.py).
+        self._erasure.erase()
         return live
+
+    def _erase_old_versions(self) -> None:
+        with self._write_lock:
+            erase_deleted_rows(self._table)
 
     def _merge(self, rows: pa.Table) -> None:
         (self._table.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(rows))

@@ -68,3 +68,35 @@ def test_a_second_purge_writes_nothing(tmp_path):
         assert store.purge("t", "a", memory.id) is None
     assert store.history("t", "a", memory.id) == events and store._table.version == version
     assert sorted(str(p) for p in tmp_path.rglob("*") if p.is_file()) == files
+
+
+def test_purges_at_once_share_their_compactions(tmp_path, monkeypatch):
+    # Each purge compacted the whole table: sixteen purges, sixteen rewrites of everything. Purges committed
+    # while a compaction runs are erased by the next one, together, and none returns before its text is gone.
+    import threading
+    import time
+
+    from memorylab.memory import store as store_module
+
+    store = MemoryStore(tmp_path)
+    memories = [store.add(record(f"Secret number {i} is zebra-{i:04d}"), unit(i)) for i in range(16)]
+    real = store_module.erase_deleted_rows
+
+    def slow(table):
+        time.sleep(0.2)
+        real(table)
+
+    monkeypatch.setattr(store_module, "erase_deleted_rows", slow)
+    gone = []
+
+    def purge(memory):
+        store.purge("t", "a", memory.id)
+        gone.append(not on_disk(tmp_path, memory.text))
+
+    threads = [threading.Thread(target=purge, args=(m,)) for m in memories]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert gone == [True] * 16
+    assert store._erasure.compactions <= 6  # not one each: those committed during a compaction share the next
