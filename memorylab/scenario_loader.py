@@ -156,12 +156,13 @@ def _over_expanded(root: yaml.Node) -> Optional[yaml.Node]:
 
     if size(root) <= MAX_EXPANDED_NODES:
         return None
-    node = root
-    while True:
-        inner = next((c for c in children(node) if sizes[id(c)] > MAX_EXPANDED_NODES), None)
+    node, seen = root, {id(root)}
+    while True:  # down to the innermost, never back into a node already passed (&a [*a, ...])
+        inner = next((c for c in children(node) if sizes[id(c)] > MAX_EXPANDED_NODES and id(c) not in seen), None)
         if inner is None:
             return node
         node = inner
+        seen.add(id(node))
 
 
 def _index(node: yaml.Node, loc: Loc, lines: dict[Loc, int], out: Problems, stack: tuple) -> None:

@@ -62,6 +62,9 @@ MALFORMED = [
     ("yaml-alias-bomb", MINIMAL + "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 9)),
      [("bad.yaml:8: yaml: ", "aliases here expand to more than 200,000 values")]),
+    ("yaml-alias-bomb-holding-itself", MINIMAL + "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 5)) + "me: &me [*me, *l4, *l4]\n",
+     [("bad.yaml:8: yaml: ", "aliases here expand to more than 200,000 values")]),
     ("infinite-number", MINIMAL + "train:\n  lr: .inf\n", [("bad.yaml:4: train.lr: ", "finite number")]),
     ("unknown-backend", MINIMAL + "model:\n  backend: nope\n",
      [("bad.yaml:4: model.backend: ", "unknown backend 'nope'; known backends: hf, vllm")]),

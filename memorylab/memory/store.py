@@ -91,6 +91,7 @@ class MemoryStore(OneCommit):
         self._listeners: list[StoreListener] = []
         self._writes = 0
         self._erasure = SharedErasure(self._erase_old_versions)
+        self._staging = threading.local()  # what one_commit() stages, per thread (store_commit.py)
         self._load()
 
     # -- open --------------------------------------------------------------------------------------------

@@ -3,11 +3,16 @@ LanceDB commit at its end, so an add request's facts are stored all or none, als
 halfway (nothing of the request is on disk before that commit). Inside, the store's mirrors already show the
 staged writes, since a request's later facts are decided against its earlier ones (a duplicate, an update of
 a memory it just added); listeners (the BM25 index) hear of them only once the commit is durable. A commit
-that fails leaves the table as it was, and the agent's mirrors are rebuilt from it."""
+that fails leaves the table as it was, and the agent's mirrors are rebuilt from it.
+
+Staging is per thread and holds no store-wide lock: while one agent's request waits on its generator
+(`infer: true`), other agents' writes go on. Callers keep one agent's writes one at a time (the replica's
+per-agent locks), so what one thread stages no other thread writes."""
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Iterator, Optional
 
 import pyarrow as pa
@@ -17,36 +22,45 @@ from memorylab.memory.store_rows import agent_key_prefix
 
 
 class OneCommit:
-    """Mixed into MemoryStore: `_write` and `_notify_later` stand for its table writes and notifications."""
+    """Mixed into MemoryStore (which sets `_staging`, a threading.local, per store): `_write` and
+    `_notify_later` stand for its table writes and notifications."""
 
-    _staged: Optional[list[tuple[pa.Table, bool]]] = None
-    _staged_events: list[tuple[str, list]]
+    _staging: threading.local
+
+    @property
+    def _staged(self) -> Optional[list[tuple[pa.Table, bool]]]:
+        return getattr(self._staging, "rows", None)
 
     @contextlib.contextmanager
     def one_commit(self, tenant: str, agent: str) -> Iterator[None]:
-        with self._write_lock:
-            if self._staged is not None:  # nested: the outer one commits
-                yield
-                return
-            self._staged, self._staged_events = [], []
-            try:
-                yield
-                staged = self._staged
-                self._staged = None
-                if staged:
+        if self._staged is not None:  # nested: the outer one commits
+            yield
+            return
+        self._staging.rows, self._staging.events = [], []
+        try:
+            yield
+            staged, events = self._staging.rows, self._staging.events
+            self._staging.rows = None
+            if staged:
+                with self._write_lock:
                     self._write(_last_per_key(pa.concat_tables([rows for rows, _ in staged])),
                                 append=all(append for _, append in staged))
-            except BaseException:
-                self._staged = None
+        except BaseException:
+            staged, self._staging.rows = self._staging.rows, None
+            if staged is None or staged:  # something was staged (or the commit itself failed)
                 self._reload_agent(tenant, agent)
-                raise
-            for event, records in self._staged_events:
+            raise
+        finally:
+            self._staging.rows = None
+        with self._write_lock:
+            for event, records in events:
                 self._notify(event, records)
 
     def _write(self, rows: pa.Table, append: bool) -> None:
         """Append (rows with new keys only: the fast path) or merge by key; staged inside one_commit()."""
-        if self._staged is not None:
-            self._staged.append((rows, append))
+        staged = self._staged
+        if staged is not None:
+            staged.append((rows, append))
         elif append:
             self._table.add(rows)
         else:
@@ -54,21 +68,23 @@ class OneCommit:
 
     def _notify_later(self, event: str, records: list) -> None:
         if self._staged is not None:
-            self._staged_events.append((event, records))
+            self._staging.events.append((event, records))
         else:
             self._notify(event, records)
 
     def _reload_agent(self, tenant: str, agent: str) -> None:
-        """The agent's mirrors as the table has them (after a commit that failed)."""
-        data = self._table.to_arrow()
-        mine = data.filter(pc.and_(pc.equal(data["tenant"], tenant), pc.equal(data["agent"], agent)))
-        prefix = agent_key_prefix(tenant, agent)
-        with self._mirror_lock:
-            self._partitions.pop((tenant, agent), None)
-        for key in [k for k in self._history if k.startswith(prefix)]:
-            del self._history[key]
-            self._tombstones.discard(key)
-        self._load_rows(mine)
+        """The agent's mirrors as the table has them (after a request whose commit did not happen). A failure
+        path: it reads the table once; a request refused before it staged anything never gets here."""
+        with self._write_lock:
+            data = self._table.to_arrow()
+            mine = data.filter(pc.and_(pc.equal(data["tenant"], tenant), pc.equal(data["agent"], agent)))
+            prefix = agent_key_prefix(tenant, agent)
+            with self._mirror_lock:
+                self._partitions.pop((tenant, agent), None)
+                for key in [k for k in self._history if k.startswith(prefix)]:
+                    del self._history[key]
+                    self._tombstones.discard(key)
+                self._load_rows(mine)
 
 
 def _last_per_key(rows: pa.Table) -> pa.Table:

@@ -92,3 +92,36 @@ def test_a_process_killed_halfway_leaves_none_of_the_request(tmp_path):
     process.kill()
     process.wait()
     assert MemoryStore(tmp_path / "mem").records("t", "a") == []
+
+
+def test_an_agent_waiting_on_its_generator_holds_no_other_agents_writes(tmp_path, embedder):
+    # The request's staging held the store-wide write lock, generator call included: one tenant's slow
+    # `infer: true` add stalled every other tenant's adds and purges.
+    import threading
+
+    store = MemoryStore(tmp_path / "mem")
+    asked, release = threading.Event(), threading.Event()
+
+    class SlowGenerator:
+        def generate(self, prompts, params):
+            asked.set()
+            release.wait(10)
+            return ["not json"]  # the policy decides then
+
+    writer = MemoryWriter(store, embedder, generator=SlowGenerator())
+    other = MemoryWriter(store, embedder)
+    purged = other.add_messages("globex", "b", user("Ann Bo lives in Oslo."))[0]
+    slow = threading.Thread(target=writer.add_messages, args=("acme", "a", user(*FACTS[:3])), kwargs={"infer": True})
+    slow.start()
+    try:
+        assert asked.wait(10)
+        done = threading.Thread(target=lambda: (other.add_messages("globex", "b", user("Bo Cy lives in Rome.")),
+                                                store.purge("globex", "b", purged.id)))
+        done.start()
+        done.join(5)
+        assert not done.is_alive(), "another agent's add and purge waited for this agent's generator"
+    finally:
+        release.set()
+        slow.join()
+    assert sorted(r.text for r in store.records("acme", "a")) == sorted(FACTS[:3])
+    assert [r.text for r in MemoryStore(tmp_path / "mem").records("globex", "b")] == ["Bo Cy lives in Rome."]
