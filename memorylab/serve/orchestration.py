@@ -33,7 +33,15 @@ async def _similarities(ingress: Any, tenant: str, agent: str, question: str) ->
     return {"turn": [s for _, s in hits], "session": list(sessions.values())}
 
 
-async def decide(ingress: Any, tenant: str, agent: str, question: str) -> Any:
+async def _mention_hits(ingress: Any, tenant: str, agent: str, question: str, asked: dict) -> Any:
+    """The question's keyword hits that name people and nicknames, searched once per request (`asked` keeps
+    them): the adaptive decision and the alias resolution of one /chat read the same hits."""
+    if "hits" not in asked:
+        asked["hits"] = await ingress.retriever.search(tenant, agent, question, MENTION_DEPTH, "bm25", None)
+    return asked["hits"]
+
+
+async def decide(ingress: Any, tenant: str, agent: str, question: str, asked: Optional[dict] = None) -> Any:
     similarities = None
     if ingress.config.memory.adaptive.policy == "entropy":
         similarities = await _similarities(ingress, tenant, agent, question)
@@ -46,7 +54,7 @@ async def decide(ingress: Any, tenant: str, agent: str, question: str) -> Any:
         return decision
     # The generator may be sure of an answer its weights hold while the memories say otherwise (a fact it was
     # told later): a question about someone the memories hold facts about is answered from them.
-    hits = await ingress.retriever.search(tenant, agent, question, MENTION_DEPTH, "bm25", None)
+    hits = await _mention_hits(ingress, tenant, agent, question, {} if asked is None else asked)
     named = [] if isinstance(hits, Refusal) else named_in(question, [r for r, _ in hits])
     if named:
         decision = {**decision, "retrieve": True,
@@ -96,10 +104,11 @@ async def search(ingress: Any, tenant: str, agent: str, query: str, top_k: int, 
             "timings_ms": {**timings, **more}}
 
 
-async def _with_aliases(ingress: Any, tenant: str, agent: str, question: str, records: list, top_k: int) -> Any:
+async def _with_aliases(ingress: Any, tenant: str, agent: str, question: str, records: list, top_k: int,
+                        asked: dict) -> Any:
     """`records` with what a nickname in the question stands for: the nickname's memory and the hits of the
     question asked with the person's name come first, then the rest, cut to top_k."""
-    hits = await ingress.retriever.search(tenant, agent, question, MENTION_DEPTH, "bm25", None)
+    hits = await _mention_hits(ingress, tenant, agent, question, asked)
     if isinstance(hits, Refusal):
         return hits
     resolved = []
@@ -120,7 +129,8 @@ async def chat(ingress: Any, tenant: str, agent: str, messages: list[dict], max_
         question = question_of(messages)
     except ValueError as e:  # the request models validate this (422); other callers get the same answer
         return Refusal(422, str(e))
-    decision = await decide(ingress, tenant, agent, question)
+    asked: dict = {}
+    decision = await decide(ingress, tenant, agent, question, asked)
     if isinstance(decision, Refusal):
         return decision
     records = []
@@ -131,7 +141,7 @@ async def chat(ingress: Any, tenant: str, agent: str, messages: list[dict], max_
             return found
         records = [r for r, _ in found[0]]
         if retrieval.resolve_aliases:
-            records = await _with_aliases(ingress, tenant, agent, question, records, retrieval.top_k)
+            records = await _with_aliases(ingress, tenant, agent, question, records, retrieval.top_k, asked)
             if isinstance(records, Refusal):
                 return records
         if retrieval.reorder:
