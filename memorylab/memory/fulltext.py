@@ -131,6 +131,11 @@ class FullTextIndex:
                 if not part.slot_of:
                     del self._parts[(record.tenant, record.agent)]
 
+    def on_evict(self, tenant: str, agent: str) -> None:
+        """The store dropped the agent from memory: so does the index (the store replays it when read back)."""
+        with self._lock:
+            self._parts.pop((tenant, agent), None)
+
     # -- queries ---------------------------------------------------------------------------------------
     def __len__(self) -> int:
         return sum(len(p.slot_of) for p in self._parts.values())

@@ -137,6 +137,11 @@ class MemoryWriter:
                     results += self._decide(tenant, agent, items[i][0], vectors[i], items[i][1], source)
         return results
 
+    def check(self, messages: Sequence[dict], metadata: Optional[dict] = None) -> int:
+        """The number of facts an add of `messages` would decide, or the error the add would raise for them
+        (too many facts, bad metadata): how an add queued for later is refused now."""
+        return len(self._candidates(messages, metadata or {}))
+
     # -- messages -> candidates ------------------------------------------------------------------------------
     def _candidates(self, messages: Sequence[dict], metadata: dict) -> list[tuple[Candidate, dict]]:
         if isinstance(messages, (str, dict)):

@@ -18,7 +18,7 @@ gets the best of both 50-deep lists.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping, Optional, Protocol, Sequence
+from typing import Any, ContextManager, Literal, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -36,6 +36,7 @@ class Store(Protocol):
                      filters: Optional[Mapping[str, Any]] = None) -> list[tuple[MemoryRecord, float]]: ...
     def records(self, tenant: str, agent: str) -> list[MemoryRecord]: ...
     def get(self, tenant: str, agent: str, memory_id: str) -> Optional[MemoryRecord]: ...
+    def resident(self, tenant: str, agent: str) -> ContextManager[None]: ...  # keeps the agent in memory
 
 
 class TextEmbedder(Protocol):
@@ -93,6 +94,13 @@ class HybridRetriever:
             raise ValueError(f"HybridRetriever.search: mode must be one of {', '.join(MODES)}, got {mode!r}.")
         if top_k <= 0:
             return []
+        # The store and the BM25 index are read one after the other: the agent stays in memory meanwhile.
+        with self.store.resident(tenant, agent):
+            return self._search(tenant, agent, query, top_k, mode, filters, candidates, query_vector, dense_hits)
+
+    def _search(self, tenant: str, agent: str, query: str, top_k: int, mode: Mode,
+                filters: Optional[Mapping[str, Any]], candidates: Optional[int], query_vector: Optional[np.ndarray],
+                dense_hits: Optional[list[tuple[MemoryRecord, float]]]) -> list[tuple[MemoryRecord, float]]:
         if dense_hits is not None:
             now = self.store.current(tenant, agent, [r.id for r, _ in dense_hits], dict(filters) if filters else None)
             dense_hits = [(now[r.id], s) for r, s in dense_hits if r.id in now]

@@ -1,4 +1,5 @@
-"""The memory store: one LanceDB table under a folder (the durable copy) and an in-memory mirror (the fast one).
+"""The memory store: one LanceDB table under a folder (the durable copy) and in-memory states of the agents in
+use (the fast one).
 
 Layout: table `memories`, one row per memory ever written, keyed by `key` = JSON [tenant, agent, id], so
 the same id under two agents can never collide and no where-clause needs a quoted value at all (writes are
@@ -8,48 +9,48 @@ rather than dropping it, so the history of a deleted memory survives, and an add
 LanceDB commit: a crash leaves either the old row or the new one, never a record without its history.
 
 Every write returns only after LanceDB committed it, so a process killed right after a successful call loses
-nothing; opening the folder again rebuilds the mirror from the table.
+nothing; opening the folder again reads agents back from the table as they are used.
 
-Reads never touch LanceDB: per (tenant, agent) the mirror holds the live records, a float32 matrix of their
-unit vectors (search is one matrix-vector product, cheap even over many thousands of memories) and the
-(created_at, id) order that `list` pages through.
+Reads never touch LanceDB per request: per (tenant, agent) a state (resident.py) holds the live records, a
+float32 matrix of their unit vectors (search is one matrix-vector product, cheap even over many thousands of
+memories), the (created_at, id) order that `list` pages through and every memory's history. States are read
+from the table on first use and evicted, least recently used first, when they outgrow `resident_bytes`;
+an agent the table has no row of costs nothing until something is written to it.
 
-One process owns a folder: a second MemoryStore on the same folder in another process would not see the
-first one's writes in its mirror. Writes are serialized by a lock (LanceDB commit, then mirror, then the
-listeners, in that order); the mirror has its own short lock so a search never waits for a disk write.
+One process owns a folder (writer_lock.py). Writes are serialized by a lock (LanceDB commit, then state,
+then the listeners, in that order); the states have their own short lock so a search never waits for a disk
+write.
 """
 
 from __future__ import annotations
 
-import bisect
+import contextlib
 import json
 import logging
 import threading
 import time
 import uuid
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Optional, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from memorylab.errors import MemorylabError
 from memorylab.memory.erasure import SharedErasure
+from memorylab.memory.keyed_locks import KeyedLocks
 from memorylab.memory.lance_files import erase_deleted_rows
 from memorylab.memory.records import HistoryEntry, MemoryRecord
+from memorylab.memory.resident import AgentState, ResidentAgents
 from memorylab.memory.store_commit import OneCommit
-from memorylab.memory.store_mirror import Partition, similarities
-from memorylab.memory.writer_lock import hold_writer_lock
+from memorylab.memory.store_reads import StoreReads, sql_literal
+from memorylab.memory.writer_lock import hold_writer_lock, release_writer_lock
 from memorylab.memory.store_rows import (  # noqa: F401  (MemoryNotFound, MemoryQueryError: part of this API)
     MemoryNotFound,
     MemoryQueryError,
     check_metadata,
     check_names,
-    compile_filters,
-    decode_cursor,
-    encode_cursor,
     row_key,
     table_schema,
 )
@@ -60,18 +61,25 @@ TABLE = "memories"
 # A replica being replaced (a redeploy) lets go of the store when it exits: Serve gives it 20 s by default.
 WRITER_WAIT_S = 60.0
 COMPACT_EVERY = 256  # writes between LanceDB compactions: each single-row write adds a small data file
+RESIDENT_BYTES = 1 << 30  # agents' in-memory states beyond this are evicted, least recently used first
 
 
 class StoreListener(Protocol):
+    """A derived index kept in step with the store (the BM25 index). on_upsert also replays an agent's live
+    records when the store reads the agent back into memory; on_evict (optional) drops what it holds of an
+    agent the store evicted."""
+
     def on_upsert(self, record: MemoryRecord) -> None: ...  # after an add or update became durable
 
     def on_delete(self, record: MemoryRecord) -> None: ...
 
 
-class MemoryStore(OneCommit):
-    def __init__(self, path: str | Path, dim: int = 384, writer_wait_s: float = WRITER_WAIT_S) -> None:
+class MemoryStore(OneCommit, StoreReads):
+    def __init__(self, path: str | Path, dim: int = 384, writer_wait_s: float = WRITER_WAIT_S,
+                 resident_bytes: int = RESIDENT_BYTES) -> None:
         """`writer_wait_s`: how long to wait for another process writing this folder to let go
-        (memory/writer_lock.py) before refusing to open it."""
+        (memory/writer_lock.py) before refusing to open it. `resident_bytes`: the budget of agents' states
+        kept in memory (estimated, resident.py)."""
         import lancedb
 
         self.path = Path(path)
@@ -85,42 +93,114 @@ class MemoryStore(OneCommit):
             raise MemorylabError(f"the memory table under {self.path} holds vectors of another size than dim={dim}")
         self._write_lock = threading.RLock()
         self._mirror_lock = threading.Lock()
-        self._partitions: dict[tuple[str, str], Partition] = {}
-        self._history: dict[str, list[HistoryEntry]] = {}  # key -> history, deleted memories included
-        self._tombstones: set[str] = set()  # keys of deleted memories: re-adding one must replace its row
+        self._resident = ResidentAgents(resident_bytes)
+        self._loading = KeyedLocks()  # one reader of an agent's rows at a time, per agent
+        self._known = self._agents_in_table()  # (tenant, agent) pairs with rows: others need no read
         self._listeners: list[StoreListener] = []
         self._writes = 0
         self._erasure = SharedErasure(self._erase_old_versions)
         self._staging = threading.local()  # what one_commit() stages, per thread (store_commit.py)
-        self._load()
 
-    # -- open --------------------------------------------------------------------------------------------
-    def _load(self) -> None:
-        self._load_rows(self._table.to_arrow())
+    def close(self) -> None:
+        """Stop being the folder's writer, so another process may open it; this store must not be used after."""
+        with self._write_lock:
+            self._table = None  # a later write fails at once rather than racing the next writer
+            release_writer_lock(self.path)
 
-    def _load_rows(self, data: pa.Table) -> None:
-        if data.num_rows == 0:
-            return
-        vectors = data.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        vectors = vectors.reshape(data.num_rows, self.dim).astype(np.float32, copy=False)
-        for i, row in enumerate(data.drop_columns(["vector"]).to_pylist()):
-            record = MemoryRecord(id=row["id"], tenant=row["tenant"], agent=row["agent"], text=row["text"],
-                                  created_at=row["created_at"], updated_at=row["updated_at"],
-                                  source=row["source"] or "",
-                                  subject=row["subject"], attribute=row["attribute"],
-                                  metadata=json.loads(row["metadata"] or "{}"))
-            self._history[row["key"]] = [HistoryEntry(**h) for h in json.loads(row["history"])]
-            if row["deleted"]:
-                self._tombstones.add(row["key"])
-            else:
-                self._partition(record.tenant, record.agent).put(record, vectors[i])
+    # -- agents in memory ------------------------------------------------------------------------------------
+    def _agents_in_table(self) -> set[tuple[str, str]]:
+        pairs = self._table.search().select(["tenant", "agent"]).limit(None).to_arrow()
+        return {(p["tenant"], p["agent"]) for p in pairs.group_by(["tenant", "agent"]).aggregate([]).to_pylist()}
+
+    def _state(self, tenant: str, agent: str, *, create: bool = False, pin: bool = False) -> Optional[AgentState]:
+        """The agent's state, read from the table if it is not in memory; None for an agent without rows
+        unless `create` (a write). `pin`: the state cannot be evicted until _unpin()."""
+        key = (tenant, agent)
+        with self._mirror_lock:
+            state = self._resident.get(key)
+            if state is not None:
+                state.pins += pin
+                return state
+            if key not in self._known and not create:
+                return None
+        with self._loading.hold(key):
+            with self._mirror_lock:
+                state = self._resident.get(key)
+                if state is not None:
+                    state.pins += pin
+                    return state
+                known = key in self._known
+            state = self._read_agent(tenant, agent) if known else AgentState(self.dim)
+            # The listeners catch up before the state is visible, so no search sees it without its BM25 index.
+            live = sorted(state.partition.records.values(), key=lambda r: (r.created_at, r.id))
+            self._notify("on_upsert", live)
+            with self._mirror_lock:
+                state.pins += pin
+                self._resident.put(key, state)
+                self._known.add(key)
+                self._evict(keep=key)
+            return state
+
+    def _read_agent(self, tenant: str, agent: str) -> AgentState:
+        where = f"tenant = {sql_literal(tenant)} AND agent = {sql_literal(agent)}"
+        return AgentState.from_rows(self._table.search().where(where).limit(None).to_arrow(), self.dim)
+
+    def _evict(self, keep: Any = None) -> None:
+        """Under the mirror lock, so the listeners drop an agent in the same step as the store (a reload of it
+        cannot come in between)."""
+        for tenant, agent in self._resident.evict(keep):
+            self._tell_evicted(tenant, agent)
+
+    def _tell_evicted(self, tenant: str, agent: str) -> None:
+        for listener in self._listeners:
+            drop = getattr(listener, "on_evict", None)
+            if drop is not None:
+                drop(tenant, agent)
+
+    def _drop_agent(self, tenant: str, agent: str) -> None:
+        """Forget the agent's state (it is read from the table on next use): after a commit that failed."""
+        with self._loading.hold((tenant, agent)), self._mirror_lock:
+            if self._resident.pop((tenant, agent)) is not None:
+                self._tell_evicted(tenant, agent)
+
+    def _unpin(self, keys: Iterable[tuple[str, str]]) -> None:
+        with self._mirror_lock:
+            for key in keys:
+                state = self._resident.get(key)
+                if state is not None:
+                    state.pins -= 1
+                    self._resident.measure(key)
+            self._evict()
+
+    @contextlib.contextmanager
+    def _writing(self, keys: Iterable[tuple[str, str]], create: bool = False) -> Iterator[dict]:
+        """The states of the agents a write touches, pinned while it runs (None for an agent without rows
+        unless `create`)."""
+        states = {k: self._state(*k, create=create, pin=True) for k in dict.fromkeys(keys)}
+        try:
+            yield states
+        finally:
+            self._unpin([k for k, s in states.items() if s is not None])
+
+    @contextlib.contextmanager
+    def resident(self, tenant: str, agent: str) -> Iterator[None]:
+        """Keeps the agent in memory (and in the listeners) while the block runs: a search reading the store and
+        the BM25 index one after the other sees both."""
+        with self._writing([(tenant, agent)]):
+            yield
+
+    def resident_agents(self) -> tuple[int, int]:
+        """(agents in memory, their estimated bytes)."""
+        with self._mirror_lock:
+            return len(self._resident), self._resident.total_bytes
 
     # -- listeners -----------------------------------------------------------------------------------------
     def add_listener(self, listener: StoreListener) -> None:
-        """Registers `listener` and replays on_upsert for every live record first, so it starts in step."""
+        """Registers `listener` and replays on_upsert for every live record in memory first, so it starts in
+        step (agents read back later are replayed to it as they are read)."""
         with self._write_lock:
             with self._mirror_lock:
-                live = [r for p in self._partitions.values() for r in p.records.values()]
+                live = [r for _, s in self._resident.items() for r in s.partition.records.values()]
             for record in sorted(live, key=lambda r: (r.created_at, r.id)):
                 listener.on_upsert(record)
             self._listeners.append(listener)
@@ -155,26 +235,25 @@ class MemoryStore(OneCommit):
             created = r.created_at or now
             ready.append(replace(r, id=r.id or uuid.uuid4().hex, created_at=created, updated_at=r.updated_at or created,
                                  metadata=dict(r.metadata)))
-        with self._write_lock:
-            keys = [row_key(r.tenant, r.agent, r.id) for r in ready]
-            if len(set(keys)) != len(keys):
-                raise MemoryQueryError("add_many got the same memory id twice for one agent")
+        keys = [row_key(r.tenant, r.agent, r.id) for r in ready]
+        if len(set(keys)) != len(keys):
+            raise MemoryQueryError("add_many got the same memory id twice for one agent")
+        with self._writing([(r.tenant, r.agent) for r in ready], create=True) as states, self._write_lock:
+            mine = [states[(r.tenant, r.agent)] for r in ready]
             with self._mirror_lock:
-                for r in ready:
-                    p = self._partitions.get((r.tenant, r.agent))
-                    if p is not None and r.id in p.records:
+                for r, state in zip(ready, mine):
+                    if r.id in state.partition.records:
                         raise MemoryQueryError(f"memory id {r.id!r} already exists for agent {r.agent!r}")
-            histories = [self._history.get(k, []) + [HistoryEntry(r.id, "ADD", None, r.text, r.created_at, r.source)]
-                         for k, r in zip(keys, ready)]
+            histories = [state.history.get(r.id, []) + [HistoryEntry(r.id, "ADD", None, r.text, r.created_at, r.source)]
+                         for r, state in zip(ready, mine)]
             rows = self._rows(ready, vectors, histories, deleted=False)
             # A plain append (no join: the fast path of a bulk load) unless a tombstone row has that key.
-            self._write(rows, append=not any(k in self._tombstones for k in keys))
-            for k, r, h in zip(keys, ready, histories):
-                self._history[k] = h
-                self._tombstones.discard(k)
+            self._write(rows, append=not any(r.id in state.tombstones for r, state in zip(ready, mine)))
             with self._mirror_lock:
-                for r, v in zip(ready, vectors):
-                    self._partition(r.tenant, r.agent).put(r, v)
+                for r, v, h, state in zip(ready, vectors, histories, mine):
+                    state.set_history(r.id, h)
+                    state.tombstones.discard(r.id)
+                    state.partition.put(r, v)
             self._after_write()
             self._notify_later("on_upsert", ready)
         return ready
@@ -189,36 +268,35 @@ class MemoryStore(OneCommit):
         vector = self._unit_rows(vector, 1)
         if metadata is not None:
             check_metadata(metadata)
-        with self._write_lock:
-            old = self._live(tenant, agent, memory_id)
+        with self._writing([(tenant, agent)]) as states, self._write_lock:
+            state, old = self._live(states, tenant, agent, memory_id)
             now = max(time.time(), old.updated_at)
             new = replace(old, text=text, updated_at=now, source=source or old.source,
                           subject=old.subject if subject is None else subject,
                           attribute=old.attribute if attribute is None else attribute,
                           metadata=dict(old.metadata if metadata is None else metadata))
-            key = row_key(tenant, agent, memory_id)
-            history = self._history[key] + [HistoryEntry(memory_id, "UPDATE", old.text, text, now, source)]
+            history = state.history[memory_id] + [HistoryEntry(memory_id, "UPDATE", old.text, text, now, source)]
             self._write(self._rows([new], vector, [history], deleted=False), append=False)
-            self._history[key] = history
             with self._mirror_lock:
-                self._partitions[(tenant, agent)].put(new, vector[0])
+                state.set_history(memory_id, history)
+                state.partition.put(new, vector[0])
             self._after_write()
             self._notify_later("on_upsert", [new])
         return old, new
 
     def delete(self, tenant: str, agent: str, memory_id: str, *, source: str = "") -> MemoryRecord:
         """Tombstones the memory and returns it as it was; its history ends with DELETE."""
-        with self._write_lock:
-            old = self._live(tenant, agent, memory_id)
-            key = row_key(tenant, agent, memory_id)
+        with self._writing([(tenant, agent)]) as states, self._write_lock:
+            state, old = self._live(states, tenant, agent, memory_id)
             with self._mirror_lock:
-                vector = self._partitions[(tenant, agent)].vector(memory_id)
-            history = self._history[key] + [HistoryEntry(memory_id, "DELETE", old.text, None, time.time(), source)]
+                vector = state.partition.vector(memory_id)
+            history = state.history[memory_id] + [HistoryEntry(memory_id, "DELETE", old.text, None, time.time(),
+                                                               source)]
             self._write(self._rows([old], vector[None, :], [history], deleted=True), append=False)
-            self._history[key] = history
-            self._tombstones.add(key)
             with self._mirror_lock:
-                self._partitions[(tenant, agent)].remove(memory_id)
+                state.set_history(memory_id, history)
+                state.tombstones.add(memory_id)
+                state.partition.remove(memory_id)
             self._after_write()
             self._notify_later("on_delete", [old])
         return old
@@ -228,14 +306,14 @@ class MemoryStore(OneCommit):
         history, from the table and from disk (the table's older versions, which still hold them, are
         compacted away). What remains is that the memory existed and when each event happened. Returns the
         memory as it was when it was still live, else None. For deletion requests that must leave nothing."""
-        key = row_key(tenant, agent, memory_id)
         if self._staged is not None:  # a programming error, not a request's: the erasure needs a commit first
             raise RuntimeError("purge compacts the table; call it outside one_commit()")
-        with self._write_lock:
-            history = self._history.get(key)
+        with self._writing([(tenant, agent)]) as states, self._write_lock:
+            state = states[(tenant, agent)]
+            history = state.history.get(memory_id) if state else None
             if history is None:
                 raise MemoryNotFound(f"no memory with id {memory_id!r} for agent {agent!r}")
-            live = self.get(tenant, agent, memory_id)
+            live = state.partition.records.get(memory_id)
             if live is None and _purged(history):
                 return None  # purged before: nothing is left to erase, so nothing is written
             now = time.time()
@@ -244,11 +322,12 @@ class MemoryStore(OneCommit):
             blank = MemoryRecord(id=memory_id, tenant=tenant, agent=agent, text="",
                                  created_at=live.created_at if live else now, updated_at=now)
             self._merge(self._rows([blank], np.zeros((1, self.dim), np.float32), [erased], deleted=True))
-            self._history[key] = erased
-            self._tombstones.add(key)
+            with self._mirror_lock:
+                state.set_history(memory_id, erased)
+                state.tombstones.add(memory_id)
+                if live is not None:
+                    state.partition.remove(memory_id)
             if live is not None:
-                with self._mirror_lock:
-                    self._partitions[(tenant, agent)].remove(memory_id)
                 self._notify("on_delete", [live])
         # Every earlier version of the table still holds the text: compact, then drop all but the newest
         # (this store is the table's only user, so no reader is on an older version), once for all the purges
@@ -273,104 +352,14 @@ class MemoryStore(OneCommit):
             except Exception:  # an optimization, never a reason to fail a write that is already durable
                 log.exception("compacting the memory table under %s failed", self.path)
 
-    # -- reads ---------------------------------------------------------------------------------------------
-    def get(self, tenant: str, agent: str, memory_id: str) -> Optional[MemoryRecord]:
-        with self._mirror_lock:
-            p = self._partitions.get((tenant, agent))
-            return p.records.get(memory_id) if p else None
-
-    def current(self, tenant: str, agent: str, ids: list[str],
-                filters: Optional[dict[str, Any]] = None) -> dict[str, MemoryRecord]:
-        """The live memories among `ids` as they are now, by id, those that pass `filters` (checked as a search
-        checks them): hits scored earlier, read again in one look."""
-        with self._mirror_lock:
-            p = self._partitions.get((tenant, agent))
-            keep = compile_filters(filters, p.metadata_keys if p else Counter())
-            found = (p.records.get(i) for i in ids) if p else ()
-            return {r.id: r for r in found if r is not None and (keep is None or keep(r))}
-
-    def records(self, tenant: str, agent: str) -> list[MemoryRecord]:
-        """Every live memory of the agent in list order (created_at, id)."""
-        with self._mirror_lock:
-            p = self._partitions.get((tenant, agent))
-            return [p.records[i] for _, i in p.order] if p else []
-
-    def list(self, tenant: str, agent: str, limit: int = 100,
-             cursor: Optional[str] = None) -> tuple[list[MemoryRecord], Optional[str]]:
-        """One page in (created_at, id) order and the cursor of the next page (None after the last). The cursor
-        is a position, not an offset: memories added or deleted meanwhile neither repeat nor skip others."""
-        if not isinstance(limit, int) or limit < 1:
-            raise MemoryQueryError(f"limit must be a positive integer, got {limit!r}")
-        after = decode_cursor(cursor) if cursor else None
-        with self._mirror_lock:
-            p = self._partitions.get((tenant, agent))
-            if p is None:
-                return [], None
-            start = bisect.bisect_right(p.order, after) if after else 0
-            page = [p.records[i] for _, i in p.order[start: start + limit]]
-            more = start + limit < len(p.order)
-        return page, (encode_cursor(page[-1]) if more else None)
-
-    def history(self, tenant: str, agent: str, memory_id: str) -> list[HistoryEntry]:
-        """Oldest first, for live and deleted memories; MemoryNotFound if the agent never had that id."""
-        history = self._history.get(row_key(tenant, agent, memory_id))
-        if history is None:
-            raise MemoryNotFound(f"no memory with id {memory_id!r} for agent {agent!r}")
-        return list(history)
-
-    def dense_search(self, tenant: str, agent: str, vector: np.ndarray, top_k: int,
-                     filters: Optional[dict[str, Any]] = None) -> list[tuple[MemoryRecord, float]]:
-        """The top_k live memories by cosine similarity, best first. Filters are equalities on source, subject,
-        attribute and metadata keys ("metadata.<key>" or a bare key some memory of the agent has)."""
-        return self.dense_search_many(tenant, agent, np.asarray(vector)[None], top_k, filters)[0]
-
-    def dense_search_many(self, tenant: str, agent: str, vectors: np.ndarray, top_k: int,
-                          filters: Optional[dict[str, Any]] = None) -> list[list[tuple[MemoryRecord, float]]]:
-        """dense_search for several query vectors (rows) of one agent at once: the agent's vectors are read
-        once for all of them (a served replica batches concurrent searches so)."""
-        queries = self._unit_rows(vectors, len(vectors))
-        if top_k < 1:
-            return [[] for _ in queries]
-        with self._mirror_lock:
-            p = self._partitions.get((tenant, agent))
-            if p is None or not p.records:
-                compile_filters(filters, Counter())
-                return [[] for _ in queries]
-            keep = compile_filters(filters, p.metadata_keys)
-            n = len(p.ids)
-            scores = similarities(p.vectors[:n], queries)
-            alive = p.alive[:n].copy()
-            if keep is not None:
-                alive[[p.row[m] for m, r in p.records.items() if not keep(r)]] = False
-            scores[:, ~alive] = -np.inf
-            k = min(top_k, int(alive.sum()))
-            if k == 0:
-                return [[] for _ in queries]
-            out = []
-            for row in scores:
-                best = np.argpartition(-row, k - 1)[:k] if k < n else np.arange(n)
-                best = best[np.argsort(-row[best], kind="stable")][:k]
-                out.append([(p.records[p.ids[r]], float(row[r])) for r in best])
-            return out
-
-    def count(self, tenant: Optional[str] = None, agent: Optional[str] = None) -> int:
-        with self._mirror_lock:
-            return sum(len(p.records) for (t, a), p in self._partitions.items()
-                       if (tenant is None or t == tenant) and (agent is None or a == agent))
-
     # -- helpers -------------------------------------------------------------------------------------------
-    def _partition(self, tenant: str, agent: str) -> Partition:
-        p = self._partitions.get((tenant, agent))
-        if p is None:
-            p = self._partitions[(tenant, agent)] = Partition(self.dim)
-        return p
-
-    def _live(self, tenant: str, agent: str, memory_id: str) -> MemoryRecord:
-        record = self.get(tenant, agent, memory_id)
+    def _live(self, states: dict, tenant: str, agent: str, memory_id: str) -> tuple[AgentState, MemoryRecord]:
+        state = states[(tenant, agent)]
+        with self._mirror_lock:
+            record = state.partition.records.get(memory_id) if state else None
         if record is None:
             raise MemoryNotFound(f"no memory with id {memory_id!r} for agent {agent!r}")
-        return record
-
+        return state, record
     def _unit_rows(self, vectors: Any, n: int) -> np.ndarray:
         v = np.asarray(vectors, dtype=np.float32)
         if v.ndim == 1:

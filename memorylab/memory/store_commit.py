@@ -3,7 +3,7 @@ LanceDB commit at its end, so an add request's facts are stored all or none, als
 halfway (nothing of the request is on disk before that commit). Inside, the store's mirrors already show the
 staged writes, since a request's later facts are decided against its earlier ones (a duplicate, an update of
 a memory it just added); listeners (the BM25 index) hear of them only once the commit is durable. A commit
-that fails leaves the table as it was, and the agent's mirrors are rebuilt from it.
+that fails leaves the table as it was, and the agent's state is read from it again on next use.
 
 Staging is per thread and holds no store-wide lock: while one agent's request waits on its generator
 (`infer: true`), other agents' writes go on. Callers keep one agent's writes one at a time (the replica's
@@ -16,9 +16,6 @@ import threading
 from typing import Iterator, Optional
 
 import pyarrow as pa
-import pyarrow.compute as pc
-
-from memorylab.memory.store_rows import agent_key_prefix
 
 
 class OneCommit:
@@ -36,25 +33,28 @@ class OneCommit:
         if self._staged is not None:  # nested: the outer one commits
             yield
             return
-        self._staging.rows, self._staging.events = [], []
-        try:
-            yield
-            staged, events = self._staging.rows, self._staging.events
-            self._staging.rows = None
-            if staged:
-                with self._write_lock:
-                    self._write(_last_per_key(pa.concat_tables([rows for rows, _ in staged])),
-                                append=all(append for _, append in staged))
-        except BaseException:
-            staged, self._staging.rows = self._staging.rows, None
-            if staged is None or staged:  # something was staged (or the commit itself failed)
-                self._reload_agent(tenant, agent)
-            raise
-        finally:
-            self._staging.rows = None
-        with self._write_lock:
-            for event, records in events:
-                self._notify(event, records)
+        # The agent stays in memory until its listeners heard of the commit (resident.py).
+        with self._writing([(tenant, agent)], create=True):
+            self._staging.rows, self._staging.events = [], []
+            try:
+                yield
+                staged, events = self._staging.rows, self._staging.events
+                self._staging.rows = None
+                if staged:
+                    with self._write_lock:
+                        self._write(_last_per_key(pa.concat_tables([rows for rows, _ in staged])),
+                                    append=all(append for _, append in staged))
+            except BaseException:
+                staged, self._staging.rows = self._staging.rows, None
+                if staged is None or staged:  # something was staged (or the commit itself failed)
+                    # The agent's state shows writes the table does not have: it is read again on next use.
+                    self._drop_agent(tenant, agent)
+                raise
+            finally:
+                self._staging.rows = None
+            with self._write_lock:
+                for event, records in events:
+                    self._notify(event, records)
 
     def _write(self, rows: pa.Table, append: bool) -> None:
         """Append (rows with new keys only: the fast path) or merge by key; staged inside one_commit()."""
@@ -71,20 +71,6 @@ class OneCommit:
             self._staging.events.append((event, records))
         else:
             self._notify(event, records)
-
-    def _reload_agent(self, tenant: str, agent: str) -> None:
-        """The agent's mirrors as the table has them (after a request whose commit did not happen). A failure
-        path: it reads the table once; a request refused before it staged anything never gets here."""
-        with self._write_lock:
-            data = self._table.to_arrow()
-            mine = data.filter(pc.and_(pc.equal(data["tenant"], tenant), pc.equal(data["agent"], agent)))
-            prefix = agent_key_prefix(tenant, agent)
-            with self._mirror_lock:
-                self._partitions.pop((tenant, agent), None)
-                for key in [k for k in self._history if k.startswith(prefix)]:
-                    del self._history[key]
-                    self._tombstones.discard(key)
-                self._load_rows(mine)
 
 
 def _last_per_key(rows: pa.Table) -> pa.Table:

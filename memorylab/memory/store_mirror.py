@@ -5,6 +5,7 @@ answers every read from it; LanceDB holds the durable copy."""
 from __future__ import annotations
 
 import bisect
+import json
 from collections import Counter
 from typing import Optional
 
@@ -41,6 +42,7 @@ class Partition:
         self.records: dict[str, MemoryRecord] = {}
         self.order: list[tuple[float, str]] = []  # sorted (created_at, id): list order and cursor positions
         self.metadata_keys: Counter = Counter()
+        self.text_bytes = 0  # the records' texts and metadata, for the store's memory budget (resident.py)
 
     def put(self, record: MemoryRecord, vector: np.ndarray) -> None:
         if record.id in self.records:
@@ -56,6 +58,7 @@ class Partition:
         self.records[record.id] = record
         bisect.insort(self.order, (record.created_at, record.id))
         self.metadata_keys.update(record.metadata.keys())
+        self.text_bytes += _text_size(record)
 
     def remove(self, memory_id: str) -> None:
         record = self.records.pop(memory_id)
@@ -64,6 +67,7 @@ class Partition:
         self.alive[row] = False
         del self.order[bisect.bisect_left(self.order, (record.created_at, record.id))]
         self.metadata_keys.subtract(record.metadata.keys())
+        self.text_bytes -= _text_size(record)
         if len(self.ids) > 64 and len(self.records) < len(self.ids) // 2:
             self._compact()
 
@@ -78,3 +82,7 @@ class Partition:
         alive[: len(live)] = True
         self.vectors, self.alive, self.ids = vectors, alive, [m for _, m in live]
         self.row = {m: r for r, m in enumerate(self.ids)}
+
+
+def _text_size(record: MemoryRecord) -> int:
+    return len(record.text) + len(record.source) + (len(json.dumps(record.metadata)) if record.metadata else 0)

@@ -44,11 +44,6 @@ def row_key(tenant: str, agent: str, memory_id: str) -> str:
     return json.dumps([tenant, agent, memory_id])
 
 
-def agent_key_prefix(tenant: str, agent: str) -> str:
-    """What every row_key of the agent's memories starts with, and no other agent's."""
-    return json.dumps([tenant, agent])[:-1] + ", "
-
-
 def compile_filters(filters: Optional[dict[str, Any]], metadata_keys: Counter):
     if not filters:
         return None

@@ -53,3 +53,10 @@ def hold_writer_lock(folder: Path, wait_s: float) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
     _HELD[path] = fd
+
+
+def release_writer_lock(folder: Path) -> None:
+    """Let another process write the folder (this one is done with its store: a bulk load before serving)."""
+    fd = _HELD.pop(str((Path(folder) / LOCK_FILE).resolve()), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor drops the process's lock

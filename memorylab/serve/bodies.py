@@ -85,6 +85,8 @@ class AddMemoriesRequest(_Body):
     messages: list[Message] = Field(..., min_length=1, max_length=MAX_MESSAGES)
     infer: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict, max_length=64)
+    async_: bool = Field(False, alias="async", description="answer 202 with an event id once the add is durably "
+                         "queued; it is applied in order with the agent's other writes (GET .../events/{event_id})")
 
     _metadata = field_validator("metadata")(valid_metadata)
 
@@ -98,6 +100,28 @@ class MemoryEvent(BaseModel):
 
 class AddMemoriesResponse(BaseModel):
     results: list[MemoryEvent]
+
+
+class AddQueued(BaseModel):
+    event_id: str
+    status: Literal["queued"]
+
+
+class AddEvent(BaseModel):
+    """An async add: queued, then applied (with the results a synchronous add gives) or failed (with why)."""
+
+    event_id: str
+    status: Literal["queued", "applied", "failed"]
+    created_at: str
+    finished_at: Optional[str] = None
+    results: Optional[list[MemoryEvent]] = None
+    error: Optional[str] = None
+
+    @classmethod
+    def of(cls, event: dict) -> "AddEvent":
+        finished = event["finished_at"]
+        return cls(**{**event, "created_at": iso(event["created_at"]),
+                      "finished_at": iso(finished) if finished is not None else None})
 
 
 class Memory(BaseModel):

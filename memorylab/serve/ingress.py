@@ -99,6 +99,6 @@ class Ingress:
         self.lm = text_generator(generator)
         self.retriever = Retriever(config.folder, config.memory, batch_size=config.serve.retriever_batch_size,
                                    batch_wait_ms=config.serve.batch_wait_ms, generator=self.lm,
-                                   device=config.device)
+                                   device=config.device, serve_settings=config.serve)
         self.agent = agent
         self.keys = KeyRing(config.keys)

@@ -7,10 +7,13 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import JSONResponse
 
 from memorylab.serve import orchestration
 from memorylab.serve.bodies import (
     AGENT_ID,
+    AddEvent,
+    AddQueued,
     AddMemoriesRequest,
     AddMemoriesResponse,
     ChatRequest,
@@ -24,6 +27,7 @@ from memorylab.serve.bodies import (
     SearchResponse,
     UpdateMemoryRequest,
 )
+from memorylab.serve.error_replies import ErrorReply
 from memorylab.serve.deps import accepted, current_ingress, tenant_of
 
 memory_router = APIRouter(prefix="/v1/agents/{agent_id}")
@@ -34,13 +38,28 @@ Ingress = Depends(current_ingress)
 Tenant = Depends(tenant_of)
 
 
-@memory_router.post("/memories", response_model=AddMemoriesResponse, tags=["memories"])
+@memory_router.post("/memories", response_model=AddMemoriesResponse, tags=["memories"],
+                    responses={202: {"model": AddQueued, "description": "`async: true`: queued durably; "
+                                     "GET /v1/agents/{agent_id}/events/{event_id} tells when it is applied"},
+                               429: {"model": ErrorReply, "description": "`async: true` and serve.max_queued_adds "
+                                     "of the tenant's adds are queued already"}})
 async def add_memories(body: AddMemoriesRequest, agent_id: str = AgentId, ingress: Any = Ingress,
                        tenant: str = Tenant) -> Any:
     messages = [m.model_dump(mode="json") for m in body.messages]
+    if body.async_:
+        queued = accepted(await ingress.retriever.queue_add(tenant, agent_id, messages, body.infer,
+                                                            body.metadata or None))
+        return JSONResponse(AddQueued(**queued).model_dump(), status_code=202)
     results = accepted(await ingress.retriever.add_messages(tenant, agent_id, messages, body.infer,
                                                             body.metadata or None))
     return {"results": results}
+
+
+@memory_router.get("/events/{event_id}", response_model=AddEvent, tags=["memories"])
+async def add_event(agent_id: str = AgentId, event_id: str = Path(..., pattern=r"^[0-9a-f]{32}$"),
+                    ingress: Any = Ingress, tenant: str = Tenant) -> Any:
+    """The status of an add sent with `async: true`, and its results once applied."""
+    return AddEvent.of(accepted(await ingress.retriever.add_event(tenant, agent_id, event_id)))
 
 
 @memory_router.get("/memories", response_model=MemoryList, tags=["memories"])

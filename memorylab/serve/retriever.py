@@ -24,6 +24,7 @@ import numpy as np
 from ray import serve
 
 from memorylab.errors import GeneratorUnavailable, MemorylabError, TooManyFacts
+from memorylab.memory.add_queue import AddQueue
 from memorylab.memory.embedder import Embedder
 from memorylab.memory.facts import parse_fact
 from memorylab.memory.fulltext import FullTextIndex
@@ -33,7 +34,8 @@ from memorylab.memory.records import MemoryRecord
 from memorylab.memory.retrieval import HybridRetriever
 from memorylab.memory.store import MemoryNotFound, MemoryStore
 from memorylab.models.protocol import TextGenerator
-from memorylab.schema.memory_agent import MemorySettings
+from memorylab.schema.memory_agent import MemorySettings, ServeSettings
+from memorylab.serve.async_adds import AsyncAdds
 from memorylab.serve.refusal import Refusal
 
 log = logging.getLogger("memorylab.serve")
@@ -60,8 +62,9 @@ class MemoryService:
     def __init__(self, folder: str | Path, memory: MemorySettings, *, generator: Any = None,
                  device: str = "cpu") -> None:
         self.settings = memory
-        self.store = MemoryStore(Path(folder) / "memory")
+        self.store = MemoryStore(Path(folder) / "memory", resident_bytes=memory.resident_mb << 20)
         self.embedder = Embedder(device=device, quantize=memory.retrieval.quantize_embedder)
+        same_embedder(self.store.path, self.embedder.name, bool(self.store.count()))
         self.fulltext = FullTextIndex()
         self.store.add_listener(self.fulltext)
         self.retriever = HybridRetriever(self.store, self.embedder, self.fulltext, rrf_k=memory.retrieval.rrf_k)
@@ -99,9 +102,25 @@ class MemoryService:
         return out
 
     def add_messages(self, tenant: str, agent: str, messages: list[dict], *, infer: bool,
-                     metadata: Optional[dict]) -> list[dict]:
-        results = self.writer.add_messages(tenant, agent, messages, infer=infer, metadata=metadata, source="api")
+                     metadata: Optional[dict], source: str = "api") -> list[dict]:
+        results = self.writer.add_messages(tenant, agent, messages, infer=infer, metadata=metadata, source=source)
         return [asdict(r) for r in results]
+
+    def add_batch(self, tenant: str, agent: str, items: list[tuple[dict, str]]) -> list[list[dict]]:
+        """Adds (request, source) one after the other, each decided against the ones before, all in one commit
+        (queued async adds: serve/async_adds.py)."""
+        with self.store.one_commit(tenant, agent):
+            return [self.add_messages(tenant, agent, request["messages"], infer=request["infer"],
+                                      metadata=request["metadata"], source=source) for request, source in items]
+
+    def applied_add(self, tenant: str, agent: str, source: str) -> Optional[list[dict]]:
+        """The results of an add whose memories were written with `source` (serve/async_adds.py), from their
+        history; None when no memory carries it."""
+        found = self.store.written_by(tenant, agent, source)
+        if not found:
+            return None
+        return [{"id": h.memory_id, "memory": h.new_text or h.old_text or "", "event": h.event,
+                 "previous_memory": h.old_text if h.event == "UPDATE" else None} for h in found]
 
     def get(self, tenant: str, agent: str, memory_id: str) -> MemoryRecord:
         record = self.store.get(tenant, agent, memory_id)
@@ -135,6 +154,25 @@ class MemoryService:
         return entries
 
 
+def same_embedder(folder: Path, name: str, has_memories: bool) -> None:
+    """Records which embedder writes the store (embedder.json beside its table), and refuses to open a store
+    another one wrote: its vectors and the queries' would not be comparable. A store written before the record
+    existed was written in float32 (the default then)."""
+    record = folder / "embedder.json"
+    if record.exists():
+        written = json.loads(record.read_text())["embedder"]
+    elif has_memories:
+        written = "all-MiniLM-L6-v2 float32"
+    else:
+        written = name
+    if written != name:
+        raise MemorylabError(f"{record}: the memories here were embedded by {written}, not {name}: set "
+                             f"memory.retrieval.quantize_embedder to {str('int8' in written).lower()} (or use "
+                             f"another folder)")
+    if not record.exists():
+        record.write_text(json.dumps({"embedder": name}) + "\n")
+
+
 def refused(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
@@ -150,8 +188,17 @@ def refused(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 class Retriever:
     def __init__(self, folder: str, memory: MemorySettings, batch_size: int = 16, batch_wait_ms: float = 6.0,
-                 generator: Optional[TextGenerator] = None, device: str = "cpu") -> None:
+                 generator: Optional[TextGenerator] = None, device: str = "cpu",
+                 serve_settings: ServeSettings = ServeSettings()) -> None:
         self.service = MemoryService(folder, memory, generator=generator, device=device)
+        self.adds = AsyncAdds(AddQueue(self.service.store.path), self._apply_adds, self.service.applied_add,
+                              serve_settings.max_queued_adds, serve_settings.event_retention_s)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # not in a replica (a test building it by hand): nothing can apply queued adds
+            pass
+        else:  # Serve runs the constructor on the replica's event loop
+            self.adds.resume()
         self._dense_arm.set_max_batch_size(batch_size)
         self._dense_arm.set_batch_wait_timeout_s(batch_wait_ms / 1000)
         # An agent's writes run one at a time in a worker thread: the policy reads then writes, and two adds of
@@ -201,6 +248,20 @@ class Retriever:
     async def add_messages(self, tenant: str, agent: str, messages: list[dict], infer: bool = False,
                            metadata: Optional[dict] = None) -> Any:
         return await self._write(self.service.add_messages, tenant, agent, messages, infer=infer, metadata=metadata)
+
+    async def queue_add(self, tenant: str, agent: str, messages: list[dict], infer: bool = False,
+                        metadata: Optional[dict] = None) -> Any:
+        """`"async": true`: refused now if the add would be (too many facts), else queued durably."""
+        checked = refused(self.service.writer.check, messages, metadata)
+        if isinstance(checked, Refusal):
+            return checked
+        return await self.adds.submit(tenant, agent, {"messages": messages, "infer": infer, "metadata": metadata})
+
+    async def _apply_adds(self, tenant: str, agent: str, items: list[tuple[dict, str]]) -> Any:
+        return await self._write(self.service.add_batch, tenant, agent, items)
+
+    async def add_event(self, tenant: str, agent: str, event_id: str) -> Any:
+        return await self.adds.status(tenant, agent, event_id)
 
     async def update(self, tenant: str, agent: str, memory_id: str, text: str, metadata: Optional[dict] = None) -> Any:
         return await self._write(self.service.update, tenant, agent, memory_id, text, metadata)

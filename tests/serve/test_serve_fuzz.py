@@ -37,6 +37,7 @@ OPERATIONS = [
     ("PUT", "/v1/agents/{agent_id}/memories/{memory_id}"),
     ("DELETE", "/v1/agents/{agent_id}/memories/{memory_id}"),
     ("GET", "/v1/agents/{agent_id}/memories/{memory_id}/history"),
+    ("GET", "/v1/agents/{agent_id}/events/{event_id}"),
     ("POST", "/v1/agents/{agent_id}/search"),
     ("POST", "/v1/agents/{agent_id}/chat"),
     ("GET", "/v1/models"),
@@ -52,14 +53,18 @@ def api_schema(served: Served):
 
 @pytest.fixture(scope="module")
 def known(served: Served) -> dict[str, str]:
-    """An agent of tenant acme with one memory: steered examples aim at them (and at the served model's name),
+    """An agent of tenant acme with one memory and one async add: steered examples aim at them (and at the served model's name),
     so that requests reach past the 404s of random ids and names into the routes' work."""
     agent = agent_id("fuzz")
     with served.client("acme") as client:
         reply = client.post(f"/v1/agents/{agent}/memories",
                             json={"messages": [{"role": "user", "content": "Ann Bo lives in Oslo."}]})
+        queued = client.post(f"/v1/agents/{agent}/memories",
+                             json={"messages": [{"role": "user", "content": "Cy Bo lives in Rome."}], "async": True})
     assert reply.status_code == 200, reply.text
-    return {"agent_id": agent, "memory_id": reply.json()["results"][0]["id"], "model": MODEL_NAME}
+    assert queued.status_code == 202, queued.text
+    return {"agent_id": agent, "memory_id": reply.json()["results"][0]["id"], "model": MODEL_NAME,
+            "event_id": queued.json()["event_id"]}
 
 
 @pytest.fixture(scope="module")

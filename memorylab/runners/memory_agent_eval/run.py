@@ -151,7 +151,11 @@ def compare(scenario: MemoryAgentEvalScenario, agent: MemoryAgentScenario, conve
         rerankers[name] = make_reranker(name, generator=generator, model_path=cfg.cross_encoder_path,
                                         window=agent.memory.reranker.window, stride=agent.memory.reranker.stride)
     reader = LocomoReader(agent, _answer_generator(agent, out_dir)) if scenario.answer else None
-    results = evaluate_retrievers(conversations, rerankers=rerankers, modes=cfg.retrievers, candidates=cfg.candidates,
+    from memorylab.memory.embedder import Embedder
+
+    embedder = Embedder(quantize=agent.memory.retrieval.quantize_embedder)  # what the agent serves with
+    results = evaluate_retrievers(conversations, embedder=embedder, rerankers=rerankers, modes=cfg.retrievers,
+                                  candidates=cfg.candidates,
                                   read=reader, read_top_k=agent.memory.retrieval.top_k)
     out = {"retrievers": results, "skipped_rerankers": skipped}
     if reader is not None:
