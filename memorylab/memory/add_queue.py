@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 import pyarrow as pa
 
+from memorylab.memory.lance_files import ensure_scalar_index
 from memorylab.memory.store_reads import sql_literal
 
 TABLE = "add_events"
@@ -45,6 +46,8 @@ class AddQueue:
 
         self._db = lancedb.connect(str(folder))
         self._table = self._db.create_table(TABLE, schema=SCHEMA, exist_ok=True)
+        # A status lookup reads one row: through the index rather than a scan of every event kept.
+        ensure_scalar_index(self._table, "event_id")
         self._lock = threading.Lock()
         last = self._table.search().select(["seq"]).limit(None).to_arrow().column("seq").to_pylist()
         self._seq = max(last, default=-1) + 1

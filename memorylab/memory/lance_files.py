@@ -17,3 +17,13 @@ def erase_deleted_rows(table: Any) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+
+
+def ensure_scalar_index(table: Any, column: str) -> None:
+    """A B-tree index on `column`, so an equality filter on it reads the matching rows rather than every row.
+    Rows written later are searched unindexed until the table is next optimized (which indexes them)."""
+    if any(index.columns == [column] for index in table.list_indices()):
+        return
+    with warnings.catch_warnings():  # the sync API's scalar index call is marked deprecated; it works
+        warnings.simplefilter("ignore")
+        table.create_scalar_index(column, index_type="BTREE")

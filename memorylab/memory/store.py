@@ -40,7 +40,7 @@ import pyarrow as pa
 from memorylab.errors import MemorylabError
 from memorylab.memory.erasure import SharedErasure
 from memorylab.memory.keyed_locks import KeyedLocks
-from memorylab.memory.lance_files import erase_deleted_rows
+from memorylab.memory.lance_files import ensure_scalar_index, erase_deleted_rows
 from memorylab.memory.records import HistoryEntry, MemoryRecord
 from memorylab.memory.resident import AgentState, ResidentAgents
 from memorylab.memory.store_commit import OneCommit
@@ -91,6 +91,7 @@ class MemoryStore(OneCommit, StoreReads):
         self._table = self._db.create_table(TABLE, schema=self._schema, exist_ok=True)
         if self._table.schema.field("vector").type != self._schema.field("vector").type:
             raise MemorylabError(f"the memory table under {self.path} holds vectors of another size than dim={dim}")
+        ensure_scalar_index(self._table, "agent")  # an agent read back from the table reads its rows only
         self._write_lock = threading.RLock()
         self._mirror_lock = threading.Lock()
         self._resident = ResidentAgents(resident_bytes)
@@ -163,12 +164,13 @@ class MemoryStore(OneCommit, StoreReads):
             if self._resident.pop((tenant, agent)) is not None:
                 self._tell_evicted(tenant, agent)
 
-    def _unpin(self, keys: Iterable[tuple[str, str]]) -> None:
+    def _unpin(self, states: dict[tuple[str, str], Optional[AgentState]]) -> None:
         with self._mirror_lock:
-            for key in keys:
-                state = self._resident.get(key)
-                if state is not None:
-                    state.pins -= 1
+            for key, state in states.items():
+                if state is None:
+                    continue
+                state.pins -= 1  # this very state: the agent may have been dropped and read back meanwhile
+                if self._resident.get(key) is state:
                     self._resident.measure(key)
             self._evict()
 
@@ -180,7 +182,7 @@ class MemoryStore(OneCommit, StoreReads):
         try:
             yield states
         finally:
-            self._unpin([k for k, s in states.items() if s is not None])
+            self._unpin(states)
 
     @contextlib.contextmanager
     def resident(self, tenant: str, agent: str) -> Iterator[None]:

@@ -55,6 +55,7 @@ class AsyncAdds:
         self._per_tenant: Counter = Counter()
         self._to_queue: list[tuple[tuple, asyncio.Future]] = []  # submits for the next group commit
         self._committing = False
+        self._committer: Optional[asyncio.Task] = None
         self._finished = 0
 
     def resume(self) -> int:
@@ -75,7 +76,8 @@ class AsyncAdds:
         done = asyncio.get_running_loop().create_future()
         self._to_queue.append(((tenant, agent, request), done))
         if not self._committing:
-            asyncio.get_running_loop().create_task(self._commit_queued())
+            # Held: the event loop keeps only weak references to tasks.
+            self._committer = asyncio.get_running_loop().create_task(self._commit_queued())
             self._committing = True
         # Shielded: a client that goes away does not take its add out of a commit already under way.
         event = await asyncio.shield(done)

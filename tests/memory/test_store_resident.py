@@ -135,3 +135,13 @@ def test_memory_settings_bound_the_served_store(tmp_path):
     assert service.store._resident.budget_bytes == 3 << 20
     with pytest.raises(ValueError, match="resident_mb"):
         MemorySettings(resident_mb=0)
+
+
+def test_a_state_dropped_while_in_use_leaves_its_successor_unpinned(tmp_path):
+    store, _, _ = open_store(tmp_path / "m", 1 << 30)
+    fill(store, HashingEmbedder())
+    with store._writing([("t", "a1")]) as states:  # a write in flight on a1 ...
+        store._drop_agent("t", "a1")  # ... whose commit failed: a1 is read back on next use
+        assert store.records("t", "a1") and store._resident.get(("t", "a1")) is not states[("t", "a1")]
+    assert store._resident.get(("t", "a1")).pins == 0  # so it can be evicted again
+    assert states[("t", "a1")].pins == 0
