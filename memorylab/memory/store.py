@@ -92,6 +92,7 @@ class MemoryStore(OneCommit, StoreReads):
         if self._table.schema.field("vector").type != self._schema.field("vector").type:
             raise MemorylabError(f"the memory table under {self.path} holds vectors of another size than dim={dim}")
         ensure_scalar_index(self._table, "agent")  # an agent read back from the table reads its rows only
+        self._closed = False
         self._write_lock = threading.RLock()
         self._mirror_lock = threading.Lock()
         self._resident = ResidentAgents(resident_bytes)
@@ -105,7 +106,7 @@ class MemoryStore(OneCommit, StoreReads):
     def close(self) -> None:
         """Stop being the folder's writer, so another process may open it; this store must not be used after."""
         with self._write_lock:
-            self._table = None  # a later write fails at once rather than racing the next writer
+            self._closed = True  # a later write fails at once rather than racing the next writer
             release_writer_lock(self.path)
 
     # -- agents in memory ------------------------------------------------------------------------------------
@@ -342,6 +343,7 @@ class MemoryStore(OneCommit, StoreReads):
             erase_deleted_rows(self._table)
 
     def _merge(self, rows: pa.Table) -> None:
+        self._check_open()
         (self._table.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(rows))
 
     def _after_write(self) -> None:
@@ -353,6 +355,10 @@ class MemoryStore(OneCommit, StoreReads):
                 self._table.optimize()
             except Exception:  # an optimization, never a reason to fail a write that is already durable
                 log.exception("compacting the memory table under %s failed", self.path)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MemorylabError(f"the memory store under {self.path} was closed: another process may write it now")
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _live(self, states: dict, tenant: str, agent: str, memory_id: str) -> tuple[AgentState, MemoryRecord]:

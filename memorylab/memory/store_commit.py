@@ -19,8 +19,9 @@ import pyarrow as pa
 
 
 class OneCommit:
-    """Mixed into MemoryStore (which sets `_staging`, a threading.local, per store): `_write` and
-    `_notify_later` stand for its table writes and notifications."""
+    """Mixed into MemoryStore (which sets `_staging`, a threading.local, per store, and provides `_writing`,
+    `_drop_agent` and `_check_open`): `_write` and `_notify_later` stand for its table writes and
+    notifications."""
 
     _staging: threading.local
 
@@ -58,6 +59,7 @@ class OneCommit:
 
     def _write(self, rows: pa.Table, append: bool) -> None:
         """Append (rows with new keys only: the fast path) or merge by key; staged inside one_commit()."""
+        self._check_open()
         staged = self._staged
         if staged is not None:
             staged.append((rows, append))

@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from memorylab.errors import MemorylabError
 from memorylab.memory.records import MemoryRecord
 from memorylab.memory.store import MemoryStore
 from memorylab.memory.writer_lock import StoreLocked
@@ -56,3 +57,17 @@ def test_a_process_may_open_its_own_store_again(tmp_path):
     first = MemoryStore(tmp_path, writer_wait_s=0)
     again = MemoryStore(tmp_path, writer_wait_s=0)
     assert first.path == again.path
+
+
+def test_a_closed_store_lets_another_process_write(tmp_path):
+    store = MemoryStore(tmp_path, writer_wait_s=0)
+    store.add(MemoryRecord(id="", tenant="t", agent="a", text="Fact 0 was stored.", created_at=0.0, updated_at=0.0),
+              np.ones(384, np.float32) / np.sqrt(384))
+    store.close()  # a bulk load done before the served replica, another process, opens the folder
+    opened = subprocess.run([sys.executable, "-c", "import sys; from memorylab.memory.store import MemoryStore; "
+                             "print(MemoryStore(sys.argv[1], writer_wait_s=1).count())", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert opened.returncode == 0 and opened.stdout.strip() == "1", opened.stderr[-500:]
+    with pytest.raises(MemorylabError, match="was closed: another process may write it now"):
+        store.add(MemoryRecord(id="", tenant="t", agent="b", text="Fact 1 was stored.", created_at=0.0,
+                               updated_at=0.0), np.ones(384, np.float32) / np.sqrt(384))
