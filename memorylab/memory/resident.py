@@ -113,7 +113,9 @@ class ResidentAgents:
 
     def evict(self, keep: Hashable = None) -> list[Hashable]:
         """Drop least recently used states, none pinned and not `keep`, until the total fits the budget."""
-        victims = []
+        victims: list[Hashable] = []
+        if self.total_bytes <= self.budget_bytes:  # the common case, on every search: no copy of the keys
+            return victims
         for key in list(self._states):
             if self.total_bytes <= self.budget_bytes:
                 break
