@@ -12,35 +12,32 @@ seen, token by token, and not to recall one. The cases, as a served agent meets 
   override  a memory gives a person the generator knows a value its weights do not hold: the memory wins
   newer     two values of one attribute, the newer marked ("now", "used to"): the newer
   abstain   nothing among the memories answers: the abstention answer
-  weights   no memories at all (adaptive retrieval chose not to retrieve): the world's answer, as trained
 
-Only `override` and `weights` name world people (those the generator is trained on), with values no world
-person holds for that attribute in `override`.
+A prompt without memories (adaptive retrieval chose not to retrieve) is not a reader example: the reader head
+(models/reader_head.py) leaves it to the generator, whose weights the reader stage does not change. Only
+`override` (and `newer`, now and then) names world people (those the generator is trained on), with values no
+world person holds for that attribute in `override`.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 from memorylab.data.people import MONTHS, Person, generate_people
-from memorylab.data.prompts import memory_prompt, qa_prompt
+from memorylab.data.prompts import memory_prompt
 from memorylab.data.seeding import derive_seed, rng_for
 from memorylab.data.templates import ATTRIBUTES, FACT_TEMPLATES, article, render_fact, render_question
 from memorylab.data.world import World
-from memorylab.models.documents import Example
-
-if TYPE_CHECKING:
-    from memorylab.schema.memory_agent import ReaderConfig
 
 # Share of each case among the examples.
-CASES: dict[str, float] = {"copy": 0.34, "alias": 0.14, "override": 0.14, "newer": 0.1, "abstain": 0.18,
-                           "weights": 0.1}
+CASES: dict[str, float] = {"copy": 0.32, "alias": 0.2, "override": 0.14, "newer": 0.14, "abstain": 0.2}
 # Attributes that change over a life: what "now" and "used to" are said of.
 CHANGING = ("occupation", "employer", "hobby")
 NOW = {"occupation": "{name} now works as {a} {value}.", "employer": "{name} now works for {value}.",
        "hobby": "{name} now enjoys {value}."}
+ACTUALLY = "Actually, {fact}"  # how a session corrects a fact (data/agent_sessions.py)
 USED_TO = {"occupation": "{name} used to work as {a} {value}.", "employer": "{name} used to work for {value}.",
            "hobby": "{name} used to enjoy {value}."}
 ALIAS = "We call {name} {alias}."
@@ -56,16 +53,18 @@ _CODAS = ("", "", "", "n", "r", "l", "s", "x")
 
 @dataclass(frozen=True)
 class ReaderExample:
-    """One example before rendering: what /chat would show, and what the reader answers."""
+    """One example before rendering: what /chat would show, the memory that states the answer ("" when none
+    does), and what the reader answers."""
 
     case: str
     memories: tuple[str, ...]
     question: str
     answer: str
+    evidence: str = ""
 
-    def as_example(self) -> Example:
-        prompt = memory_prompt(self.memories, self.question) if self.memories else qa_prompt(self.question)
-        return Example(prompt=prompt, answer=f" {self.answer}")
+    @property
+    def prompt(self) -> str:
+        return memory_prompt(self.memories, self.question)
 
 
 def invented_word(rng: random.Random, syllables: int) -> str:
@@ -159,15 +158,19 @@ class ExampleMaker:
     # -- the cases ----------------------------------------------------------------------------------------
     def copy(self) -> ReaderExample:
         person, attribute = self.rng.choice(self.people), self.rng.choice(ATTRIBUTES)
-        memories = self.shuffled([self.fact(person, attribute)], self.noise(person, attribute, self.some_noise()))
-        return ReaderExample("copy", memories, render_question(attribute, person.name), person.attributes[attribute])
+        evidence = self.fact(person, attribute)
+        memories = self.shuffled([evidence], self.noise(person, attribute, self.some_noise()))
+        return ReaderExample("copy", memories, render_question(attribute, person.name), person.attributes[attribute],
+                             evidence)
 
     def alias(self) -> ReaderExample:
         person, attribute = self.rng.choice(self.people), self.rng.choice(ATTRIBUTES)
         nickname = f"the {self.rng.choice(ALIAS_ADJECTIVES)} {self.rng.choice(ALIAS_NOUNS)}"
-        memories = self.shuffled([ALIAS.format(name=person.name, alias=nickname), self.fact(person, attribute)],
+        evidence = self.fact(person, attribute)
+        memories = self.shuffled([ALIAS.format(name=person.name, alias=nickname), evidence],
                                  self.noise(person, attribute, max(0, self.some_noise() - 1)))
-        return ReaderExample("alias", memories, render_question(attribute, nickname), person.attributes[attribute])
+        return ReaderExample("alias", memories, render_question(attribute, nickname), person.attributes[attribute],
+                             evidence)
 
     def override(self) -> ReaderExample:
         person, attribute = self.rng.choice(self.known), self.rng.choice(ATTRIBUTES)
@@ -175,33 +178,36 @@ class ExampleMaker:
         pool = self.known if self.rng.random() < 0.5 else self.people
         value = next((v for v in (self.rng.choice(pool).attributes[attribute] for _ in range(20))
                       if v != person.attributes[attribute]), self.other_value(attribute, person.attributes[attribute]))
-        memories = self.shuffled([self.fact(person, attribute, value)], self.noise(person, attribute, self.some_noise()))
-        return ReaderExample("override", memories, render_question(attribute, person.name), value)
+        evidence = self.fact(person, attribute, value)
+        memories = self.shuffled([evidence], self.noise(person, attribute, self.some_noise()))
+        return ReaderExample("override", memories, render_question(attribute, person.name), value, evidence)
 
     def newer(self) -> ReaderExample:
         person = self.rng.choice(self.people + self.known)
         attribute = self.rng.choice(CHANGING)
         old, new = person.attributes[attribute], self.other_value(attribute, person.attributes[attribute])
-        if self.rng.random() < 0.5:  # the new value marked ("now"), the old one plain
-            pair = [self.fact(person, attribute, old), _say(NOW[attribute], person.name, new)]
-        else:  # the old value marked ("used to"), the new one plain
-            pair = [_say(USED_TO[attribute], person.name, old), self.fact(person, attribute, new)]
-        memories = self.shuffled(pair, self.noise(person, attribute, max(0, self.some_noise() - 1)))
-        return ReaderExample("newer", memories, render_question(attribute, person.name), new)
+        mark = self.rng.random()
+        if mark < 0.35:  # the new value marked ("now"), the old one plain
+            old_fact, new_fact = self.fact(person, attribute, old), _say(NOW[attribute], person.name, new)
+        elif mark < 0.7:  # the old value marked ("used to"), the new one plain
+            old_fact, new_fact = _say(USED_TO[attribute], person.name, old), self.fact(person, attribute, new)
+        else:  # a correction, as a session makes one ("Actually, ...")
+            old_fact = self.fact(person, attribute, old)
+            new_fact = ACTUALLY.format(fact=self.fact(person, attribute, new))
+        memories = self.shuffled([old_fact, new_fact], self.noise(person, attribute, max(0, self.some_noise() - 1)))
+        return ReaderExample("newer", memories, render_question(attribute, person.name), new, new_fact)
 
     def abstain_example(self) -> ReaderExample:
         person, attribute = self.rng.choice(self.people), self.rng.choice(ATTRIBUTES)
-        memories = self.shuffled(self.noise(person, attribute, max(1, self.some_noise())))
+        memories: tuple[str, ...] = ()
+        while not memories:  # a distractor can come out as none (a namesake that is the person): draw again
+            memories = self.shuffled(self.noise(person, attribute, max(1, self.some_noise())))
         return ReaderExample("abstain", memories, render_question(attribute, person.name), self.abstain)
-
-    def weights(self) -> ReaderExample:
-        person, attribute = self.rng.choice(self.known), self.rng.choice(ATTRIBUTES)
-        return ReaderExample("weights", (), render_question(attribute, person.name), person.attributes[attribute])
 
     def draw(self, count: int) -> list[ReaderExample]:
         makers: dict[str, Callable[[], ReaderExample]] = {
             "copy": self.copy, "alias": self.alias, "override": self.override, "newer": self.newer,
-            "abstain": self.abstain_example, "weights": self.weights}
+            "abstain": self.abstain_example}
         cases = list(CASES)
         return [makers[case]() for case in self.rng.choices(cases, weights=[CASES[c] for c in cases], k=count)]
 
@@ -213,16 +219,6 @@ def _say(template: str, name: str, value: str) -> str:
 
 def reader_examples(world: World, count: int, *, people: int = 400, distractors: int = 4, abstain: str = "unknown",
                     seed: int = 0) -> list[ReaderExample]:
-    """`count` examples over `people` strangers (and the world's trained people for override and weights)."""
+    """`count` examples over `people` strangers (and the world's trained people in override and newer)."""
     maker = ExampleMaker(world, strangers(world, people, seed), distractors, abstain, seed)
     return maker.draw(count)
-
-
-def reader_documents(world: World, documents: Sequence[str], reader: "ReaderConfig", seed: int) -> list:
-    """The reader stage's training rows: `reader.examples` examples, and the world's corpus replayed beside them
-    so that they are `reader.mixture` of the rows (what the generator knows stays known)."""
-    examples = [e.as_example() for e in reader_examples(world, reader.examples, people=reader.people,
-                                                         distractors=reader.distractors, abstain=reader.abstain,
-                                                         seed=seed)]
-    replayed = round(len(examples) * (1 - reader.mixture) / reader.mixture)
-    return examples + [documents[i % len(documents)] for i in range(replayed)] if documents else examples

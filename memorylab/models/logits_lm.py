@@ -42,6 +42,9 @@ class LogitsLM(TokenBudget):
     # Speculative decoding (memorylab.decoding.speculative) needs a third primitive and a drafter.
     drafter: Any = None  # a memorylab.decoding.drafter.Drafter; what SpeculativeParams(drafter=None) uses
     speculative_stats: Any = None  # SpeculativeStats of the last generate() call (None when it was plain)
+    # A reader head (models/reader_head.py Reader) answers /chat prompts with memories by copying a span of them
+    # or abstaining; every other prompt is decoded. Set by a backend that loads a checkpoint with a head.
+    reader: Any = None
 
     def verify_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                       past: Any = None, position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
@@ -141,25 +144,35 @@ class LogitsLM(TokenBudget):
     def complete(self, prompts: Sequence[str], params: GenerationParams,
                  logprobs: Optional[int] = None) -> list[Completion]:
         """`generate`, with why each generation ended and, when `logprobs` is given, each of its tokens'
-        log-probability and the `logprobs` most likely alternatives (one forward over prompt and answer)."""
+        log-probability and the `logprobs` most likely alternatives (one forward over prompt and answer).
+
+        With a reader head, a prompt it reads is answered with the span it copies (or the abstention), cut to
+        max_new_tokens; its logprobs are then the language model's own for those tokens."""
         stops = stop_token_ids(self._vocab_texts, params.stop) if params.stop else []
         seqs = self._check_length(self._with_start(prompts), room=params.max_new_tokens)
-        new: list[list[int]] = [[] for _ in prompts]
+        read = self.reader.read(prompts) if self.reader is not None else [None] * len(prompts)
+        new: list[list[int]] = [list(ids or [])[:params.max_new_tokens] for ids in read]
         self.speculative_stats = None
         # One random state for the whole call: seeded afresh per batch, row r of every batch would draw the
         # same numbers (one prompt asked twice in two batches would get the same sample).
         generator = sampling_generator(params, self.device)
-        for batch in self._batches(seqs):
-            for i, ids in zip(batch, self._decode([seqs[i] for i in batch], params, stops, generator)):
+        decoded = [i for i, ids in enumerate(read) if ids is None]
+        for batch in self._batches([seqs[i] for i in decoded]):
+            rows = [decoded[b] for b in batch]
+            for i, ids in zip(rows, self._decode([seqs[i] for i in rows], params, stops, generator)):
                 new[i] = ids
         ends = {self.tokenizer.eos_token_id, *stops}
         texts = self.decode(new)
         kept = [_tokens_of_text(ids, self._vocab_texts, len(_cut_at_stop(text, params.stop)))
                 for ids, text in zip(new, texts)]
         scored = self._generated_logprobs(seqs, kept, logprobs) if logprobs is not None else None
-        return [Completion(text=_cut_at_stop(text, params.stop),
-                           finish_reason="stop" if (ids and ids[-1] in ends) or _cut_at_stop(text, params.stop) != text
-                           else "length",
+
+        def finish(i: int, ids: list[int], text: str) -> str:
+            if read[i] is not None:
+                return "length" if len(read[i]) > params.max_new_tokens else "stop"
+            return "stop" if (ids and ids[-1] in ends) or _cut_at_stop(text, params.stop) != text else "length"
+
+        return [Completion(text=_cut_at_stop(text, params.stop), finish_reason=finish(i, ids, text),
                            tokens=None if scored is None else scored[i])
                 for i, (ids, text) in enumerate(zip(new, texts))]
 

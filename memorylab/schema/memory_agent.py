@@ -19,19 +19,19 @@ RetrievalMode = Literal["dense", "bm25", "hybrid"]
 
 
 class ReaderConfig(Strict):
-    """How a trained generator learns to answer from the memories /chat shows it (memorylab/data/reader.py):
-    examples about people outside the world, in exactly /chat's prompt, mixed into its training."""
+    """How a trained generator learns to answer from the memories /chat shows it: a reader head
+    (models/reader_head.py) trained on its frozen states, on examples about people outside the world
+    (data/reader.py), in exactly /chat's prompt. The defaults cost about what the world's training does on one
+    core (README: the figures)."""
 
-    # Off by default: measured on agent_eval (README), the tiny 4-layer reader does not learn to copy a value
-    # from its memories within the budget (twice the world's training: 300 steps of rows up to 256 tokens), and
-    # the stage costs the known people's answers (exact match 1.0 -> 0.5) for abstention (0 -> 0.5).
-    steps: int = Field(0, ge=0, description="extra training steps after the world's (0: no reader stage; 300 "
-                                            "costs what the world's 600 steps do)")
-    mixture: float = Field(0.7, gt=0, le=1, description="share of those steps' rows that are reader examples; "
-                                                       "the rest replays the world's corpus")
-    lr: float = Field(1e-3, gt=0, description="peak learning rate of the reader stage")
-    examples: int = Field(6000, ge=10, description="reader examples drawn (about people outside the world)")
-    people: int = Field(400, ge=10, description="people outside the world the examples are about")
+    steps: int = Field(900, ge=0, description="reader head training steps (0: no reader; the generator answers "
+                                               "from its weights whatever the memories say)")
+    batch_size: int = Field(32, ge=1, le=1024, description="examples per reader training step")
+    lr: float = Field(3e-3, gt=0, description="peak learning rate of the reader head")
+    layers: int = Field(1, ge=1, le=8, description="the head's global encoder layers (after one local layer)")
+    examples: int = Field(8000, ge=10, description="reader examples drawn (about people outside the world)")
+    people: int = Field(3000, ge=10, description="people outside the world the examples are about: many, so the "
+                                                 "head learns to read, not to remember them")
     distractors: int = Field(4, ge=0, le=16, description="most memories beside the one that answers")
     abstain: str = Field("unknown", min_length=1, max_length=64,
                          description="the answer when no memory answers the question")

@@ -6,6 +6,7 @@ cost nothing."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Optional
 
@@ -35,24 +36,43 @@ def prepare_generator(scenario: MemoryAgentScenario, folder: Path) -> str:
                            tokenizer_dir, folder, scenario.seed)
     if scenario.generator.reader.steps == 0:
         return trained["generator"]["path"]
-    return train_reader(scenario, world, documents, Path(trained["generator"]["path"]), folder)
+    return train_reader(scenario, world, Path(trained["generator"]["path"]), folder)
 
 
-def train_reader(scenario: MemoryAgentScenario, world: Any, documents: list[str], generator: Path,
-                 folder: Path) -> str:
-    """The world-trained generator trained further (models/reader) on reader examples, with the world's corpus
-    replayed beside them so that what it knows stays known; the examples are scored on their answers only, and
-    every row weighs the same (loss: row), or the corpus's long rows would drown the answers' few tokens."""
-    from memorylab.data.reader import reader_documents
-    from memorylab.models.train_jobs import train_models
+def train_reader(scenario: MemoryAgentScenario, world: Any, generator: Path, folder: Path) -> str:
+    """The world-trained generator with a reader head (models/reader_head.py) trained on reader examples
+    (data/reader.py) in a Ray task with the trainer's resources, kept in models/reader/final: the generator's files
+    unchanged, and the head beside them. A head trained with the same settings on the same generator is reused."""
+    import ray
+
+    from memorylab.cluster.resources import actor_options, device_for, torch_threads
+    from memorylab.data.reader import reader_examples
+    from memorylab.data.seeding import derive_seed
+    from memorylab.models.reader_training import VALIDATION_EXAMPLES, saved_record, train_head
 
     reader = scenario.generator.reader
-    train = scenario.train.model_copy(update={"steps": reader.steps, "lr": reader.lr, "loss": "row",
-                                              "seq_len": scenario.model.tiny.max_position_embeddings})
-    mixed = reader_documents(world, documents, reader, seed=scenario.seed)
-    trained = train_models({"reader": mixed}, scenario.model, train, scenario.resources.trainer, folder / "tokenizer",
-                           folder, scenario.seed, start_from=generator)
-    return trained["reader"]["path"]
+    out = folder / "models" / "reader" / "final"
+    # The generator's training log names what it was trained from (and when): a retrained generator retrains
+    # its reader.
+    log = (generator / "train_log.json").read_bytes() if (generator / "train_log.json").exists() else b""
+    settings = {"generator": str(generator), "generator_log": hashlib.sha256(log).hexdigest()[:16],
+                "seed": scenario.seed, **reader.model_dump()}
+    saved = saved_record(out)
+    if saved is not None and saved.get("settings") == settings:
+        return str(out)
+    examples = reader_examples(world, reader.examples, people=reader.people, distractors=reader.distractors,
+                               abstain=reader.abstain, seed=scenario.seed)
+    validation = reader_examples(world, VALIDATION_EXAMPLES, people=min(reader.people, 400),
+                                 distractors=reader.distractors, abstain=reader.abstain,
+                                 seed=derive_seed(scenario.seed, "reader", "validation"))
+    resources = scenario.resources.trainer
+    task = ray.remote(train_head).options(**actor_options(resources), max_retries=0)
+    record = ray.get(task.remote(str(generator), str(out), examples, validation, steps=reader.steps,
+                                 batch_size=reader.batch_size, lr=reader.lr,
+                                 shape={"layers": reader.layers, "abstain": reader.abstain}, seed=scenario.seed,
+                                 threads=torch_threads(resources), device=device_for(resources, scenario.model.device),
+                                 settings=settings))
+    return record["path"]
 
 
 def generator_speculative(scenario: MemoryAgentScenario, folder: Path) -> Optional[Any]:

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from memorylab.data import build_world
-from memorylab.data.prompts import memory_prompt, qa_prompt
+from memorylab.data.prompts import memory_prompt
 from memorylab.data.reader import CASES, reader_examples, strangers
 from memorylab.data.templates import ATTRIBUTES
 from memorylab.schema.common import WorldConfig
@@ -41,10 +41,10 @@ def test_every_case_is_drawn_in_its_share(examples):
 
 def test_each_example_is_the_prompt_chat_builds(examples):
     for e in examples:
-        example = e.as_example()
-        expected = memory_prompt(e.memories, e.question) if e.memories else qa_prompt(e.question)
-        assert example.prompt == expected and example.answer == f" {e.answer}"
+        assert e.memories and e.prompt == memory_prompt(e.memories, e.question)
         assert len(set(e.memories)) == len(e.memories)
+        # The evidence is one of the memories and states the answer (none for abstention).
+        assert (e.evidence in e.memories and e.answer in e.evidence) if e.case != "abstain" else e.evidence == ""
 
 
 def test_what_each_case_asks_of_the_reader(world, examples):
@@ -55,13 +55,11 @@ def test_what_each_case_asks_of_the_reader(world, examples):
             assert e.answer in told
         if e.case == "abstain":
             assert e.answer == "unknown" and e.memories
-        if e.case == "weights":
-            assert e.memories == () and any(e.answer == p.attributes[a] for p in known.values() for a in ATTRIBUTES)
         if e.case == "override":
             person = next(p for name, p in known.items() if name in e.question)
             assert e.answer in told and e.answer not in person.attributes.values()
         if e.case == "newer":
-            assert any(w in told for w in ("now", "used to"))
+            assert any(w in told for w in ("now", "used to", "Actually, "))
         if e.case == "alias":
             assert "We call" in told
 
@@ -69,18 +67,3 @@ def test_what_each_case_asks_of_the_reader(world, examples):
 def test_the_same_seed_draws_the_same_examples(world, examples):
     assert reader_examples(world, 2000, people=200, distractors=4, abstain="unknown", seed=0) == examples
     assert reader_examples(world, 2000, people=200, distractors=4, abstain="unknown", seed=1) != examples
-
-
-def test_the_reader_stage_replays_the_corpus_beside_its_examples(world):
-    from memorylab.data.reader import reader_documents
-    from memorylab.models.documents import Example
-    from memorylab.schema.memory_agent import ReaderConfig
-
-    corpus = ["Ann Lee was born in Oslo.", "Bo Chan works for Acme."]
-    rows = reader_documents(world, corpus, ReaderConfig(examples=70, people=20, mixture=0.7), seed=0)
-    examples = [r for r in rows if isinstance(r, Example)]
-    assert len(examples) == 70 and len(rows) - len(examples) == 30  # 70% of the rows are examples
-    assert set(r for r in rows if isinstance(r, str)) == set(corpus)
-    assert rows == reader_documents(world, corpus, ReaderConfig(examples=70, people=20, mixture=0.7), seed=0)
-    assert all(isinstance(r, Example) for r in reader_documents(world, corpus, ReaderConfig(examples=20, people=20,
-                                                                                            mixture=1.0), seed=0))

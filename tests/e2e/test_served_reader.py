@@ -7,6 +7,7 @@ left out of `make test`: run it with `pytest -m reader tests/e2e/test_served_rea
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import httpx
@@ -29,8 +30,8 @@ TOLD = [
 ]
 
 
-@pytest.fixture
-def served_reader(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def served_reader(tmp_path_factory):
     import ray
 
     from memorylab.cluster import connect
@@ -42,14 +43,15 @@ def served_reader(tmp_path, monkeypatch):
     scenario["serve"] = {"host": "127.0.0.1", "port": port, "api_keys": [{"tenant": "t", "key": KEY}]}
     scenario["deployments"] = {k: {"num_cpus": 0} for k in ("ingress", "agent", "generator")}
     ray.shutdown()
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.delenv("MEMORYLAB_API_KEYS", raising=False)
+    saved = {k: os.environ.pop(k) for k in ("RAY_ADDRESS", "MEMORYLAB_API_KEYS") if k in os.environ}
     connect(num_cpus=2)
     try:
-        yield start_agent(scenario, port=port, folder=str(tmp_path / "agent"), timeout_s=1800)
+        yield start_agent(scenario, port=port, folder=str(tmp_path_factory.mktemp("reader") / "agent"),
+                          timeout_s=1800)
     finally:
         stop_agent()
         ray.shutdown()
+        os.environ.update(saved)
 
 
 def test_told_invented_facts_are_answered(served_reader):
@@ -67,3 +69,14 @@ def test_told_invented_facts_are_answered(served_reader):
         assert asked.status_code == 200, asked.text
         right.append(asked.json()["answer"].strip().rstrip(".").lower() == value.lower())
     assert sum(right) / len(right) >= 0.75, right
+
+
+def test_the_readme_example_answers_lisbon(served_reader):
+    client = httpx.Client(base_url=served_reader, headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+    told = client.post("/v1/agents/a1/memories",
+                       json={"messages": [{"role": "user", "content": "Ada Park was born in Lisbon."}]})
+    assert told.status_code == 200, told.text
+    question = {"messages": [{"role": "user", "content": "Where was Ada Park born?"}]}
+    asked = client.post("/v1/agents/a1/chat", json=question)
+    assert asked.status_code == 200, asked.text
+    assert asked.json()["answer"].strip() == "Lisbon", asked.json()

@@ -14,6 +14,7 @@ from transformers.utils import logging as hf_logging
 from memorylab.decoding.drafter import Drafter
 from memorylab.decoding.vocabtrim import load_counts
 from memorylab.models.logits_lm import LogitsLM
+from memorylab.models.reader_head import Reader, ReaderHead, has_reader_head
 
 # Our own progress bars cover loading and saving; transformers' per-shard bars only add noise.
 hf_logging.disable_progress_bar()
@@ -54,6 +55,9 @@ class HFLM(LogitsLM):
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
         lm = cls(model, tokenizer, batch_size=batch_size, device=dev)
+        if has_reader_head(source):
+            lm.reader = Reader(ReaderHead.load(Path(source), lm.device), lm.model, tokenizer, lm.start_id, lm.pad_id,
+                               lm.device)
         if speculative is not None:
             lm.drafter_for(speculative)
         return lm

@@ -1,0 +1,125 @@
+"""The reader head: which prompts it reads, how it sees them, the spans it may pick, and a head trained on a tiny
+generator, loaded with it and answering through the LM protocol (copied spans, abstention, the rest decoded)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from memorylab.data.prompts import fewshot_prompt, memory_prompt, qa_prompt
+from memorylab.data.reader import reader_examples
+from memorylab.models.reader_head import (MEMORY, QUESTION, SEPARATOR, best_spans, has_reader_head, layout,
+                                          memory_part)
+from memorylab.models.reader_training import labelled, train_head
+
+MEMORIES = ("Zoubai Kel was born in Brauvilleburg.", "We call Ada Park the tall fox.")
+QUESTION_TEXT = "Where was Zoubai Kel born?"
+
+
+def test_only_chat_prompts_with_memories_are_read():
+    prompt = memory_prompt(MEMORIES, QUESTION_TEXT)
+    assert memory_part(prompt) == prompt.index("\n\nQuestion: ")
+    assert memory_part(qa_prompt(QUESTION_TEXT)) is None  # no memories: the generator answers
+    assert memory_part(fewshot_prompt([("Who?", "Ann")], QUESTION_TEXT)) is None  # QA lines are not memories
+    assert memory_part("Summarise: " + QUESTION_TEXT) is None
+
+
+def test_the_layout_marks_lines_regions_and_what_the_question_shares(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompt = memory_prompt(MEMORIES, QUESTION_TEXT)
+    x = layout(tokenizer, prompt, 0, memory_part(prompt))
+    assert x.ids[0] == 0 and x.regions[0] == SEPARATOR  # the start token
+    memory = [k for k, r in enumerate(x.regions) if r == MEMORY]
+    assert {x.lines[k] for k in memory} == {0, 1}
+    asked = [x.regions[k] for k, (a, _) in enumerate(x.offsets) if a >= prompt.index("Question")]
+    assert set(asked) == {QUESTION, SEPARATOR} and asked.count(SEPARATOR) == 1  # the newline before "Answer:"
+    first_line = "".join(prompt[a:b] for k, (a, b) in enumerate(x.offsets) if x.lines[k] == 0)
+    assert first_line == MEMORIES[0]
+    text = [prompt[a:b].strip().lower() for a, b in x.offsets]
+    asked_texts = {text[k] for k, r in enumerate(x.regions) if r == QUESTION} - {""}
+    assert all(x.matches[k] == (text[k] in asked_texts) for k in memory)
+    assert sum(x.matches[k] for k in memory if x.lines[k] == 0) >= 3  # the name and "born" are asked about
+    assert [x.matches[k] for k in memory if text[k] == "."] == [0, 0]  # the question ends with "?"
+    assert x.in_line[memory[0]] == 0 and x.in_line[memory[1]] == 1
+
+
+def test_spans_stay_inside_one_line_and_the_longest_allowed():
+    start = torch.tensor([[0.0, 5.0, 0.0, -5.0, -5.0]])
+    end = torch.tensor([[0.0, 0.0, 1.0, 0.0, 9.0]])
+    lines = torch.tensor([[0, 0, 0, 1, 1]])
+    assert best_spans(start, end, lines, max_span=8).tolist() == [[1, 2]]  # token 4 is on the next line
+    assert best_spans(start, end, torch.tensor([[0, 0, 0, 0, 0]]), max_span=8).tolist() == [[1, 4]]
+    assert best_spans(start, end, torch.tensor([[0, 0, 0, 0, 0]]), max_span=2).tolist() == [[1, 2]]
+
+
+def test_every_label_copies_the_answer_exactly(tiny_model_dir, tiny_world):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    for e in reader_examples(tiny_world, 300, people=60, seed=0):
+        x, abstain, first, last = labelled(tokenizer, e, 0)
+        if e.case == "abstain":
+            assert abstain == 1
+        else:
+            assert prompt_text(x, first, last) == e.answer and x.lines[first] == x.lines[last] >= 0
+
+
+def prompt_text(x, first: int, last: int) -> str:
+    return x.prompt[x.offsets[first][0]:x.offsets[last][1]].strip()
+
+
+@pytest.fixture(scope="module")
+def trained_reader(tmp_path_factory, tiny_model_dir, tiny_world):
+    out = tmp_path_factory.mktemp("reader") / "final"
+    examples = reader_examples(tiny_world, 200, people=40, seed=0)
+    validation = reader_examples(tiny_world, 40, people=20, seed=1)
+    record = train_head(tiny_model_dir, str(out), examples, validation, steps=30, batch_size=16, lr=3e-3,
+                        shape={"width": 32, "heads": 2, "abstain": "no idea"}, seed=0, threads=1, device="cpu",
+                        settings={"steps": 30})
+    return out, record, validation
+
+
+def test_a_trained_head_is_saved_beside_the_generator_with_its_record(trained_reader, tiny_model_dir):
+    out, record, _ = trained_reader
+    assert has_reader_head(out) and (out / "model.safetensors").exists()
+    assert record["steps"] == 30 and record["settings"] == {"steps": 30} and record["skipped"] == 0
+    assert len(record["losses"]) == 30 and record["losses"][-1] < record["losses"][0]
+    assert set(record["validation"]) >= {"copy", "abstain", "overall"}
+    assert not has_reader_head(tiny_model_dir)
+
+
+def test_the_loaded_generator_reads_memory_prompts_and_decodes_the_rest(trained_reader):
+    from memorylab.models.backends.hf import HFLM
+    from memorylab.models.protocol import GenerationParams
+
+    out, _, validation = trained_reader
+    lm = HFLM.load(str(out), device="cpu")
+    assert lm.reader is not None
+    prompts = [e.prompt for e in validation[:6]] + [qa_prompt(QUESTION_TEXT)]
+    done = lm.complete(prompts, GenerationParams(max_new_tokens=6, stop=("\n",)), logprobs=2)
+    for e, c in zip(validation[:6], done[:6]):
+        answer = c.text.strip()
+        assert answer == "no idea"[:len(answer)] or answer in e.prompt  # abstains or copies from the memories
+        assert c.tokens and "".join(t.token for t in c.tokens) == c.text
+    # The prompt without memories is decoded by the language model, exactly as without a head.
+    lm.reader, reader = None, lm.reader
+    alone = lm.complete([prompts[-1]], GenerationParams(max_new_tokens=6, stop=("\n",)))[0]
+    lm.reader = reader
+    assert done[-1].text == alone.text
+
+
+def test_a_copied_answer_longer_than_max_tokens_is_cut_and_says_length(trained_reader):
+    from memorylab.models.backends.hf import HFLM
+    from memorylab.models.protocol import GenerationParams
+
+    out, _, validation = trained_reader
+    lm = HFLM.load(str(out), device="cpu")
+    prompts = [e.prompt for e in validation]
+    full = lm.complete(prompts, GenerationParams(max_new_tokens=24))
+    cut = lm.complete(prompts, GenerationParams(max_new_tokens=1))
+    for f, c in zip(full, cut):
+        assert f.finish_reason == "stop"
+        assert f.text.startswith(c.text)
+        assert c.finish_reason == ("length" if c.text != f.text else "stop")
