@@ -40,6 +40,7 @@ class HeadShape:
     heads: int = 4
     max_positions: int = 256
     max_span: int = 24  # tokens: the longest value copied
+    dropout: float = 0.0
     abstain: str = "unknown"
 
 
@@ -56,6 +57,7 @@ class Layout:
     lines: list[int]
     in_line: list[int]
     matches: list[int]
+    edges: list[int]  # bit 1: a value may start at this token, bit 2: it may end here (word edges, see below)
     offsets: list[tuple[int, int]]
 
 
@@ -92,7 +94,28 @@ def layout(tokenizer: Any, prompt: str, start_id: int, memories_end: int) -> Lay
             line, line_start = line + text.count("\n"), len(ids)
     asked = {prompt[a:b].strip().lower() for (a, b), r in zip(offsets, regions) if r == QUESTION} - {""}
     matches = [int(r == MEMORY and prompt[a:b].strip().lower() in asked) for (a, b), r in zip(offsets, regions)]
-    return Layout(prompt, ids, regions, lines, in_line, matches, offsets)
+    return Layout(prompt, ids, regions, lines, in_line, matches, word_edges(prompt, offsets, lines), offsets)
+
+
+def word_edges(prompt: str, offsets: list[tuple[int, int]], lines: list[int]) -> list[int]:
+    """Where a copied value may start and end: at whole words, never inside one ("Weaver-Sand" of
+    "Weaver-Sandoval"), as extractive readers pick spans of words, not of subword pieces. A value starts at a
+    token that begins a word (after a space, its own or a lone space token's, or first in its line) and ends at one whose text ends in a letter or
+    digit and is followed by neither (a space, punctuation, or the line's end)."""
+    edges = []
+    for k, ((a, b), line) in enumerate(zip(offsets, lines)):
+        if line < 0 or a == b:
+            edges.append(0)
+            continue
+        text = prompt[a:b]
+        first_in_line = k == 0 or lines[k - 1] != line
+        last_in_line = k + 1 == len(lines) or lines[k + 1] != line
+        next_char = "" if last_in_line else prompt[offsets[k + 1][0]:offsets[k + 1][0] + 1]
+        after_space = text[:1].isspace() or prompt[offsets[k - 1][0]:offsets[k - 1][1]][-1:].isspace()
+        starts = text.lstrip()[:1].isalnum() and (first_in_line or after_space)
+        ends = text[-1:].isalnum() and not next_char.isalnum()
+        edges.append(int(starts) | 2 * int(ends))
+    return edges
 
 
 class ReaderHead(nn.Module):
@@ -114,9 +137,10 @@ class ReaderHead(nn.Module):
         self.in_line = nn.Embedding(MAX_IN_LINE, shape.width)
         self.matches = nn.Embedding(2, shape.width)
         self.encoder = nn.ModuleList(
-            nn.TransformerEncoderLayer(shape.width, shape.heads, 2 * shape.width, dropout=0.0, batch_first=True,
-                                       norm_first=True) for _ in range(1 + shape.layers))
+            nn.TransformerEncoderLayer(shape.width, shape.heads, 2 * shape.width, dropout=shape.dropout,
+                                       batch_first=True, norm_first=True) for _ in range(1 + shape.layers))
         self.norm = nn.LayerNorm(shape.width)
+        self.drop = nn.Dropout(shape.dropout)
         # Pointers: a token's score as the answer's first (last) token is its match with the question, read at
         # the prompt's last token (a bilinear form, as in pointer networks), plus a score of its own.
         self.start = nn.Linear(shape.width, 1)
@@ -125,13 +149,17 @@ class ReaderHead(nn.Module):
         self.end_query = nn.Linear(shape.width, shape.width)
         self.gate = nn.Linear(shape.width, 2)  # 0: copy a span, 1: abstain
 
-    def forward(self, features: torch.Tensor, regions: torch.Tensor, in_line: torch.Tensor, matches: torch.Tensor,
-                lines: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, features: torch.Tensor, batch: dict[str, torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(start scores, end scores, gate logits) for `features` and a batch_tensors() batch; a token where a
+        value may not start (end) scores -inf as a start (end)."""
+        regions, lines, lengths = batch["regions"], batch["lines"], batch["lengths"]
         t = features.shape[1]
         positions = torch.arange(t, device=features.device)
         before = torch.cat([torch.zeros_like(features[:, :1]), features[:, :-1]], dim=1)
         x = (self.project(torch.cat([features, before], dim=-1)) + self.position(positions)[None] + self.region(regions)
-             + self.in_line(in_line) + self.matches(matches))
+             + self.in_line(batch["in_line"]) + self.matches(batch["matches"]))
+        x = self.drop(x)
         padding = regions == PAD
         own_line = (lines[:, :, None] == lines[:, None, :]) | (lines[:, :, None] < 0)
         own_line = own_line | torch.eye(t, dtype=torch.bool, device=x.device)[None]
@@ -140,12 +168,13 @@ class ReaderHead(nn.Module):
         for k, layer in enumerate(self.encoder):
             x = layer(x, src_mask=local, is_causal=False) if k == 0 else layer(x, src_key_padding_mask=padding)
         x = self.norm(x)
-        memory = regions == MEMORY
+        edges = batch["edges"]
         last = x[torch.arange(x.shape[0], device=x.device), lengths - 1]
         scale = self.shape.width ** -0.5
         start = self.start(x).squeeze(-1) + scale * torch.einsum("btd,bd->bt", x, self.start_query(last))
         end = self.end(x).squeeze(-1) + scale * torch.einsum("btd,bd->bt", x, self.end_query(last))
-        return start.masked_fill(~memory, float("-inf")), end.masked_fill(~memory, float("-inf")), self.gate(last)
+        return (start.masked_fill(edges & 1 == 0, float("-inf")), end.masked_fill(edges & 2 == 0, float("-inf")),
+                self.gate(last))
 
     # -- files --------------------------------------------------------------------------------------------
     def save(self, folder: Path, record: dict[str, Any]) -> None:
@@ -176,8 +205,8 @@ def head_features(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Te
 
 
 def batch_tensors(layouts: Sequence[Layout], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Right-padded ids, attention mask, regions, in-line places, matches, lines and lengths of a batch of
-    layouts."""
+    """Right-padded ids, attention mask, regions, in-line places, matches, word edges, lines and lengths of a
+    batch of layouts."""
     width = max(len(x.ids) for x in layouts)
     def padded(rows: list[list[int]], fill: int) -> torch.Tensor:
         return torch.tensor([r + [fill] * (width - len(r)) for r in rows], dtype=torch.long, device=device)
@@ -186,6 +215,7 @@ def batch_tensors(layouts: Sequence[Layout], pad_id: int, device: torch.device) 
             "regions": padded([x.regions for x in layouts], PAD),
             "in_line": padded([x.in_line for x in layouts], 0),
             "matches": padded([x.matches for x in layouts], 0),
+            "edges": padded([x.edges for x in layouts], 0),
             "lines": padded([x.lines for x in layouts], -1),
             "lengths": torch.tensor([len(x.ids) for x in layouts], device=device)}
 
@@ -222,9 +252,9 @@ class Reader:
             chunk = todo[at:at + batch_size]
             tensors = batch_tensors([x for _, x in chunk], self.pad_id, self.device)
             features = head_features(self.model, tensors["ids"], tensors["mask"])
-            start, end, gate = self.head(features, tensors["regions"], tensors["in_line"], tensors["matches"],
-                                         tensors["lines"], tensors["lengths"])
+            start, end, gate = self.head(features, tensors)
             spans = best_spans(start, end, tensors["lines"], self.head.shape.max_span).tolist()
-            for (i, x), (a, b), abstain in zip(chunk, spans, gate.argmax(dim=1).tolist()):
-                out[i] = list(self.abstain_ids) if abstain else x.ids[a:b + 1]
+            for row, ((i, x), (a, b), abstain) in enumerate(zip(chunk, spans, gate.argmax(dim=1).tolist())):
+                whole = bool(torch.isfinite(start[row, a] + end[row, b]))  # False: no span of whole words at all
+                out[i] = x.ids[a:b + 1] if whole and not abstain else list(self.abstain_ids)
         return out

@@ -28,8 +28,8 @@ VALIDATION_EXAMPLES = 400
 
 def labelled(tokenizer: Any, example: Any, start_id: int) -> Optional[tuple[Layout, int, int, int]]:
     """(layout, abstain, first, last): the example's prompt as the head sees it and its label; None when the
-    answer's characters do not fall on token edges (the copy would not be exact; it never happens with
-    byte-level BPE, whose pieces never straddle a word and its punctuation)."""
+    answer's characters do not fall on word edges (the copy would not be exact; it never happens with
+    byte-level BPE, whose pieces never straddle a word and its punctuation, and values of whole words)."""
     prompt = example.prompt
     end = memory_part(prompt)
     if end is None:
@@ -42,6 +42,8 @@ def labelled(tokenizer: Any, example: Any, start_id: int) -> Optional[tuple[Layo
     last_char = first_char + len(example.answer)
     inside = [k for k, (a, b) in enumerate(x.offsets) if x.regions[k] == MEMORY and a < last_char and b > first_char]
     if not inside or prompt[x.offsets[inside[0]][0]:x.offsets[inside[-1]][1]].strip() != example.answer:
+        return None
+    if not (x.edges[inside[0]] & 1 and x.edges[inside[-1]] & 2):  # not whole words: the head could not pick it
         return None
     return x, 0, inside[0], inside[-1]
 
@@ -148,8 +150,7 @@ def _loss(head: ReaderHead, batch: list, features: list[torch.Tensor], pad_id: i
     tensors = batch_tensors([x for x, *_ in batch], pad_id, dev)
     width = tensors["ids"].shape[1]
     padded = torch.stack([F.pad(f.float(), (0, 0, 0, width - f.shape[0])) for f in features]).to(dev)
-    start, end, gate = head(padded, tensors["regions"], tensors["in_line"], tensors["matches"],
-                              tensors["lines"], tensors["lengths"])
+    start, end, gate = head(padded, tensors)
     abstain = torch.tensor([a for _, a, _, _ in batch], device=dev)
     first = torch.tensor([f for *_, f, _ in batch], device=dev)
     last = torch.tensor([e for *_, e in batch], device=dev)

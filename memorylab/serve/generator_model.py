@@ -69,7 +69,8 @@ def train_reader(scenario: MemoryAgentScenario, world: Any, generator: Path, fol
     task = ray.remote(train_head).options(**actor_options(resources), max_retries=0)
     record = ray.get(task.remote(str(generator), str(out), examples, validation, steps=reader.steps,
                                  batch_size=reader.batch_size, lr=reader.lr,
-                                 shape={"layers": reader.layers, "abstain": reader.abstain}, seed=scenario.seed,
+                                 shape={"layers": reader.layers, "width": reader.width,
+                                        "dropout": reader.dropout, "abstain": reader.abstain}, seed=scenario.seed,
                                  threads=torch_threads(resources), device=device_for(resources, scenario.model.device),
                                  settings=settings))
     return record["path"]

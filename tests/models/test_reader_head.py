@@ -3,6 +3,9 @@ generator, loaded with it and answering through the LM protocol (copied spans, a
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -43,6 +46,11 @@ def test_the_layout_marks_lines_regions_and_what_the_question_shares(tiny_model_
     assert sum(x.matches[k] for k in memory if x.lines[k] == 0) >= 3  # the name and "born" are asked about
     assert [x.matches[k] for k in memory if text[k] == "."] == [0, 0]  # the question ends with "?"
     assert x.in_line[memory[0]] == 0 and x.in_line[memory[1]] == 1
+    # Values start and end at whole words: "Brauvilleburg" may be copied, none of its pieces alone.
+    place = [k for k in memory if x.lines[k] == 0 and x.offsets[k][0] >= prompt.index("Brauvilleburg")][:-1]
+    assert [x.edges[k] & 1 for k in place] == [1] + [0] * (len(place) - 1)
+    assert [x.edges[k] & 2 for k in place] == [0] * (len(place) - 1) + [2]
+    assert x.edges[memory[-1]] == 0  # the final "."
 
 
 def test_spans_stay_inside_one_line_and_the_longest_allowed():
@@ -123,3 +131,34 @@ def test_a_copied_answer_longer_than_max_tokens_is_cut_and_says_length(trained_r
         assert f.finish_reason == "stop"
         assert f.text.startswith(c.text)
         assert c.finish_reason == ("length" if c.text != f.text else "stop")
+
+
+def test_reader_settings_are_validated_in_one_line():
+    from pydantic import ValidationError
+
+    from memorylab.schema.memory_agent import ReaderConfig
+
+    with pytest.raises(ValidationError, match="multiple of 4"):
+        ReaderConfig(width=30)
+    with pytest.raises(ValidationError, match="dropout"):
+        ReaderConfig(dropout=1.0)
+
+
+def test_the_reader_stage_runs_as_a_ray_task_and_is_reused_on_restart(tmp_path, tiny_model_dir, tiny_world,
+                                                                       ray_cluster):
+    from memorylab.schema.memory_agent import MemoryAgentScenario
+    from memorylab.serve.generator_model import train_reader
+    from tests.serve.served_app import scenario
+
+    data = scenario(8000)
+    data["generator"]["reader"] = {"steps": 4, "examples": 30, "people": 20, "width": 16}
+    agent = MemoryAgentScenario.model_validate(data)
+    path = Path(train_reader(agent, tiny_world, Path(tiny_model_dir), tmp_path))
+    assert path == tmp_path / "models" / "reader" / "final" and has_reader_head(path)
+    written = (path / "reader_head.safetensors").stat().st_mtime_ns
+    assert train_reader(agent, tiny_world, Path(tiny_model_dir), tmp_path) == str(path)
+    assert (path / "reader_head.safetensors").stat().st_mtime_ns == written  # reused, not retrained
+    changed = agent.model_copy(update={"generator": agent.generator.model_copy(
+        update={"reader": agent.generator.reader.model_copy(update={"steps": 5})})})
+    train_reader(changed, tiny_world, Path(tiny_model_dir), tmp_path)
+    assert json.loads((path / "reader_head.json").read_text())["steps"] == 5  # other settings: trained again

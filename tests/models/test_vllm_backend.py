@@ -40,6 +40,21 @@ def test_choosing_vllm_without_it_is_one_clear_line():
     assert "'vllm'" in message and "(vllm)" in message and "extra" in message and "\n" not in message
 
 
+def test_a_checkpoint_with_a_reader_head_is_refused_by_vllm(tmp_path):
+    # The head reads hidden states vLLM does not give: served by vLLM its answers would ignore the memories.
+    (tmp_path / "vllm").mkdir()
+    (tmp_path / "vllm" / "__init__.py").write_text("LLM = SamplingParams = None\n")
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "reader_head.json").write_text("{}")
+    code = ("from memorylab.models.backends.vllm import VLLMLM\n"
+            f"try:\n    VLLMLM.load({str(tmp_path / 'ckpt')!r}, device='cuda')\n"
+            "except ValueError as e:\n    print(e)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], check=True, timeout=120, env=env, capture_output=True,
+                         text=True).stdout
+    assert "has a reader head" in out and "backend 'hf' only" in out
+
+
 needs_vllm_and_gpu = pytest.mark.skipif(not HAS_VLLM or not torch.cuda.is_available(), reason="needs vllm and a GPU")
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import vllm
 
 from memorylab.models.protocol import Completion, GenerationParams, TokenLogprob
+from memorylab.models.reader_head import has_reader_head
 from memorylab.models.token_budget import TokenBudget
 
 
@@ -46,6 +47,11 @@ class VLLMLM(TokenBudget):
              speculative: Any = None, **engine_kwargs: Any) -> "VLLMLM":
         if device not in ("auto", "cuda") and not str(device).startswith("cuda"):
             raise ValueError(f"the vllm backend runs on CUDA GPUs, not on {device!r}; use backend 'hf'")
+        if has_reader_head(source):
+            # The head reads the generator's hidden states, which vLLM does not give: answers would silently
+            # ignore the memories the head was trained to read.
+            raise ValueError(f"{source} has a reader head (models/reader_head.py), which runs with backend 'hf' "
+                             f"only")
         if speculative is not None:
             if speculative.drafter is None or speculative.vocab is not None or speculative.adaptive:
                 raise ValueError("vLLM speculative decoding needs a named drafter (SpeculativeParams.drafter) and "
