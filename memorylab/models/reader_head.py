@@ -113,7 +113,8 @@ def word_edges(prompt: str, offsets: list[tuple[int, int]], lines: list[int]) ->
         next_char = "" if last_in_line else prompt[offsets[k + 1][0]:offsets[k + 1][0] + 1]
         after_space = text[:1].isspace() or prompt[offsets[k - 1][0]:offsets[k - 1][1]][-1:].isspace()
         starts = text.lstrip()[:1].isalnum() and (first_in_line or after_space)
-        ends = text[-1:].isalnum() and not next_char.isalnum()
+        # A hyphenated value ("Weaver-Sandoval") is one word: it does not end before its hyphen.
+        ends = text[-1:].isalnum() and not (next_char.isalnum() or next_char == "-")
         edges.append(int(starts) | 2 * int(ends))
     return edges
 

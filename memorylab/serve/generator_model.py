@@ -55,7 +55,9 @@ def train_reader(scenario: MemoryAgentScenario, world: Any, generator: Path, fol
     # The generator's training log names what it was trained from (and when): a retrained generator retrains
     # its reader.
     log = (generator / "train_log.json").read_bytes() if (generator / "train_log.json").exists() else b""
-    settings = {"generator": str(generator), "generator_log": hashlib.sha256(log).hexdigest()[:16],
+    # Named relative to the serve folder, so a folder moved or copied elsewhere keeps its reader.
+    named = str(generator.relative_to(folder)) if generator.is_relative_to(folder) else str(generator)
+    settings = {"generator": named, "generator_log": hashlib.sha256(log).hexdigest()[:16],
                 "seed": scenario.seed, **reader.model_dump()}
     saved = saved_record(out)
     if saved is not None and saved.get("settings") == settings:
