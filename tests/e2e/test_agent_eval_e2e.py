@@ -58,7 +58,7 @@ def test_served_agent_eval(tmp_path):
     assert set(groups) >= {"accurate_retrieval", "test_time_learning", "long_range_understanding",
                            "conflict_resolution", "knowledge_update_known", "never_told", "overall"}
     # Every answer is scored (a tiny reader trained for 8 steps: the figures exist, their values are not the
-    # point here; tests/serve/test_served_reader.py holds a trained reader to its numbers).
+    # point here; tests/e2e/test_served_reader.py holds a trained reader to its numbers).
     for figure in ("exact_match", "f1", "abstention", "context_tokens"):
         assert 0 <= groups["overall"][figure] < float("inf"), figure
     assert groups["overall"]["context_tokens"] > 0
