@@ -100,8 +100,8 @@ def layout(tokenizer: Any, prompt: str, start_id: int, memories_end: int) -> Lay
 def word_edges(prompt: str, offsets: list[tuple[int, int]], lines: list[int]) -> list[int]:
     """Where a copied value may start and end: at whole words, never inside one ("Weaver-Sand" of
     "Weaver-Sandoval"), as extractive readers pick spans of words, not of subword pieces. A value starts at a
-    token that begins a word (after a space, its own or a lone space token's, or first in its line) and ends at one whose text ends in a letter or
-    digit and is followed by neither (a space, punctuation, or the line's end)."""
+    token that begins a word (after a space, its own or a lone space token's, or first in its line) and ends at
+    one whose text ends in a letter or digit and is followed by neither (a space, punctuation, the line's end)."""
     edges = []
     for k, ((a, b), line) in enumerate(zip(offsets, lines)):
         if line < 0 or a == b:
