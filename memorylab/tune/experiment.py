@@ -129,7 +129,8 @@ def run_sweep(sweep: SweepScenario, wrapped: Any, wrapped_raw: dict, folder: Pat
                          objectives=tuple((o.name, o.expr) for o in sweep.objectives),
                          scenario_path=str(scenario_path.absolute()) if scenario_path else None,
                          # Intermediate results cost a run measurements; only a scheduler reads them.
-                         reports_progress=sweep.scheduler.name == "asha" and kind_of(wrapped).reports_progress)
+                         reports_progress=sweep.scheduler.name == "asha" and kind_of(wrapped).reports_progress,
+                         experiment_dir=str(folder))
         trainable = _trainable(sweep, spec)
         if resume:
             tuner = tune.Tuner.restore(str(folder), trainable=trainable, resume_unfinished=True,

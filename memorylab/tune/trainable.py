@@ -30,12 +30,23 @@ class TrialSpec:
     objectives: tuple[tuple[str, str], ...] = ()  # (name, expression)
     scenario_path: Optional[str] = None  # resolves relative paths the wrapped scenario holds
     reports_progress: bool = False  # pass on the runner's intermediate results (the scheduler reads them)
+    # The experiment's folder (Tune's storage): trial folders are synced there from a per-Ray-session staging
+    # folder, so it is the only place a resumed experiment (a new Ray session) finds what a trial left.
+    experiment_dir: Optional[str] = None
 
 
 def score(objectives: dict[str, Expression], report: dict[str, Any]) -> dict[str, float]:
     """Objective values of a report; NaN for one the report cannot give (a missing figure, a zero divisor)."""
     values = {name: expr.value(report) for name, expr in objectives.items()}
     return {name: (math.nan if v is None else v) for name, v in values.items()}
+
+
+def _stored_result(trial_dir: Path, spec: TrialSpec) -> Optional[Path]:
+    """The final result an earlier run of this trial left, in this session's folder or the experiment's."""
+    places = [trial_dir / RESULT_FILE]
+    if spec.experiment_dir is not None:
+        places.append(Path(spec.experiment_dir) / trial_dir.name / RESULT_FILE)
+    return next((p for p in places if p.is_file()), None)
 
 
 def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
@@ -48,10 +59,11 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
 
     trial_dir = Path(tune.get_context().get_trial_dir())
     finished = trial_dir / RESULT_FILE
-    if finished.exists():
+    stored = _stored_result(trial_dir, spec)
+    if stored is not None:
         # The trial ran to the end before the experiment was interrupted, but Tune's last saved state
         # predates that: report the stored result rather than running the same configuration twice.
-        tune.report(json.loads(finished.read_text()))
+        tune.report(json.loads(stored.read_text()))
         return
     raw = with_values(spec.raw, {**spec.fixed, **config})
     scenario = validate_scenario(raw, joins_ray=True)  # it runs in the sweep's Ray

@@ -65,3 +65,24 @@ def test_a_differing_wrapped_scenario_is_refused_by_the_check_itself(tmp_path):
     with pytest.raises(ScenarioError, match="scenario.train.steps"):
         check_same_sweep(exp, sweep, wrapped.model_copy(update={"train": wrapped.train.model_copy(
             update={"steps": 41})}))
+
+
+def test_a_resumed_trial_finds_the_result_its_first_run_synced_to_the_experiment(tmp_path, monkeypatch):
+    # A resume runs in a new Ray session, so a trial's working folder is a new, empty staging folder; the
+    # result the first run left is only in the experiment's folder (Tune synced it there before the kill).
+    from ray import tune
+
+    from memorylab.tune.trainable import RESULT_FILE, TrialSpec, run_trial
+
+    name = "trial_0_lr=0.001"
+    staging = tmp_path / "ray-session-2" / name
+    staging.mkdir(parents=True)
+    stored = {"forget": 0.25, "final": True, "trial_work_s": 3.5}
+    (tmp_path / "exp" / name).mkdir(parents=True)
+    (tmp_path / "exp" / name / RESULT_FILE).write_text(json.dumps(stored))
+    reported = []
+    monkeypatch.setattr(tune, "get_context", lambda: type("Context", (), {"get_trial_dir": lambda _: str(staging)})())
+    monkeypatch.setattr(tune, "report", reported.append)
+    # raw={} is no scenario: running the trial again would fail to validate it.
+    run_trial({}, TrialSpec(raw={}, experiment_dir=str(tmp_path / "exp")))
+    assert reported == [stored]
