@@ -13,6 +13,9 @@ seen, token by token, and not to recall one. The cases, as a served agent meets 
   newer     two values of one attribute, the newer marked ("now", "used to"): the newer
   abstain   nothing among the memories answers: the abstention answer
 
+A share of the facts comes in a frame, as people tell them ("More about X: ...", "Note: ..."), so that the
+reader does not take a value from the frame's name or miss a fact for its preamble.
+
 A prompt without memories (adaptive retrieval chose not to retrieve) is not a reader example: the reader head
 (models/reader_head.py) leaves it to the generator, whose weights the reader stage does not change. Only
 `override` (and `newer`, now and then) names world people (those the generator is trained on), with values no
@@ -41,6 +44,11 @@ ACTUALLY = "Actually, {fact}"  # how a session corrects a fact (data/agent_sessi
 USED_TO = {"occupation": "{name} used to work as {a} {value}.", "employer": "{name} used to work for {value}.",
            "hobby": "{name} used to enjoy {value}."}
 ALIAS = "We call {name} {alias}."
+# How people frame a fact they tell an agent, beside the bare sentence ("More about ..." is how a session of
+# data/agent_sessions.py adds to what it said); a frame says nothing about which value is newer.
+FRAMES = ("More about {name}: {fact}", "About {name}: {fact}", "Note: {fact}", "To remember: {fact}",
+          "From our last chat: {fact}")
+FRAMED = 0.3  # share of the facts told in a frame
 # Nickname words no evaluation uses (data/agent_sessions.py has its own), so no asked nickname is trained.
 ALIAS_ADJECTIVES = ("tall", "kind", "lucky", "silent", "bold", "calm", "wise", "eager", "proud", "shy",
                     "jolly", "nimble")
@@ -116,9 +124,12 @@ class ExampleMaker:
         self.by_attribute = {a: [p.attributes[a] for p in self.people] for a in ATTRIBUTES}
 
     # -- the pieces ---------------------------------------------------------------------------------------
-    def fact(self, person: Person, attribute: str, value: str | None = None) -> str:
+    def fact(self, person: Person, attribute: str, value: str | None = None, framed: bool = True) -> str:
         index = self.rng.randrange(len(FACT_TEMPLATES[attribute]))
-        return render_fact(attribute, index, person.name, person.attributes[attribute] if value is None else value)
+        text = render_fact(attribute, index, person.name, person.attributes[attribute] if value is None else value)
+        if framed and self.rng.random() < FRAMED:
+            return self.rng.choice(FRAMES).format(name=person.name, fact=text)
+        return text
 
     def other_value(self, attribute: str, *avoid: str) -> str:
         while True:
@@ -153,7 +164,9 @@ class ExampleMaker:
         return tuple(dict.fromkeys(memories))  # a memory is stored once
 
     def some_noise(self) -> int:
-        return self.rng.randint(0, self.distractors)
+        # /chat shows its top_k memories whenever the store holds that many, so most prompts are full: half the
+        # examples have every distractor, the rest any number.
+        return self.distractors if self.rng.random() < 0.5 else self.rng.randint(0, self.distractors)
 
     # -- the cases ----------------------------------------------------------------------------------------
     def copy(self) -> ReaderExample:
@@ -193,7 +206,7 @@ class ExampleMaker:
             old_fact, new_fact = _say(USED_TO[attribute], person.name, old), self.fact(person, attribute, new)
         else:  # a correction, as a session makes one ("Actually, ...")
             old_fact = self.fact(person, attribute, old)
-            new_fact = ACTUALLY.format(fact=self.fact(person, attribute, new))
+            new_fact = ACTUALLY.format(fact=self.fact(person, attribute, new, framed=False))
         memories = self.shuffled([old_fact, new_fact], self.noise(person, attribute, max(0, self.some_noise() - 1)))
         return ReaderExample("newer", memories, render_question(attribute, person.name), new, new_fact)
 
@@ -201,7 +214,7 @@ class ExampleMaker:
         person, attribute = self.rng.choice(self.people), self.rng.choice(ATTRIBUTES)
         memories: tuple[str, ...] = ()
         while not memories:  # a distractor can come out as none (a namesake that is the person): draw again
-            memories = self.shuffled(self.noise(person, attribute, max(1, self.some_noise())))
+            memories = self.shuffled(self.noise(person, attribute, self.some_noise() + 1))  # as many as a copy
         return ReaderExample("abstain", memories, render_question(attribute, person.name), self.abstain)
 
     def draw(self, count: int) -> list[ReaderExample]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -50,10 +51,12 @@ def labelled(tokenizer: Any, example: Any, start_id: int) -> Optional[tuple[Layo
 
 def train_head(generator: str, out_dir: str, examples: Sequence[Any], validation: Sequence[Any], *, steps: int,
                batch_size: int, lr: float, shape: dict[str, Any], seed: int, threads: int, device: str,
-               settings: Optional[dict[str, Any]] = None, desc: str = "train reader") -> dict[str, Any]:
-    """Train a reader head on `examples` (data/reader.py ReaderExamples) over the generator at `generator`, and
-    write the generator's files with the head into `out_dir`. Returns the training record, which keeps
-    `settings` (what a later start compares to reuse the head)."""
+               calibration: Sequence[Any] = (), settings: Optional[dict[str, Any]] = None,
+               desc: str = "train reader") -> dict[str, Any]:
+    """Train a reader head on `examples` (data/reader.py ReaderExamples) over the generator at `generator`, set
+    its abstention threshold on `calibration` (0.5 without), measure it on `validation`, and write the
+    generator's files with the head into `out_dir`. Returns the training record, which keeps `settings` (what a
+    later start compares to reuse the head)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from memorylab.progress import progress_bar
@@ -97,7 +100,10 @@ def train_head(generator: str, out_dir: str, examples: Sequence[Any], validation
             losses.append(round(loss.item(), 4))
             bar.update(1, loss=losses[-1])
     head.eval()
-    figures = measure(Reader(head, model, tokenizer, start_id, pad_id, dev), validation)
+    reader = Reader(head, model, tokenizer, start_id, pad_id, dev)
+    if calibration:
+        head.shape = replace(head.shape, abstain_threshold=abstain_threshold(reader, calibration))
+    figures = measure(reader, validation)
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
@@ -106,7 +112,8 @@ def train_head(generator: str, out_dir: str, examples: Sequence[Any], validation
     record = {"settings": settings or {}, "generator": str(generator), "steps": steps, "batch_size": batch_size,
               "lr": lr, "seed": seed, "examples": len(rows), "skipped": len(examples) - len(rows),
               "seconds": round(time.monotonic() - started, 1), "final_loss": losses[-1] if losses else None,
-              "losses": losses[::max(1, steps // 100)], "validation": figures}
+              "losses": losses[::max(1, steps // 100)], "abstain_threshold": head.shape.abstain_threshold,
+              "validation": figures}
     head.save(out, record)
     return {"path": str(out), **record}
 
@@ -159,6 +166,24 @@ def _loss(head: ReaderHead, batch: list, features: list[torch.Tensor], pad_id: i
         copy = abstain == 0
         loss = loss + F.cross_entropy(start[copy], first[copy]) + F.cross_entropy(end[copy], last[copy])
     return loss
+
+
+def abstain_threshold(reader: Reader, examples: Sequence[Any]) -> float:
+    """The gate's threshold that answers the most `examples` exactly (an abstention example is right when the
+    gate abstains, any other when it does not and the best span is the answer); of equal ones, the nearest 0.5."""
+    scored = reader.scored([e.prompt for e in examples])
+    cases = []  # (probability of abstaining, should abstain, the span is the answer)
+    for e, got in zip(examples, scored):
+        if got is not None:
+            span, p = got
+            right = span is not None and reader.tokenizer.decode(span, skip_special_tokens=True).strip() == e.answer
+            cases.append((p, not e.evidence, right))
+    if not cases:
+        return 0.5
+    def exact(threshold: float) -> int:
+        return sum((p > threshold) if abstain else (p <= threshold and right) for p, abstain, right in cases)
+    candidates = sorted({round(p, 4) for p, _, _ in cases} | {0.5})
+    return max(candidates, key=lambda t: (exact(t), -abs(t - 0.5)))
 
 
 def measure(reader: Reader, examples: Sequence[Any]) -> dict[str, Any]:

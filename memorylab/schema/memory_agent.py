@@ -21,20 +21,21 @@ RetrievalMode = Literal["dense", "bm25", "hybrid"]
 class ReaderConfig(Strict):
     """How a trained generator learns to answer from the memories /chat shows it: a reader head
     (models/reader_head.py) trained on its frozen states, on examples about people outside the world
-    (data/reader.py), in exactly /chat's prompt. The defaults cost about what the world's training does on one
-    core (README: the figures)."""
+    (data/reader.py), in exactly /chat's prompt. The defaults cost a little more than the world's training on
+    one core (README: the figures)."""
 
-    steps: int = Field(1600, ge=0, description="reader head training steps (0: no reader; the generator answers "
+    steps: int = Field(1500, ge=0, description="reader head training steps (0: no reader; the generator answers "
                                                "from its weights whatever the memories say)")
     batch_size: int = Field(32, ge=1, le=1024, description="examples per reader training step")
     lr: float = Field(3e-3, gt=0, description="peak learning rate of the reader head")
     layers: int = Field(1, ge=1, le=8, description="the head's global encoder layers (after one local layer)")
     width: int = Field(64, ge=8, le=1024, description="the head's width (a multiple of its 4 attention heads)")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout in the head while it trains")
-    examples: int = Field(10000, ge=10, description="reader examples drawn (about people outside the world)")
+    examples: int = Field(8000, ge=10, description="reader examples drawn (about people outside the world)")
     people: int = Field(3000, ge=10, description="people outside the world the examples are about: many, so the "
                                                  "head learns to read, not to remember them")
-    distractors: int = Field(4, ge=0, le=16, description="most memories beside the one that answers")
+    distractors: int = Field(4, ge=0, le=16, description="most memories beside the one that answers (/chat shows "
+                                                         "top_k: agent.yaml's 5 is 4 distractors)")
     abstain: str = Field("unknown", min_length=1, max_length=64,
                          description="the answer when no memory answers the question")
 

@@ -48,6 +48,7 @@ def train_reader(scenario: MemoryAgentScenario, world: Any, generator: Path, fol
     from memorylab.cluster.resources import actor_options, device_for, torch_threads
     from memorylab.data.reader import reader_examples
     from memorylab.data.seeding import derive_seed
+    from memorylab.models.reader_head import HEAD_VERSION
     from memorylab.models.reader_training import VALIDATION_EXAMPLES, saved_record, train_head
 
     reader = scenario.generator.reader
@@ -58,15 +59,19 @@ def train_reader(scenario: MemoryAgentScenario, world: Any, generator: Path, fol
     # Named relative to the serve folder, so a folder moved or copied elsewhere keeps its reader.
     named = str(generator.relative_to(folder)) if generator.is_relative_to(folder) else str(generator)
     settings = {"generator": named, "generator_log": hashlib.sha256(log).hexdigest()[:16],
-                "seed": scenario.seed, **reader.model_dump()}
+                "seed": scenario.seed, "head_version": HEAD_VERSION, **reader.model_dump()}
     saved = saved_record(out)
     if saved is not None and saved.get("settings") == settings:
         return str(out)
     examples = reader_examples(world, reader.examples, people=reader.people, distractors=reader.distractors,
                                abstain=reader.abstain, seed=scenario.seed)
-    validation = reader_examples(world, VALIDATION_EXAMPLES, people=min(reader.people, 400),
-                                 distractors=reader.distractors, abstain=reader.abstain,
-                                 seed=derive_seed(scenario.seed, "reader", "validation"))
+
+    def held_out(purpose: str) -> list:  # examples drawn with their own seed: none is a training example
+        return reader_examples(world, VALIDATION_EXAMPLES, people=min(reader.people, 400),
+                               distractors=reader.distractors, abstain=reader.abstain,
+                               seed=derive_seed(scenario.seed, "reader", purpose))
+
+    validation, calibration = held_out("validation"), held_out("calibration")
     resources = scenario.resources.trainer
     task = ray.remote(train_head).options(**actor_options(resources), max_retries=0)
     record = ray.get(task.remote(str(generator), str(out), examples, validation, steps=reader.steps,
@@ -74,7 +79,7 @@ def train_reader(scenario: MemoryAgentScenario, world: Any, generator: Path, fol
                                  shape={"layers": reader.layers, "width": reader.width,
                                         "dropout": reader.dropout, "abstain": reader.abstain}, seed=scenario.seed,
                                  threads=torch_threads(resources), device=device_for(resources, scenario.model.device),
-                                 settings=settings))
+                                 calibration=calibration, settings=settings))
     return record["path"]
 
 

@@ -67,3 +67,25 @@ def test_what_each_case_asks_of_the_reader(world, examples):
 def test_the_same_seed_draws_the_same_examples(world, examples):
     assert reader_examples(world, 2000, people=200, distractors=4, abstain="unknown", seed=0) == examples
     assert reader_examples(world, 2000, people=200, distractors=4, abstain="unknown", seed=1) != examples
+
+
+def test_some_facts_come_framed_as_people_tell_them_and_corrections_stay_plain(examples):
+    from memorylab.data.reader import FRAMED, FRAMES
+
+    openings = tuple(frame.split("{")[0] for frame in FRAMES if not frame.startswith("{"))
+    lines = [m for e in examples for m in e.memories if not m.startswith(("We call", "Actually, "))]
+    framed = [m for m in lines if m.startswith(openings)]
+    assert abs(len(framed) / len(lines) - FRAMED) < 0.05
+    assert any(m.startswith("More about ") for m in framed)  # as data/agent_sessions.py tells facts
+    # A frame never hides a correction: "Actually, " is followed by the bare fact.
+    corrections = [m for e in examples for m in e.memories if m.startswith("Actually, ")]
+    assert corrections and not any(m[len("Actually, "):].startswith(openings) for m in corrections)
+    # A framed fact is evidence too, with its answer in it.
+    assert any(e.evidence.startswith(openings) and e.answer in e.evidence for e in examples)
+
+
+def test_most_prompts_are_as_full_as_the_ones_chat_shows(examples):
+    # distractors=4: /chat with top_k 5 shows five memories whenever the store holds five.
+    for case in ("copy", "abstain"):
+        sizes = Counter(len(e.memories) for e in examples if e.case == case)
+        assert max(sizes) == 5 and sizes[5] / sum(sizes.values()) > 0.4, (case, sizes)

@@ -53,6 +53,30 @@ def test_the_layout_marks_lines_regions_and_what_the_question_shares(tiny_model_
     assert x.edges[memory[-1]] == 0  # the final "."
 
 
+def test_tokens_of_one_name_share_a_number_across_lines_and_the_question(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    memories = ("Zoubai Kel works for Weaver-Sandoval.", "We call Zoubai Kel the tall fox.", "Ada Park is a nurse.")
+    prompt = memory_prompt(memories, "Which company does the tall fox work for?")
+    x = layout(tokenizer, prompt, 0, memory_part(prompt))
+    def number_at(char: int) -> int:  # the name number of the token holding this character
+        return next(x.names[k] for k, (a, b) in enumerate(x.offsets) if a <= char < b)
+
+    lines_of: dict[int, set[int]] = {}
+    for k, number in enumerate(x.names):
+        if number:
+            lines_of.setdefault(number, set()).add(x.lines[k])
+    # "Zoubai" first in line 0 and after "call " in line 1 are different tokens, one name word.
+    first, second = prompt.index("Zoubai"), prompt.index("Zoubai", prompt.index("We call"))
+    assert number_at(first) == number_at(second) != 0 and lines_of[number_at(first)] == {0, 1}
+    assert number_at(prompt.index("Sandoval")) == number_at(prompt.index("Weaver"))  # a hyphenated name is one
+    assert sorted(len(lines) for lines in lines_of.values()).count(2) == 2  # Zoubai and Kel; nothing else twice
+    lowercase = [k for k, (a, b) in enumerate(x.offsets) if prompt[a:b].strip() in ("works", "the", "fox", ".")]
+    assert all(x.names[k] == 0 for k in lowercase)
+    assert {x.names[k] for k, r in enumerate(x.regions) if r == SEPARATOR} == {0}
+
+
 def test_spans_stay_inside_one_line_and_the_longest_allowed():
     start = torch.tensor([[0.0, 5.0, 0.0, -5.0, -5.0]])
     end = torch.tensor([[0.0, 0.0, 1.0, 0.0, 9.0]])
@@ -85,7 +109,7 @@ def trained_reader(tmp_path_factory, tiny_model_dir, tiny_world):
     validation = reader_examples(tiny_world, 40, people=20, seed=1)
     record = train_head(tiny_model_dir, str(out), examples, validation, steps=30, batch_size=16, lr=3e-3,
                         shape={"width": 32, "heads": 2, "abstain": "no idea"}, seed=0, threads=1, device="cpu",
-                        settings={"steps": 30})
+                        calibration=reader_examples(tiny_world, 40, people=20, seed=2), settings={"steps": 30})
     return out, record, validation
 
 
@@ -95,7 +119,25 @@ def test_a_trained_head_is_saved_beside_the_generator_with_its_record(trained_re
     assert record["steps"] == 30 and record["settings"] == {"steps": 30} and record["skipped"] == 0
     assert len(record["losses"]) == 30 and record["losses"][-1] < record["losses"][0]
     assert set(record["validation"]) >= {"copy", "abstain", "overall"}
+    saved = json.loads((out / "reader_head.json").read_text())
+    assert 0 < saved["shape"]["abstain_threshold"] == record["abstain_threshold"] < 1  # set on the calibration draw
     assert not has_reader_head(tiny_model_dir)
+
+
+def test_a_head_of_another_version_is_refused_in_one_line(trained_reader, tmp_path):
+    import shutil
+
+    from memorylab.models.reader_head import HEAD_CONFIG, ReaderHead
+
+    out, _, _ = trained_reader
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    config = json.loads((old / HEAD_CONFIG).read_text())
+    del config["version"]  # as the first heads were saved
+    (old / HEAD_CONFIG).write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"reader_head.json: a reader head of version 1, .* version 2; train"):
+        ReaderHead.load(old, torch.device("cpu"))
+    assert ReaderHead.load(out, torch.device("cpu")).shape.width == 32  # this version loads
 
 
 def test_the_loaded_generator_reads_memory_prompts_and_decodes_the_rest(trained_reader):
