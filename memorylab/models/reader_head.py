@@ -23,6 +23,9 @@ from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+from memorylab.models.byte_dropout import ByteDropout
 
 # Bumped when the head's weights change their meaning or names: a head saved by another version is retrained
 # (serve/generator_model.py keeps it in the reader's settings) and refused by load() with one line.
@@ -181,10 +184,12 @@ class ReaderHead(nn.Module):
                                        batch_first=True, norm_first=True) for _ in range(1 + shape.layers))
         for layer in self.encoder:
             # Dropout stays on the layers' inputs and outputs, not on the attention weights: drawing a mask for
-            # every (head, token, token) took a quarter of a training step on CPU, for no measured gain.
+            # every (head, token, token) took a quarter of a training step on CPU, for no measured gain. The
+            # rest draws its masks eight to a random number (byte_dropout.py: a tenth of a step on one core).
             layer.self_attn.dropout = 0.0
+            layer.dropout, layer.dropout1, layer.dropout2 = (ByteDropout(shape.dropout) for _ in range(3))
         self.norm = nn.LayerNorm(shape.width)
-        self.drop = nn.Dropout(shape.dropout)
+        self.drop = ByteDropout(shape.dropout)
         # Pointers: a token's score as the answer's first (last) token is its match with the question, read at
         # the prompt's last token (a bilinear form, as in pointer networks), plus a score of its own.
         self.start = nn.Linear(shape.width, 1)
@@ -207,8 +212,7 @@ class ReaderHead(nn.Module):
         regions, lines, lengths = batch["regions"], batch["lines"], batch["lengths"]
         t = features.shape[1]
         positions = torch.arange(t, device=features.device)
-        before = torch.cat([torch.zeros_like(features[:, :1]), features[:, :-1]], dim=1)
-        x = (self.project(torch.cat([features, before], dim=-1)) + self.position(positions)[None] + self.region(regions)
+        x = (self.projected(features) + self.position(positions)[None] + self.region(regions)
              + self.in_line(batch["in_line"]) + self.matches(batch["matches"]))
         x = self.drop(x)
         padding = regions == PAD
@@ -236,6 +240,16 @@ class ReaderHead(nn.Module):
         end = self.end(x).squeeze(-1) + scale * torch.einsum("btd,bd->bt", x, self.end_query(last))
         return (start.masked_fill(edges & 1 == 0, float("-inf")), end.masked_fill(edges & 2 == 0, float("-inf")),
                 self.gate(last))
+
+    def projected(self, features: torch.Tensor) -> torch.Tensor:
+        """project([each token's features, its predecessor's]), computed as one product with the features and
+        its second half shifted by one token: the same function without building the (B, T, 4 x hidden)
+        concatenation, the largest tensor of a step."""
+        half = features.shape[-1]
+        weight = self.project.weight
+        both = F.linear(features, torch.cat([weight[:, :half], weight[:, half:]]))  # (B, T, 2 x width)
+        own, of_next = both.split(self.shape.width, dim=-1)
+        return own + F.pad(of_next[:, :-1], (0, 0, 1, 0)) + self.project.bias
 
     # -- files --------------------------------------------------------------------------------------------
     def save(self, folder: Path, record: dict[str, Any]) -> None:

@@ -110,7 +110,7 @@ def train_head(generator: str, out_dir: str, examples: Sequence[Any], validation
     shutil.copytree(generator, out)
     (out / "train_log.json").unlink(missing_ok=True)
     record = {"settings": settings or {}, "generator": str(generator), "steps": steps, "batch_size": batch_size,
-              "lr": lr, "seed": seed, "examples": len(rows), "skipped": len(examples) - len(rows),
+              "lr": lr, "seed": seed, "threads": threads, "examples": len(rows), "skipped": len(examples) - len(rows),
               "seconds": round(time.monotonic() - started, 1), "final_loss": losses[-1] if losses else None,
               "losses": losses[::max(1, steps // 100)], "abstain_threshold": head.shape.abstain_threshold,
               "validation": figures}
@@ -156,7 +156,9 @@ def generator_features(model: Any, layouts: list[Layout], pad_id: int, dev: torc
 def _loss(head: ReaderHead, batch: list, features: list[torch.Tensor], pad_id: int, dev: torch.device) -> torch.Tensor:
     tensors = batch_tensors([x for x, *_ in batch], pad_id, dev)
     width = tensors["ids"].shape[1]
-    padded = torch.stack([F.pad(f.float(), (0, 0, 0, width - f.shape[0])) for f in features]).to(dev)
+    padded = torch.zeros((len(features), width, features[0].shape[1]), device=dev)
+    for row, f in enumerate(features):  # float16 -> float32 in the copy
+        padded[row, :f.shape[0]] = f
     start, end, gate = head(padded, tensors)
     abstain = torch.tensor([a for _, a, _, _ in batch], device=dev)
     first = torch.tensor([f for *_, f, _ in batch], device=dev)

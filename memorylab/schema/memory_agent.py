@@ -21,8 +21,8 @@ RetrievalMode = Literal["dense", "bm25", "hybrid"]
 class ReaderConfig(Strict):
     """How a trained generator learns to answer from the memories /chat shows it: a reader head
     (models/reader_head.py) trained on its frozen states, on examples about people outside the world
-    (data/reader.py), in exactly /chat's prompt. The defaults cost a little more than the world's training on
-    one core (README: the figures)."""
+    (data/reader.py), in exactly /chat's prompt. With agent.yaml's 2 CPUs it costs less than the world's
+    training on one (README: the figures)."""
 
     steps: int = Field(1500, ge=0, description="reader head training steps (0: no reader; the generator answers "
                                                "from its weights whatever the memories say)")
@@ -38,6 +38,10 @@ class ReaderConfig(Strict):
                                                          "top_k: agent.yaml's 5 is 4 distractors)")
     abstain: str = Field("unknown", min_length=1, max_length=64,
                          description="the answer when no memory answers the question")
+    num_cpus: Optional[float] = Field(
+        None, gt=0, le=1024, description="CPUs (and torch threads) of the head's training task; None: the "
+                                         "trainer's. It trains after the world's model, alone: agent.yaml gives it "
+                                         "both cores of a laptop")
 
     @field_validator("width")
     @classmethod

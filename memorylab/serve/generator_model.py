@@ -7,9 +7,11 @@ cost nothing."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any, Optional
 
+from memorylab.errors import MemorylabError
 from memorylab.schema.memory_agent import MemoryAgentScenario
 
 KNOWN_SPLITS = ("forget", "retain")
@@ -72,7 +74,7 @@ def train_reader(scenario: MemoryAgentScenario, world: Any, generator: Path, fol
                                seed=derive_seed(scenario.seed, "reader", purpose))
 
     validation, calibration = held_out("validation"), held_out("calibration")
-    resources = scenario.resources.trainer
+    resources = reader_resources(scenario)
     task = ray.remote(train_head).options(**actor_options(resources), max_retries=0)
     record = ray.get(task.remote(str(generator), str(out), examples, validation, steps=reader.steps,
                                  batch_size=reader.batch_size, lr=reader.lr,
@@ -81,6 +83,24 @@ def train_reader(scenario: MemoryAgentScenario, world: Any, generator: Path, fol
                                  threads=torch_threads(resources), device=device_for(resources, scenario.model.device),
                                  calibration=calibration, settings=settings))
     return record["path"]
+
+
+def reader_resources(scenario: MemoryAgentScenario) -> Any:
+    """The trainer's resources with `generator.reader.num_cpus` CPUs when set; refused in one line when a local
+    Ray has fewer (the task would wait for them forever). Its threads follow, so the head is the same whatever
+    the machine (cluster/resources.py)."""
+    import ray
+
+    trainer = scenario.resources.trainer
+    wanted = scenario.generator.reader.num_cpus
+    if wanted is None:
+        return trainer
+    local = not (scenario.ray.address or os.environ.get("RAY_ADDRESS"))
+    total = ray.cluster_resources().get("CPU", 0.0)
+    if local and wanted > total:
+        raise MemorylabError(f"generator.reader.num_cpus {wanted:g}: this Ray has {total:g} CPUs; lower it, or leave "
+                             f"it out to train the reader with the trainer's {trainer.num_cpus:g}")
+    return trainer.model_copy(update={"num_cpus": wanted})
 
 
 def generator_speculative(scenario: MemoryAgentScenario, folder: Path) -> Optional[Any]:

@@ -11,8 +11,8 @@ import torch
 
 from memorylab.data.prompts import fewshot_prompt, memory_prompt, qa_prompt
 from memorylab.data.reader import reader_examples
-from memorylab.models.reader_head import (MEMORY, QUESTION, SEPARATOR, best_spans, has_reader_head, layout,
-                                          memory_part)
+from memorylab.models.reader_head import (MEMORY, QUESTION, SEPARATOR, HeadShape, ReaderHead, best_spans,
+                                          has_reader_head, layout, memory_part)
 from memorylab.models.reader_training import labelled, train_head
 
 MEMORIES = ("Zoubai Kel was born in Brauvilleburg.", "We call Ada Park the tall fox.")
@@ -184,6 +184,8 @@ def test_reader_settings_are_validated_in_one_line():
         ReaderConfig(width=30)
     with pytest.raises(ValidationError, match="dropout"):
         ReaderConfig(dropout=1.0)
+    with pytest.raises(ValidationError, match="num_cpus"):
+        ReaderConfig(num_cpus=0)
 
 
 def test_the_reader_stage_runs_as_a_ray_task_and_is_reused_on_restart(tmp_path, tiny_model_dir, tiny_world,
@@ -203,4 +205,32 @@ def test_the_reader_stage_runs_as_a_ray_task_and_is_reused_on_restart(tmp_path, 
     changed = agent.model_copy(update={"generator": agent.generator.model_copy(
         update={"reader": agent.generator.reader.model_copy(update={"steps": 5})})})
     train_reader(changed, tiny_world, Path(tiny_model_dir), tmp_path)
-    assert json.loads((path / "reader_head.json").read_text())["steps"] == 5  # other settings: trained again
+    record = json.loads((path / "reader_head.json").read_text())
+    assert record["steps"] == 5 and record["threads"] == 1  # other settings: trained again, on the trainer's CPU
+
+
+def test_the_reader_takes_the_cpus_it_is_given_and_refuses_more_than_ray_has(tmp_path, tiny_model_dir, tiny_world,
+                                                                            ray_cluster):
+    from memorylab.errors import MemorylabError
+    from memorylab.schema.memory_agent import MemoryAgentScenario
+    from memorylab.serve.generator_model import train_reader
+    from tests.serve.served_app import scenario
+
+    data = scenario(8000)
+    data["generator"]["reader"] = {"steps": 2, "examples": 20, "people": 20, "width": 16, "num_cpus": 2}
+    path = Path(train_reader(MemoryAgentScenario.model_validate(data), tiny_world, Path(tiny_model_dir), tmp_path))
+    assert json.loads((path / "reader_head.json").read_text())["threads"] == 2
+    data["generator"]["reader"]["num_cpus"] = 64
+    with pytest.raises(MemorylabError, match=r"^generator.reader.num_cpus 64: this Ray has 2 CPUs"):
+        train_reader(MemoryAgentScenario.model_validate(data), tiny_world, Path(tiny_model_dir), tmp_path / "more")
+
+
+def test_projection_reads_each_token_and_its_predecessor():
+    """projected() is the project layer over [a token's features, its predecessor's (zeros for the first)],
+    computed without the concatenation."""
+    torch.manual_seed(0)
+    head = ReaderHead(HeadShape(feature_size=16, width=8, layers=1, max_positions=64))
+    features = torch.randn(3, 10, 32)
+    before = torch.cat([torch.zeros_like(features[:, :1]), features[:, :-1]], dim=1)
+    expected = head.project(torch.cat([features, before], dim=-1))
+    assert torch.allclose(head.projected(features), expected, atol=1e-5)
