@@ -65,6 +65,7 @@ def train_reader(scenario: MemoryAgentScenario, world: Any, generator: Path, fol
     saved = saved_record(out)
     if saved is not None and saved.get("settings") == settings:
         return str(out)
+    resources = reader_resources(scenario)  # refused before any example is drawn
     examples = reader_examples(world, reader.examples, people=reader.people, distractors=reader.distractors,
                                abstain=reader.abstain, seed=scenario.seed)
 
@@ -74,7 +75,6 @@ def train_reader(scenario: MemoryAgentScenario, world: Any, generator: Path, fol
                                seed=derive_seed(scenario.seed, "reader", purpose))
 
     validation, calibration = held_out("validation"), held_out("calibration")
-    resources = reader_resources(scenario)
     task = ray.remote(train_head).options(**actor_options(resources), max_retries=0)
     record = ray.get(task.remote(str(generator), str(out), examples, validation, steps=reader.steps,
                                  batch_size=reader.batch_size, lr=reader.lr,
