@@ -66,6 +66,12 @@ def unlearn(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, forget_d
         # The frozen model before unlearning; eval mode so its log-probs never see dropout.
         reference = copy.deepcopy(model).eval().requires_grad_(False)
 
+    updated = method.trainable(model)
+    if updated is not None:  # the others keep their values: no gradient, and outside the optimizer
+        model.requires_grad_(False)
+        parameters = dict(model.named_parameters())
+        for name in updated:
+            parameters[name].requires_grad_(True)
     torch.manual_seed(seed)  # dropout, if a model has any; as the trainer does
     # No weight decay: an unlearning run changes the weights only through its loss.
     optimizer = make_optimizer(model, method.lr, weight_decay=0.0)
@@ -73,12 +79,14 @@ def unlearn(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, forget_d
     max_norm = method.grad_clip if method.grad_clip is not None else math.inf  # inf: the norm, unclipped
 
     result = UnlearnResult()
+    cache: dict = {}
     began = time.perf_counter()
     model.train()
     try:
         with progress_bar(total=method.steps, desc=f"unlearn {method.name}", enabled=show_progress) as bar:
             for step in range(1, method.steps + 1):
-                batch = UnlearnBatch(next(forget), next(retain) if retain is not None else None, reference)
+                batch = UnlearnBatch(next(forget), next(retain) if retain is not None else None, reference,
+                                     cache=cache)
                 lr = scheduler.get_last_lr()[0]
                 loss, stats = method.loss(model, batch)
                 loss.backward()

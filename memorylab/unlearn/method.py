@@ -13,7 +13,7 @@ losses: the scenario schema reads the settings classes, and `memorylab validate`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Optional, Protocol
 
 from pydantic import Field
@@ -116,6 +116,8 @@ class UnlearnBatch:
     retain: Optional[dict[str, Any]] = None
     reference: Optional[Any] = None
     forget_reference_logps: Optional["torch.Tensor"] = None  # computed from `reference` on first use
+    # One dict for every step of a run: what a loss computes once and keeps (RMU's target vector).
+    cache: dict[str, Any] = field(default_factory=dict)
 
     def reference_logps(self) -> "torch.Tensor":
         """Each forget row's summed log-probability under the reference model."""
@@ -141,6 +143,10 @@ class LossMethod(MethodSettings):
     def uses_retain(self) -> bool:
         """Whether the loop draws retain batches (and needs retain documents)."""
         return False
+
+    def trainable(self, model: Any) -> Optional[list[str]]:
+        """The names of the parameters the loop updates; None: all of them."""
+        return None
 
     def loss(self, model: Any, batch: UnlearnBatch) -> tuple["torch.Tensor", dict[str, float]]:
         raise NotImplementedError

@@ -20,6 +20,7 @@ METHODS: dict[str, str] = {
     "grad_diff": "memorylab.unlearn.grad_diff:GradDiff",
     "npo": "memorylab.unlearn.npo:NPO",
     "simnpo": "memorylab.unlearn.simnpo:SimNPO",
+    "rmu": "memorylab.unlearn.rmu:RMU",
     "uld": "memorylab.unlearn.uld:ULD",
 }
 

@@ -32,11 +32,11 @@ def test_the_schema_takes_exactly_the_registered_methods(tmp_path):
         assert issubclass(cls, MethodSettings)
         assert type(scenario({"method": name}).methods[0]) is cls
     path = tmp_path / "u.yaml"
-    path.write_text("name: u\nkind: unlearning\nmethods:\n  - method: rmu\n")
+    path.write_text("name: u\nkind: unlearning\nmethods:\n  - method: scrub\n")
     with pytest.raises(ScenarioError) as err:
         load_scenario(path)
-    assert err.value.problems == [f"{path}:4: methods.0: unknown method 'rmu'; expected one of: grad_ascent, "
-                                  "grad_diff, npo, simnpo, uld"]
+    assert err.value.problems == [f"{path}:4: methods.0: unknown method 'scrub'; expected one of: grad_ascent, "
+                                  "grad_diff, npo, simnpo, rmu, uld"]
 
 
 def test_defaults_live_in_the_settings_class_alone():

@@ -95,7 +95,8 @@ def test_one_step_raises_the_forget_nll(trained_model, forget_batch, method):
 
 
 def test_registry_names_and_flags():
-    assert sorted(METHODS) == ["grad_ascent", "grad_diff", "npo", "simnpo", "uld"]
+    assert sorted(METHODS) == ["grad_ascent", "grad_diff", "npo", "rmu", "simnpo", "uld"]
+    assert method_settings("rmu").needs_reference and not method_settings("rmu", retain_weight=0).uses_retain
     assert method_settings("npo").needs_reference and not method_settings("simnpo").needs_reference
     assert not method_settings("grad_ascent").uses_retain and method_settings("grad_diff").uses_retain
     assert not method_settings("npo", retain_weight=0).uses_retain and method_settings("npo").uses_retain
@@ -105,7 +106,8 @@ def test_registry_names_and_flags():
 
 @pytest.mark.parametrize("name, settings, message", [
     ("gradient_ascent", {}, "unknown unlearning method 'gradient_ascent'; expected one of: grad_ascent, "
-                            "grad_diff, npo, simnpo, uld"),
+                            "grad_diff, npo, simnpo, rmu, uld"),
+    ("rmu", {"steering_coeff": 0}, "steering_coeff\n  Input should be greater than 0"),
     ("npo", {"gamma": 1.0}, "gamma\n  Extra inputs are not permitted"),
     ("grad_ascent", {"retain_weight": 1.0}, "retain_weight\n  Extra inputs are not permitted"),
     ("npo", {"beta": 0}, "beta\n  Input should be greater than 0"),
