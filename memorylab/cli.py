@@ -227,16 +227,22 @@ def _check_creatable(folder: Path, option: str) -> None:
 
 
 def _ray_task_errors() -> tuple[type, ...]:
-    from ray.exceptions import RayTaskError  # loaded already by then: only a run reaches this
+    from ray.exceptions import RayActorError, RayTaskError  # loaded already by then: only a run reaches this
 
-    return (RayTaskError,)
+    return (RayTaskError, RayActorError)
 
 
 def _failure(e: BaseException) -> NoReturn:
     """A run that failed with an error the user can act on (a MemorylabError, an OSError such as a model that
     cannot be downloaded): one line, exit 1. An error raised in a Ray task is reported as its cause."""
+    from ray.exceptions import RayActorError
+
     from memorylab.tune.errors import error_line, user_facing
 
+    if isinstance(e, RayActorError):  # the machine's doing, not the run's: killed, out of memory, overloaded
+        typer.echo(f"error: a Ray actor of the run died ({error_line(e)}); the machine may be out of memory or "
+                   f"too loaded for its health checks; run it again with --resume", err=True)
+        raise typer.Exit(1)
     if user_facing(e) is None:
         raise e  # an error in a Ray task that is a bug: its traceback is what helps
     typer.echo(f"error: {error_line(e)}", err=True)

@@ -112,3 +112,15 @@ def test_a_bug_in_a_ray_task_keeps_its_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr("memorylab.runners.run_scenario", fail_in_a_ray_task(TypeError("a bug")))
     result = CliRunner().invoke(app, ["run", str(FILES["run"]), "--out", str(tmp_path / "x")])
     assert isinstance(result.exception, TypeError) and "error:" not in result.output
+
+
+def test_a_ray_actor_that_died_ends_as_one_line(tmp_path, monkeypatch):
+    from ray.exceptions import ActorDiedError
+
+    def run_scenario(*args, **kwargs):  # as when a Serve proxy failed its health checks on an overloaded machine
+        raise ActorDiedError()
+    monkeypatch.setattr("memorylab.runners.run_scenario", run_scenario)
+    result = CliRunner().invoke(app, ["run", str(FILES["run"]), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: a Ray actor of the run died (") and "--resume" in lines[0]
