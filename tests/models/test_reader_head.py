@@ -135,7 +135,7 @@ def test_a_head_of_another_version_is_refused_in_one_line(trained_reader, tmp_pa
     config = json.loads((old / HEAD_CONFIG).read_text())
     del config["version"]  # as the first heads were saved
     (old / HEAD_CONFIG).write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"reader_head.json: a reader head of version 1, .* version 2; train"):
+    with pytest.raises(ValueError, match=r"reader_head.json: a reader head of version 1, .* version 3; train"):
         ReaderHead.load(old, torch.device("cpu"))
     assert ReaderHead.load(out, torch.device("cpu")).shape.width == 32  # this version loads
 
@@ -234,3 +234,54 @@ def test_projection_reads_each_token_and_its_predecessor():
     before = torch.cat([torch.zeros_like(features[:, :1]), features[:, :-1]], dim=1)
     expected = head.project(torch.cat([features, before], dim=-1))
     assert torch.allclose(head.projected(features), expected, atol=1e-5)
+
+
+def test_lines_score_the_hop_attention_their_names_drew(tiny_model_dir):
+    """named_lines: the hop's attention on a name's tokens in one line (a nickname's line) raises every line that
+    mentions that name, each name word counted once per line; a namesake (one shared word) gets that word's part."""
+    from transformers import AutoTokenizer
+
+    from memorylab.models.name_links import named_lines
+
+    memories = ("We call Ada Park the tall fox.", "Ada Park was born in Lisbon.", "Ada Stone was born in Porto.",
+                "Bo Lee was born in Oslo.")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompt = memory_prompt(memories, "Where was the tall fox born?")
+    x = layout(tokenizer, prompt, tokenizer.eos_token_id, memory_part(prompt))
+    names, lines = torch.tensor([x.names]), torch.tensor([x.lines])
+    read = torch.zeros(1, len(x.ids))
+    first = x.lines.index(0)
+    we = x.names[first]  # "We" is a capitalised word too: the hop's attention goes to "Ada" and "Park" only
+    on_name = [k for k, (n, line) in enumerate(zip(x.names, x.lines)) if line == 0 and n > 0 and n != we]
+    read[0, on_name] = 1.0 / len(on_name)
+    score = named_lines(read, names, lines)[0]
+    per_line = {line: float(score[[k for k, li in enumerate(x.lines) if li == line]].max()) for line in range(4)}
+    ada_number = x.names[prompt_token_at(x, prompt.index("Ada"))]
+    ada = sum(float(read[0, k]) for k in on_name if x.names[k] == ada_number)
+    assert per_line[0] == pytest.approx(per_line[1]) and per_line[1] > per_line[2] > per_line[3] == 0.0
+    assert per_line[2] == pytest.approx(ada)  # the namesake shares "Ada" only
+    assert float(score[torch.tensor(x.lines) < 0].abs().sum()) == 0.0  # the question and separators: nothing
+
+
+def test_the_gate_is_told_whether_the_memories_name_whom_the_question_asks_about(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from memorylab.models.name_links import asked_names_found
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+
+    def found(memories, question):
+        prompt = memory_prompt(memories, question)
+        x = layout(tokenizer, prompt, tokenizer.eos_token_id, memory_part(prompt))
+        return asked_names_found(torch.tensor([x.names]), torch.tensor([x.regions]))[0].tolist()
+
+    told = ("Ada Park was born in Lisbon.", "Bo Lee works as a nurse.", "We call Bo Lee the tall fox.")
+    known, nickname = found(told, "Where was Ada Park born?"), found(told, "Where was the tall fox born?")
+    assert known[0] == 2.0  # "Ada" and "Park"
+    assert nickname[0] == 0.0 and nickname[1] == known[1]  # names nobody, misses only "Question", "Where", ...
+    assert found(told, "Where was Ada Stone born?") == [1.0, known[1] + 1]  # a namesake
+    assert found(told, "Where was Rexny Drys born?") == [0.0, known[1] + 2]  # nobody the memories mention
+
+
+def prompt_token_at(x, char: int) -> int:
+    return next(k for k, (a, b) in enumerate(x.offsets) if a <= char < b)
