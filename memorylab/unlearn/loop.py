@@ -66,6 +66,7 @@ def unlearn(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, forget_d
         # The frozen model before unlearning; eval mode so its log-probs never see dropout.
         reference = copy.deepcopy(model).eval().requires_grad_(False)
 
+    trainable_before = {name: p.requires_grad for name, p in model.named_parameters()}  # restored at the end
     updated = method.trainable(model)
     if updated is not None:  # the others keep their values: no gradient, and outside the optimizer
         model.requires_grad_(False)
@@ -101,6 +102,8 @@ def unlearn(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, forget_d
                     on_step(step)
     finally:
         model.eval()
+        for name, p in model.named_parameters():
+            p.requires_grad_(trainable_before[name])
         del reference
     result.seconds = time.perf_counter() - began
     return result
