@@ -8,11 +8,9 @@ unlearning method").
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Any
 
-from pydantic import Field
-
-from memorylab.lazy import load_target
+from memorylab.settings_registry import registered_class, registered_union
 from memorylab.unlearn.method import MethodSettings
 
 METHODS: dict[str, str] = {
@@ -27,13 +25,7 @@ METHODS: dict[str, str] = {
 
 def method_class(name: str) -> type[MethodSettings]:
     """The settings class registered as `name`; a ValueError naming the known methods otherwise."""
-    if name not in METHODS:
-        raise ValueError(f"unknown unlearning method '{name}'; expected one of: {', '.join(METHODS)}")
-    cls = load_target(METHODS[name])
-    declared = cls.model_fields["method"].default
-    if declared != name:
-        raise ValueError(f"the unlearning method registered as '{name}' ({METHODS[name]}) calls itself '{declared}'")
-    return cls
+    return registered_class(METHODS, name, "method", "unlearning method")
 
 
 def method_settings(name: str, **settings: Any) -> MethodSettings:
@@ -43,5 +35,4 @@ def method_settings(name: str, **settings: Any) -> MethodSettings:
 
 def method_union() -> Any:
     """The scenario field type of one method: a union of every registered class, told apart by `method`."""
-    classes = tuple(method_class(name) for name in METHODS)
-    return Annotated[Union[classes], Field(discriminator="method")]
+    return registered_union(METHODS, "method", "unlearning method")
