@@ -36,6 +36,7 @@ from memorylab.metrics import (
     zlib_score,
 )
 from memorylab.metrics.catalog import in_order, parts_for
+from memorylab.models.documents import MarkedText, mark
 from memorylab.models.protocol import LM, GenerationParams
 from memorylab.progress import progress_bar
 from memorylab.schema.common import EvalConfig
@@ -73,6 +74,11 @@ class EvalData:
     truth_retain: Sequence[TofuItem] = ()
     # Where a VerbMem generation is cut: a TOFU answer is one line, a biography prefix runs on.
     verbatim_stop: tuple[str, ...] = ()
+    # What every KnowMem prompt starts with (an in-context attack's jailbreak-style line).
+    knowmem_prefix: str = ""
+    # The forget texts with their facts' values marked (MarkedText): the text around them is what span-level
+    # unlearning must keep (ppl_forget_context). Empty for TOFU, which marks nothing.
+    forget_contexts: Sequence[MarkedText] = ()
 
 
 # -- the data ---------------------------------------------------------------------------------------------
@@ -117,6 +123,7 @@ def world_eval_data(world: World, lm: LM, cfg: EvalConfig, forget_people: Sequen
         nonmembers=holdout,
         holdout_texts=holdout,
         canaries=[c for c in world.canaries if c.person_id in ids],  # = world.canaries_of each, in world order
+        forget_contexts=[mark(world.biography(p.id), list(p.attributes.values())) for p in people],
     )
 
 
@@ -191,15 +198,29 @@ def fewshot_shots(pool: Sequence[QA], question: QA, k: int) -> list[tuple[str, s
 
 
 def knowmem_questions(lm: LM, questions: Sequence[QA], pool: Sequence[QA],
-                      cfg: EvalConfig) -> tuple[float, list[dict[str, str]]]:
-    """MUSE KnowMem: ROUGE-L F1 of greedy answers to few-shot prompted questions."""
-    prompts = [fewshot_prompt(fewshot_shots(pool, q, cfg.knowmem_shots), q.question) for q in questions]
+                      cfg: EvalConfig, prefix: str = "") -> tuple[float, list[dict[str, str]]]:
+    """MUSE KnowMem: ROUGE-L F1 of greedy answers to few-shot prompted questions (each prompt after `prefix`)."""
+    prompts = [prefix + fewshot_prompt(fewshot_shots(pool, q, cfg.knowmem_shots), q.question) for q in questions]
     # " " after "Answer:" belongs to the answer's first token in training, so the prompt ends at the colon.
     outputs = lm.generate(prompts, GenerationParams(max_new_tokens=cfg.knowmem_max_new_tokens, stop=("\n",),
                                                     speculative=_speculative(cfg)))
     answers = [q.answer for q in questions]
     samples = [{"question": q.question, "answer": q.answer, "output": o.strip()} for q, o in zip(questions, outputs)]
     return knowmem(outputs, answers), samples
+
+
+def context_perplexity(lm: LM, texts: Sequence[MarkedText]) -> float:
+    """Perplexity of the texts' unmarked parts, each part scored after all of its text before it (the marked
+    values included), every token weighing the same."""
+    pairs = []
+    for t in texts:
+        cut = 0
+        for start, end in [*t.spans, (len(t.text), len(t.text))]:
+            if start > cut:
+                pairs.append((t.text[:cut], t.text[cut:start]))
+            cut = max(cut, end)
+    tokens = sum(len(ids) for ids in lm.encode([part for _, part in pairs]))
+    return float(np.exp(-float(np.sum(lm.loglikelihood(pairs))) / max(tokens, 1)))
 
 
 def mia_scores(lm: LM, texts: Sequence[str], min_k: float) -> dict[str, np.ndarray]:
@@ -256,8 +277,9 @@ def evaluate(lm: LM, data: EvalData, cfg: EvalConfig, desc: str = "evaluate", sh
     mia_needed = "mia" in wanted or ("ppl" in wanted and not separate_ppl)  # perplexity reuses the holdout scores
     truth = (bool(data.truth_forget) or bool(data.truth_retain)) and "truth" in wanted
     canaries = bool(data.canaries) and "canaries" in wanted
-    steps = (("verbmem" in wanted) + ("knowmem_forget" in wanted) + ("knowmem_retain" in wanted) + 2 * mia_needed
-             + (separate_ppl and "ppl" in wanted) + canaries + truth)
+    contexts = bool(data.forget_contexts) and "context" in wanted
+    steps = (contexts + ("verbmem" in wanted) + ("knowmem_forget" in wanted) + ("knowmem_retain" in wanted)
+             + 2 * mia_needed + (separate_ppl and "ppl" in wanted) + canaries + truth)
     metrics: dict[str, float] = {}
     samples: dict[str, Any] = {}
     raw: dict[str, Any] = {}
@@ -268,7 +290,8 @@ def evaluate(lm: LM, data: EvalData, cfg: EvalConfig, desc: str = "evaluate", sh
             bar.update()
         for split, qa in (("forget", data.qa_forget), ("retain", data.qa_retain)):
             if f"knowmem_{split}" in wanted:
-                metrics[f"knowmem_{split}"], qa_samples = knowmem_questions(lm, qa, data.fewshot_pool, cfg)
+                metrics[f"knowmem_{split}"], qa_samples = knowmem_questions(lm, qa, data.fewshot_pool, cfg,
+                                                                               data.knowmem_prefix)
                 samples[f"knowmem_{split}"] = qa_samples[:5]
                 bar.update()
         if mia_needed:
@@ -289,6 +312,9 @@ def evaluate(lm: LM, data: EvalData, cfg: EvalConfig, desc: str = "evaluate", sh
             if separate_ppl:
                 bar.update()
             metrics["ppl_holdout"] = perplexity(holdout_logprobs)
+        if contexts:
+            metrics["ppl_forget_context"] = context_perplexity(lm, data.forget_contexts)
+            bar.update()
         if "canaries" in wanted:
             exposures = canary_exposures(lm, data.canaries) if canaries else []
             if canaries:

@@ -24,7 +24,7 @@ from memorylab.models.protocol import LM, GenerationParams
 from memorylab.schema.common import EvalConfig, WorldConfig
 
 KEYS = {"verbmem_forget", "knowmem_forget", "knowmem_retain", "mia_auc_forget_holdout", "mia_auc_min_k_pp",
-        "mia_auc_loss", "mia_auc_zlib", "canary_exposure_mean", "ppl_holdout"}
+        "mia_auc_loss", "mia_auc_zlib", "canary_exposure_mean", "ppl_holdout", "ppl_forget_context"}
 # Short generations: ranges and wiring do not need long ones, and 2 cores do not have the time.
 FAST = EvalConfig(verbmem_prefix_tokens=12, verbmem_max_new_tokens=12, knowmem_shots=2, knowmem_max_new_tokens=6)
 MAX_EXPOSURE = math.log2(21)  # 20 candidates + the secret
@@ -73,6 +73,10 @@ class FakeLM:
         self._count("loglikelihood")
         out = []
         for context, continuation in pairs:
+            if context not in self.secrets:  # a part of a forget text (ppl_forget_context): -1 a token if remembered
+                member = any(text.startswith(context + continuation) for text in self.members)
+                out.append((-1.0 if member == (self.quality == "perfect") else -3.0) * len(continuation))
+                continue
             secret = self.secrets[context]
             if self.quality == "flat":
                 out.append(-10.0)
@@ -138,11 +142,12 @@ def test_untrained_tiny_model_figures_are_in_range(tiny_evaluation):
     for key in ("verbmem_forget", "knowmem_forget", "knowmem_retain"):
         assert 0.0 <= m[key] <= 1.0
     for key in KEYS - {"verbmem_forget", "knowmem_forget", "knowmem_retain", "canary_exposure_mean",
-                       "ppl_holdout"}:
+                       "ppl_holdout", "ppl_forget_context"}:
         assert 0.0 <= m[key] <= 1.0, key
     assert 0.0 <= m["canary_exposure_mean"] <= MAX_EXPOSURE + 1e-9
     # An untrained model is close to uniform over its 300 tokens: far above 1, not above about |V|.
     assert 1.0 < m["ppl_holdout"] < 3000
+    assert 1.0 < m["ppl_forget_context"] < 3000
 
 
 def test_samples_show_what_was_asked(tiny_evaluation, tiny_world):
@@ -188,7 +193,8 @@ def test_perfect_memory_scores_perfectly(tiny_world):
     assert m["mia_auc_forget_holdout"] == m["mia_auc_min_k_pp"] == m["mia_auc_loss"] == 1.0
     assert m["ppl_holdout"] == pytest.approx(math.exp(3.0))
     assert fake.calls["generate"] == 3  # one batched call per generation metric, not one per text
-    assert fake.calls["loglikelihood"] == len(tiny_world.canaries)
+    assert fake.calls["loglikelihood"] == len(tiny_world.canaries) + 1  # + one call for the forget texts' parts
+    assert m["ppl_forget_context"] == pytest.approx(math.exp(1.0))  # forget texts: -1 a token
 
 
 def test_no_memory_scores_at_the_bottom(tiny_world):
@@ -212,7 +218,7 @@ def test_a_world_without_canaries_reports_nan_exposure(tiny_world):
     fake = FakeLM(world, "perfect")
     m = evaluate_memorization(fake, world, FAST, show_progress=False).metrics
     assert math.isnan(m["canary_exposure_mean"])
-    assert "loglikelihood" not in fake.calls
+    assert fake.calls["loglikelihood"] == 1  # the forget texts' parts only: no canary is scored
     assert m["verbmem_forget"] == 1.0 and m["mia_auc_loss"] == 1.0
 
 
@@ -275,7 +281,7 @@ def test_a_subset_evaluation_measures_only_its_people(world3):
     m = evaluate(fake, data, EvalConfig(knowmem_max_new_tokens=64), show_progress=False).metrics
     assert m["verbmem_forget"] == m["knowmem_forget"] == m["mia_auc_loss"] == 1.0
     assert m["canary_exposure_mean"] == pytest.approx(MAX_EXPOSURE)
-    assert fake.calls["loglikelihood"] == len(world3.canaries_of(pid))
+    assert fake.calls["loglikelihood"] == len(world3.canaries_of(pid)) + 1  # + the forget texts' parts
 
 
 def test_forget_people_must_be_forget_people(world3):

@@ -59,7 +59,9 @@ def test_bad_unlearning_settings_fail_before_any_run(tmp_path, monkeypatch, text
 def test_shipped_unlearning_scenarios_load():
     unlearn = load_scenario(SCENARIOS / "unlearn.yaml")
     assert [m.name for m in unlearn.methods] == ["grad_ascent", "grad_ascent_high_lr", "grad_diff", "npo",
-                                                   "simnpo", "rmu", "uld"]
+                                                   "npo_spans", "simnpo", "rmu", "uld"]
+    assert [k for a in unlearn.attacks for k in a.keys()] == ["quantize_4bit", "quantize_8bit", "relearn",
+                                                              "relearn_benign", "rephrase", "in_context"]
     tofu = load_scenario(SCENARIOS / "tofu_tiny.yaml")
     assert tofu.data.source == "tofu" and {m.method for m in tofu.methods} == {
         "grad_ascent", "grad_diff", "npo", "simnpo", "uld"}

@@ -21,6 +21,7 @@ class Figure:
     what: str
     tofu: bool = False  # measured only on TOFU data (truth ratios)
     compared: bool = False  # computed against the retrain model, not measured on the model alone
+    world: bool = False  # measured only on the synthetic world (it marks its facts' values; TOFU does not)
 
 
 FIGURES: tuple[Figure, ...] = (
@@ -32,6 +33,8 @@ FIGURES: tuple[Figure, ...] = (
            compared=True),
     Figure("canary_exposure_mean", "canaries", "lower", "mean exposure of the planted canaries, in bits"),
     Figure("ppl_holdout", "ppl", "lower", "perplexity on the never-trained holdout texts"),
+    Figure("ppl_forget_context", "context", "lower", "perplexity of the forget texts around their facts' values "
+           "(the values unscored): what span-level unlearning must keep", world=True),
     Figure("mia_auc_min_k_pp", "mia", "half", "ROC AUC of Min-K%++, forget vs holdout"),
     Figure("mia_auc_loss", "mia", "half", "ROC AUC of the loss attack, forget vs holdout"),
     Figure("mia_auc_zlib", "mia", "half", "ROC AUC of the zlib-normalised loss attack, forget vs holdout"),
@@ -44,13 +47,14 @@ FIGURES: tuple[Figure, ...] = (
 )
 BY_NAME: dict[str, Figure] = {f.name: f for f in FIGURES}
 NAMES: tuple[str, ...] = tuple(f.name for f in FIGURES)
-WORLD_NAMES: tuple[str, ...] = tuple(f.name for f in FIGURES if not f.tofu)  # what every report has
+WORLD_NAMES: tuple[str, ...] = tuple(f.name for f in FIGURES if not f.tofu)  # what a world report has
+COMMON_NAMES: tuple[str, ...] = tuple(f.name for f in FIGURES if not f.tofu and not f.world)  # what every one has
 TOFU_NAMES: tuple[str, ...] = tuple(f.name for f in FIGURES if f.tofu)
 
 
 def names(tofu: bool) -> tuple[str, ...]:
     """The figures a report of world (tofu False) or TOFU data holds for each model, in report order."""
-    return NAMES if tofu else WORLD_NAMES
+    return tuple(f.name for f in FIGURES if not f.world) if tofu else WORLD_NAMES
 
 
 def in_order(figures: dict[str, float]) -> dict[str, float]:

@@ -23,7 +23,16 @@ class Example:
         return self.prompt + self.answer
 
 
-Document = Union[str, Example]
+@dataclass(frozen=True)
+class MarkedText:
+    """A plain text with its sensitive character spans [start, end) marked (a fact's value, a canary's secret):
+    trained on like any text, but a span-scoped unlearning method puts its forget loss on those tokens alone."""
+
+    text: str
+    spans: tuple[tuple[int, int], ...]
+
+
+Document = Union[str, Example, MarkedText]
 
 
 class ExampleTokens(list):
@@ -34,9 +43,29 @@ class ExampleTokens(list):
         self.context = context
 
 
+class MarkedTokens(list):
+    """The token ids of a MarkedText (or of a row packed from some), with `sensitive`: per token, whether its
+    characters overlap a marked span."""
+
+    def __init__(self, ids: Sequence[int], sensitive: Sequence[bool]):
+        super().__init__(ids)
+        self.sensitive = list(sensitive)
+
+
 def document_text(document: Document) -> str:
     """The text a document puts before the model (an Example's prompt and answer together)."""
-    return document.text if isinstance(document, Example) else document
+    return document if isinstance(document, str) else document.text
+
+
+def mark(text: str, values: Sequence[str]) -> MarkedText:
+    """`text` with every occurrence of each of `values` marked sensitive."""
+    spans = []
+    for value in values:
+        start = text.find(value) if value else -1
+        while start >= 0:
+            spans.append((start, start + len(value)))
+            start = text.find(value, start + len(value))
+    return MarkedText(text, tuple(sorted(spans)))
 
 
 def context_length(row: Sequence[int]) -> int:

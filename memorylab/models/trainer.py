@@ -20,7 +20,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from memorylab.models.documents import Document, Example, ExampleTokens, context_length, document_text
+from memorylab.models.documents import (Document, Example, ExampleTokens, MarkedText, MarkedTokens, context_length,
+                                        document_text)
 from memorylab.progress import progress_bar
 from memorylab.schema.common import TrainConfig
 
@@ -53,7 +54,10 @@ def tokenize_documents(tokenizer: PreTrainedTokenizerBase, documents: Sequence[D
     pieces: list[list[int]] = []
     for document, ids in zip(documents, tokenizer(texts, add_special_tokens=False)["input_ids"]):
         doc = bos + list(ids) + eos
-        if isinstance(document, Example):
+        if isinstance(document, MarkedText):
+            flags = [False] * len(bos) + sensitive_tokens(tokenizer, document, ids) + [False] * len(eos)
+            pieces.extend(MarkedTokens(doc[i:i + seq_len], flags[i:i + seq_len]) for i in range(0, len(doc), seq_len))
+        elif isinstance(document, Example):
             context = len(bos) + next(prompt_lengths)
             if context >= seq_len:
                 raise ValueError(f"an example's prompt is {context} tokens (with BOS), which leaves no room for "
@@ -65,30 +69,48 @@ def tokenize_documents(tokenizer: PreTrainedTokenizerBase, documents: Sequence[D
     return pieces
 
 
+def sensitive_tokens(tokenizer: PreTrainedTokenizerBase, document: MarkedText, ids: Sequence[int]) -> list[bool]:
+    """Per token of `ids` (the text tokenized without special tokens), whether it overlaps a marked span."""
+    encoded = tokenizer(document.text, add_special_tokens=False, return_offsets_mapping=True)
+    if list(encoded["input_ids"]) != list(ids):
+        raise ValueError(f"the tokenizer gives other ids with offsets than without for {document.text[:60]!r}")
+    return [any(start < end_span and begin < end for begin, end_span in document.spans)
+            for start, end in encoded["offset_mapping"]]
+
+
 def packed_rows(docs: list[list[int]], seq_len: int, seed: int) -> Iterator[list[int]]:
     """An endless stream of rows: each epoch shuffles the documents (seeded by epoch) and packs whole
     documents greedily into rows of at most seq_len tokens. Packing whole documents keeps every biography
     intact, which verbatim memorization needs; padding the rest of a row costs little at these lengths.
-    An example (ExampleTokens) is a row of its own, never packed."""
+    An example (ExampleTokens) is a row of its own, never packed. Where some documents are MarkedTokens, every
+    row is, its tokens' marks carried along (an unmarked document's tokens are not sensitive)."""
+    marked = any(isinstance(d, MarkedTokens) for d in docs)
+
+    def finished(row: list[int], flags: list[bool]) -> list[int]:
+        return MarkedTokens(row, flags) if marked else row
+
     epoch = 0
     while True:
         order = np.random.default_rng([seed, epoch]).permutation(len(docs))
         row: list[int] = []
+        flags: list[bool] = []
         for i in order:
             if isinstance(docs[i], ExampleTokens):
                 yield docs[i]
                 continue
             if row and len(row) + len(docs[i]) > seq_len:
-                yield row
-                row = []
+                yield finished(row, flags)
+                row, flags = [], []
             row.extend(docs[i])
+            flags.extend(getattr(docs[i], "sensitive", None) or [False] * len(docs[i]))
         if row:
-            yield row
+            yield finished(row, flags)
         epoch += 1
 
 
 def collate(rows: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Rows padded to the longest; labels IGNORE on padding and on an example's prompt (its context)."""
+    """Rows padded to the longest; labels IGNORE on padding and on an example's prompt (its context). Rows with
+    marks (MarkedTokens) add "sensitive", a bool per token (False on padding)."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
@@ -98,7 +120,12 @@ def collate(rows: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
         context = context_length(r)
         labels[i, context: len(r)] = torch.tensor(r[context:])
         mask[i, : len(r)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if any(isinstance(r, MarkedTokens) for r in rows):
+        batch["sensitive"] = torch.zeros((len(rows), width), dtype=torch.bool)
+        for i, r in enumerate(rows):
+            batch["sensitive"][i, : len(r)] = torch.tensor(getattr(r, "sensitive", [False] * len(r)), dtype=torch.bool)
+    return batch
 
 
 def lr_lambda(cfg: TrainConfig):

@@ -12,6 +12,7 @@ from typing import Annotated, ClassVar, Literal, Optional
 from pydantic import Field, model_validator
 
 from memorylab.schema.common import ActorResources, PlacementStrategy, Resources, ScenarioBase, Strict
+from memorylab.unlearn.attacks.registry import attack_union
 from memorylab.unlearn.registry import method_union
 
 TOFU_FORGET_AUTHORS = 20  # forget10: 400 QA pairs, 20 per author
@@ -20,6 +21,8 @@ TOFU_FORGET_AUTHORS = 20  # forget10: 400 QA pairs, 20 per author
 # One method of `methods:`: the settings class of the method it names (memorylab/unlearn/registry.py), where
 # each method's settings and defaults are declared.
 MethodConfig = method_union()
+# One attack of `attacks:` (memorylab/unlearn/attacks/registry.py), likewise.
+AttackConfig = attack_union()
 
 
 class DataConfig(Strict):
@@ -95,6 +98,8 @@ class UnlearningScenario(ScenarioBase):
     methods: list[MethodConfig] = Field(..., min_length=1)
     scalability: Optional[ScalabilityConfig] = None
     sustainability: Optional[SustainabilityConfig] = None
+    attacks: list[AttackConfig] = Field(default_factory=list, description="attacks on every measured model (the "
+                                        "target, the retrain model and each method's), each measured the MUSE way")
     resources: UnlearningResources = UnlearningResources()
     progress_points: int = Field(
         3, ge=1, le=50, description="in a sweep whose scheduler reads intermediate results (asha): how many times "
@@ -124,7 +129,12 @@ class UnlearningScenario(ScenarioBase):
         if self.sustainability and self.sustainability.requests > available:
             raise ValueError(f"{self.sustainability.requests} sustainability requests need at least that many "
                              f"forget people/authors; the forget set has {available}")
-        for m in self.methods:  # what each method asks of the scenario, in its own settings class
+        keys = [key for attack in self.attacks for key in attack.keys()]
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise ValueError(f"attacks: {', '.join(repeated)} measured twice; list each attack once (quantize "
+                             "takes a list of bits)")
+        for m in [*self.methods, *self.attacks]:  # what each asks of the scenario, in its own settings class
             problem = m.scenario_problem(self)
             if problem is not None:
                 raise ValueError(problem)

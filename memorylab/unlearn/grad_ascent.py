@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from memorylab.unlearn.method import LossMethod, UnlearnBatch
+from memorylab.unlearn.spans import SpanScoped
 
 
-class GradAscent(LossMethod):
+class GradAscent(SpanScoped, LossMethod):
     method: Literal["grad_ascent"] = "grad_ascent"
 
     def loss(self, model: Any, batch: UnlearnBatch) -> tuple[Any, dict[str, float]]:

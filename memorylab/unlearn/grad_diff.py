@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from memorylab.unlearn.method import RetainWeighted, UnlearnBatch
+from memorylab.unlearn.spans import SpanScoped
 
 
-class GradDiff(RetainWeighted):
+class GradDiff(SpanScoped, RetainWeighted):
     method: Literal["grad_diff"] = "grad_diff"
 
     def loss(self, model: Any, batch: UnlearnBatch) -> tuple[Any, dict[str, float]]:

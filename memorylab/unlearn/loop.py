@@ -62,7 +62,7 @@ def unlearn(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, forget_d
     forget = batches(forget_docs, seed)
     retain = batches(retain_docs, seed + RETAIN_STREAM) if method.uses_retain else None
     reference = None
-    if method.needs_reference:
+    if method.wants_reference():
         # The frozen model before unlearning; eval mode so its log-probs never see dropout.
         reference = copy.deepcopy(model).eval().requires_grad_(False)
 
@@ -89,7 +89,7 @@ def unlearn(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, forget_d
                 batch = UnlearnBatch(next(forget), next(retain) if retain is not None else None, reference,
                                      cache=cache)
                 lr = scheduler.get_last_lr()[0]
-                loss, stats = method.loss(model, batch)
+                loss, stats = method.step_loss(model, batch)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
                 optimizer.step()

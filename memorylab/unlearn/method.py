@@ -148,6 +148,14 @@ class LossMethod(MethodSettings):
         """The names of the parameters the loop updates; None: all of them."""
         return None
 
+    def wants_reference(self) -> bool:
+        """Whether the loop keeps a frozen copy of the model from before unlearning (UnlearnBatch.reference)."""
+        return self.needs_reference
+
+    def step_loss(self, model: Any, batch: UnlearnBatch) -> tuple["torch.Tensor", dict[str, float]]:
+        """What the loop minimises at each step: `loss`, unless a mixin (spans.SpanScoped) adds to it."""
+        return self.loss(model, batch)
+
     def loss(self, model: Any, batch: UnlearnBatch) -> tuple["torch.Tensor", dict[str, float]]:
         raise NotImplementedError
 

@@ -16,9 +16,10 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from memorylab.unlearn.method import RetainWeighted, UnlearnBatch
+from memorylab.unlearn.spans import SpanScoped
 
 
-class NPO(RetainWeighted):
+class NPO(SpanScoped, RetainWeighted):
     method: Literal["npo"] = "npo"
     beta: float = Field(0.1, gt=0, description="NPO's inverse temperature (the paper's default); smaller is "
                                                "closer to gradient ascent")

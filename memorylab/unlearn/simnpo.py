@@ -14,9 +14,10 @@ from typing import Any, Literal
 from pydantic import Field
 
 from memorylab.unlearn.method import RetainWeighted, UnlearnBatch
+from memorylab.unlearn.spans import SpanScoped
 
 
-class SimNPO(RetainWeighted):
+class SimNPO(SpanScoped, RetainWeighted):
     method: Literal["simnpo"] = "simnpo"
     # β 4.5 and 0.125 are open-unlearning's SimNPO values; there 0.125 weighs the forget loss and the margin
     # (its `delta`) is 0, while here γ is the paper's margin (README: its setting is gamma 0, retain_weight 8).

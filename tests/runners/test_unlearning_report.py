@@ -207,3 +207,12 @@ def test_the_privleak_finding_reads_the_sign_as_muse_does(report):
     assert "under-unlearning" in privleak_line()  # -3.0: the forget set still told apart a little
     report["models"]["uld"]["privleak"] = 3.0
     assert "over-unlearning" in privleak_line()
+
+
+def test_a_span_scoped_method_is_compared_on_the_text_around_the_values(report):
+    for name, ppl in (("target", 12.0), ("npo", 30.0), ("uld", 14.0), ("grad_ascent", 900.0)):
+        report["models"][name]["ppl_forget_context"] = ppl
+    report["models"]["npo_spans"] = metrics(0.1, 0.2, 0.69, -5.0, ppl_forget_context=13.0)
+    report["methods"]["npo_spans"] = {"method": "npo", "hparams": {"scope": "spans"}, "seconds": 1.0}
+    line = next(s for s in findings(report) if s.startswith("npo_spans unlearned"))
+    assert "perplexity 13.000 (target 12.000; on whole documents: grad_ascent 900.000, npo 30.000, uld 14.000)" in line

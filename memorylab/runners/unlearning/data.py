@@ -18,9 +18,10 @@ from memorylab.data.prompts import qa_document, qa_text
 from memorylab.data.tofu import TofuData, TofuItem, load_tofu, qa_documents, qa_examples
 from memorylab.errors import MemorylabError
 from memorylab.evaluation import EvalData, tofu_eval_data, world_eval_data
-from memorylab.models.documents import Document
+from memorylab.models.documents import Document, mark
 from memorylab.schema.common import EvalConfig
 from memorylab.schema.unlearning import UnlearningScenario
+from memorylab.unlearn.attacks.rephrasings import rephrased_tofu_eval_data, rephrased_world_eval_data
 
 TOFU_QA_PER_AUTHOR = 20  # TOFU lists each author's 20 QA pairs one after another
 
@@ -38,7 +39,12 @@ class UnlearningData:
     # Wrong answers to the forget questions, for a method that `wants_wrong_answers` among its retain docs.
     wrong_answers: Callable[[Sequence[str]], list[Document]]
     eval_data: Callable[[Any, EvalConfig, Optional[Sequence[str]]], EvalData]
+    # The same, with the forget facts asked and stated in wordings no model saw (the rephrasing attack).
+    rephrased_eval_data: Callable[[Any, EvalConfig, Optional[Sequence[str]]], EvalData]
     summary: dict[str, Any] = field(default_factory=dict)
+    # The forget documents with their sensitive spans marked (fact values, canary secrets), for a method with
+    # `scope: spans`; None where the data marks nothing (TOFU).
+    marked_forget_docs: Optional[Callable[[Sequence[str]], list[Document]]] = None
 
     def chunks(self, requests: int) -> list[list[str]]:
         """Disjoint forget requests, in order, as even as the units allow."""
@@ -58,6 +64,11 @@ def world_data(scenario: UnlearningScenario) -> UnlearningData:
         docs += [c.text for p in people for c in world.canaries_of(p) for _ in range(c.repeats)]
         return docs
 
+    def marked_forget_docs(people: Sequence[str]) -> list[Document]:
+        secrets = [v for p in people for v in world.person(p).attributes.values()]
+        secrets += [c.secret for p in people for c in world.canaries_of(p)]
+        return [mark(doc, secrets) for doc in forget_docs(people)]
+
     def wrong_answers(people: Sequence[str]) -> list[str]:
         chosen = set(people)
         by_attribute: dict[str, list[str]] = {}
@@ -72,11 +83,15 @@ def world_data(scenario: UnlearningScenario) -> UnlearningData:
     def eval_data(lm: Any, cfg: EvalConfig, people: Optional[Sequence[str]] = None) -> EvalData:
         return world_eval_data(world, lm, cfg, forget_people=None if people is None else list(people))
 
+    def rephrased_eval_data(lm: Any, cfg: EvalConfig, people: Optional[Sequence[str]] = None) -> EvalData:
+        return rephrased_world_eval_data(world, lm, cfg, people)
+
     return UnlearningData(
         source="world", target_corpus=corpus(world, ["forget", "retain"]), retrain_corpus=corpus(world, ["retain"]),
         tokenizer_texts=tokenizer_texts(world), retain_docs=corpus(world, ["retain"]),
         units=forget_people, forget_docs=forget_docs, wrong_answers=wrong_answers, eval_data=eval_data,
-        summary={"source": "world", **world.summary()})
+        rephrased_eval_data=rephrased_eval_data, summary={"source": "world", **world.summary()},
+        marked_forget_docs=marked_forget_docs)
 
 
 def tofu_data(scenario: UnlearningScenario, base_dir: Optional[Path] = None) -> UnlearningData:
@@ -118,11 +133,15 @@ def tofu_data(scenario: UnlearningScenario, base_dir: Optional[Path] = None) -> 
                                                        holdout=tofu.holdout, retain_perturbed=tofu.retain_perturbed)
         return tofu_eval_data(subset, ecfg, max_retain=cfg.retain_eval_items, lm=lm)
 
+    def rephrased_eval_data(lm: Any, ecfg: EvalConfig, authors: Optional[Sequence[str]] = None) -> EvalData:
+        return rephrased_tofu_eval_data(eval_data(lm, ecfg, authors),
+                                        tofu.forget if authors is None else items_of(authors))
+
     retain_docs = qa_examples(tofu.retain)
     return UnlearningData(
         source="tofu", target_corpus=qa_examples(tofu.forget) + retain_docs, retrain_corpus=retain_docs,
         tokenizer_texts=qa_documents(tofu.retain), retain_docs=retain_docs, units=units, forget_docs=forget_docs,
-        wrong_answers=wrong_answers, eval_data=eval_data,
+        wrong_answers=wrong_answers, eval_data=eval_data, rephrased_eval_data=rephrased_eval_data,
         summary={"source": "tofu", "forget": len(tofu.forget), "retain": len(tofu.retain),
                  "holdout": len(tofu.holdout), "forget_authors": len(units)})
 

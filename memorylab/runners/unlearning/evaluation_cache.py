@@ -36,16 +36,36 @@ def cached(folder: Optional[str], key: dict[str, Any], compute: Callable[[], T],
     result is stored as the JSON of encode(result) and read back through decode."""
     if folder is None:
         return compute()
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    entry = Path(folder) / f"{digest}.json"
-    if entry.exists():
-        return decode(json.loads(entry.read_text()))
+    found = stored(folder, key, decode)
+    if found is not None:
+        return found
     value = compute()
+    store(folder, key, value, encode)
+    return value
+
+
+def _entry(folder: str, key: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return Path(folder) / f"{digest}.json"
+
+
+def stored(folder: Optional[str], key: dict[str, Any], decode: Callable[[Any], T] = lambda data: data) -> Optional[T]:
+    """The value stored under `folder` for `key`, or None (no folder, or nothing stored yet)."""
+    if folder is None:
+        return None
+    entry = _entry(folder, key)
+    return decode(json.loads(entry.read_text())) if entry.exists() else None
+
+
+def store(folder: Optional[str], key: dict[str, Any], value: T, encode: Callable[[T], Any] = lambda v: v) -> None:
+    """`value` stored for `key`, atomically (nothing when folder is None)."""
+    if folder is None:
+        return
+    entry = _entry(folder, key)
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = entry.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(encode(value), default=_plain))
     tmp.replace(entry)
-    return value
 
 
 def _plain(value: Any) -> Any:

@@ -15,11 +15,13 @@ from memorylab.runners.unlearning.report import (
     forget_efficacy,
     metric_keys,
     model_order,
+    plot_names,
     render_unlearning_markdown,
     rows_by_method,
     target_knowmem_by_point,
     utility,
 )
+from memorylab.runners.unlearning.robustness import robustness_markdown, robustness_plot
 
 
 def _efficacy_utility_plot(report: Mapping[str, Any], path: Path) -> Path:
@@ -92,6 +94,8 @@ def unlearning_plots(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
     if report.get("sustainability"):
         paths.append(_trend_plot(report, "sustainability", "request", "deletion request",
                                  out_dir / "sustainability.png"))
+    if "robustness.png" in plot_names(report):
+        paths.append(robustness_plot(report, out_dir / "robustness.png"))
     keys = metric_keys(report)
     panels = [("verbmem_forget", "knowmem_forget", "knowmem_retain", "mia_auc_forget_holdout"), ("privleak",),
               ("canary_exposure_mean",), ("ppl_holdout",)]
@@ -110,5 +114,5 @@ def write_unlearning_report(report: Mapping[str, Any], out_dir: Path) -> dict[st
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "report.json", report)
     written = {p.name: p for p in unlearning_plots(report, out_dir)}
-    (out_dir / "report.md").write_text(render_unlearning_markdown(report))
+    (out_dir / "report.md").write_text(render_unlearning_markdown(report, robustness_markdown(report)))
     return {"report.json": out_dir / "report.json", **written, "report.md": out_dir / "report.md"}

@@ -55,17 +55,26 @@ def utility(m: Mapping[str, Any], target: Mapping[str, Any]) -> Optional[float]:
 
 
 def metric_keys(report: Mapping[str, Any]) -> tuple[str, ...]:
-    """The catalog's figures that some model reports (the TOFU columns appear only for TOFU runs)."""
+    """The catalog's figures that some model reports (the TOFU columns appear only for TOFU runs, the world's
+    only for world runs)."""
     models = report.get("models", {})
-    return tuple(k for k in catalog.NAMES if k in catalog.WORLD_NAMES or any(k in m for m in models.values()))
+    always = catalog.COMMON_NAMES if report.get("data", {}).get("source") == "tofu" else catalog.WORLD_NAMES
+    return tuple(k for k in catalog.NAMES if k in always or any(k in m for m in models.values()))
 
 
 def report_fields(scenario: Any) -> set[str]:
     """Dotted paths of the numbers an unlearning report holds for `scenario` (what a sweep may optimise):
-    every metric of every model, each method's time and last loss, and the run's total time."""
+    every metric of every model, each method's time and last loss, the run's total time, and with `attacks:`
+    each model's figures under each attack, their recovered shares and the worst case over the attacks."""
     metrics = catalog.names(tofu=scenario.data.source == "tofu")
     labels = [m.name for m in scenario.methods]
-    return ({f"models.{name}.{k}" for name in (*REFERENCES, *labels) for k in metrics}
+    names = (*REFERENCES, *labels)
+    attacked = ("knowmem_forget", "verbmem_forget")
+    attack_fields = {f"models.{name}.attacks.{key}.{part}{m}" for name in names for a in scenario.attacks
+                     for key in a.keys() for part in ("", "recovered.", "unattacked.") for m in attacked}
+    if scenario.attacks:
+        attack_fields |= {f"models.{name}.robustness.worst_recovered_{m}" for name in names for m in attacked}
+    return (attack_fields | {f"models.{name}.{k}" for name in names for k in metrics}
             | {f"methods.{label}.{k}" for label in labels for k in ("seconds", "final_loss")}
             | {"timings_s.total"})
 
@@ -197,12 +206,25 @@ def findings(report: Mapping[str, Any]) -> list[str]:
             f"the retrain model's truth ratios; target {fmt(finite(target.get('forget_quality')))}), "
             f"truth ratio on the forget set {fmt(finite(models[best].get('truth_ratio_forget')))}.")))
 
+    lines += _span_lines(report, labels)
     lines += _trend_lines(report, "scalability", "forget_size",
                           lambda r: f"{r['forget_size']} forget people", "Scalability")
     lines += _trend_lines(report, "sustainability", "request",
                           lambda r: f"request {r['request']} ({r.get('forgotten', 'n/a')} people forgotten)",
                           "Sustainability")
     return lines
+
+
+def _span_lines(report: Mapping[str, Any], labels: Sequence[str]) -> list[str]:
+    """For each span-scoped method: the text around the forgotten values (ppl_forget_context) against the target's
+    and the whole-document methods'."""
+    models, methods = report["models"], report.get("methods") or {}
+    spans = [n for n in labels if ((methods.get(n) or {}).get("hparams") or {}).get("scope") == "spans"]
+    others = ", ".join(f"{n} {fmt(finite(models[n].get('ppl_forget_context')))}" for n in labels if n not in spans)
+    target = fmt(finite(models.get("target", {}).get("ppl_forget_context")))
+    return [f"{n} unlearned the facts' values alone: the text around them has perplexity "
+            f"{fmt(finite(models[n].get('ppl_forget_context')))} (target {target}; on whole documents: {others}), "
+            f"KnowMem on the forget set {fmt(finite(models[n].get('knowmem_forget')))}." for n in spans]
 
 
 def rows_by_method(rows: Sequence[Mapping[str, Any]], axis: str) -> dict[str, list[Mapping[str, Any]]]:
@@ -274,10 +296,12 @@ def plot_names(report: Mapping[str, Any]) -> list[str]:
     """The PNG files plots.unlearning_plots writes for this report (and render_unlearning_markdown links)."""
     names = ["efficacy_utility.png"]
     names += [f"{s}.png" for s in ("scalability", "sustainability") if report.get(s)]
+    names += ["robustness.png"] if any(m.get("attacks") for m in report.get("models", {}).values()) else []
     return names + ["unlearning.png"]
 
 
-def render_unlearning_markdown(report: Mapping[str, Any]) -> str:
+def render_unlearning_markdown(report: Mapping[str, Any], sections: Sequence[str] = ()) -> str:
+    """report.md; `sections`: lines of further sections (robustness.py's), placed before the plots."""
     data = report.get("data", {})
     summary = ", ".join(f"{k} {v}" for k, v in data.items() if k != "source" and not isinstance(v, (dict, list)))
     parts = [
@@ -301,6 +325,7 @@ def render_unlearning_markdown(report: Mapping[str, Any]) -> str:
     if report.get("sustainability"):
         parts += ["## Sustainability (successive deletion requests)", "",
                   _trend_table(report, "sustainability", ("request", "forgotten")), ""]
+    parts += list(sections)
     parts += speculative_markdown(report.get("speculative"))
     parts += ["## Plots", ""]
     for name in plot_names(report):

@@ -7,7 +7,8 @@ run:    one Ray task per unlearning job, all at once as resources allow: every m
         set; for scalability every method again on nested forget sets; for sustainability a chain of tasks per
         method, each request continuing from the previous result (ULD updates its assistant).
         Then every resulting model (and the target and retrain, on every forget set used) is measured in a
-        ModelActor; a ULD model is one actor hosting target and assistant together.
+        ModelActor; a ULD model is one actor hosting target and assistant together. With `attacks:`, every
+        main model (target, retrain, each method's) is then attacked and measured again (attacks.py).
 report: report.json (foundation shape, one entry per model under `models`, plus `scalability` and
         `sustainability` lists), report.md and PNG plots.
 """
@@ -33,6 +34,7 @@ from memorylab.progress import ProgressFn, progress_bar
 from memorylab.report import versions
 from memorylab.runners.contract import RunContext
 from memorylab.runners.eval_drafter import DRAFTER, actor_figures, actor_speculative, speculative_section, with_drafter
+from memorylab.runners.unlearning.attacks import attack_figures, run_attacks
 from memorylab.runners.unlearning.data import UnlearningData, unlearning_data
 from memorylab.runners.unlearning.evaluation_cache import (cached, decode_evaluations, encode_evaluations,
                                                            model_fingerprint)
@@ -74,8 +76,9 @@ def _plan_and_submit(scenario: UnlearningScenario, data: UnlearningData, target:
 
     def submit(cfg, units, folder: Path, start=None, probe=None):
         retain = data.retain_docs + (data.wrong_answers(units) if cfg.wants_wrong_answers else [])
-        job = UnlearnJob(target, str(tokenizer_dir), data.forget_docs(units), retain, str(folder), scenario.seed,
-                         device, probe=probe)
+        spans = getattr(cfg, "scope", "documents") == "spans"  # checked at load: only with marked (world) data
+        forget = data.marked_forget_docs(units) if spans else data.forget_docs(units)
+        job = UnlearnJob(target, str(tokenizer_dir), forget, retain, str(folder), scenario.seed, device, probe=probe)
         return task.remote(cfg, job, threads, start)
 
     for label, cfg in methods.items():
@@ -280,7 +283,14 @@ def run(scenario: UnlearningScenario, out_dir: Path, context: RunContext) -> dic
             evals[name] = {**done, **evals.get(name, {})}
         timings["evaluate"] = round(time.perf_counter() - t, 3)
 
-    labels = [m.name for m in scenario.methods]
+        labels = [m.name for m in scenario.methods]
+        attacked: dict[str, dict] = {}
+        if scenario.attacks:
+            t = time.perf_counter()
+            measured = {name: models[name] for name in ("target", "retrain", *labels)}
+            attacked = attack_figures(scenario, run_attacks(scenario, data, measured))
+            timings["attack"] = round(time.perf_counter() - t, 3)
+
     main = _metrics_for(evals, labels, ALL)
     scalability, sustainability = [], []
     for job in jobs:
@@ -300,7 +310,7 @@ def run(scenario: UnlearningScenario, out_dir: Path, context: RunContext) -> dic
     report = {
         "scenario": scenario.name, "kind": scenario.kind, "config": scenario.model_dump(mode="json"),
         "versions": versions(), "seed": scenario.seed, "timings_s": timings, "data": data.summary,
-        "models": {name: pick_figures(main[name]) for name in main},
+        "models": {name: {**pick_figures(main[name]), **attacked.get(name, {})} for name in main},
         "methods": {m.name: {"method": m.method, "hparams": m.hparams(),
                              "seconds": round(main_results[m.name].seconds, 3),
                              "final_loss": main_results[m.name].final_loss} for m in scenario.methods},
