@@ -71,3 +71,32 @@ def test_the_readme_attack_registers_and_runs(world_model, tmp_path, monkeypatch
     bench = AttackBench(data, scenario.eval, seed=0)
     result = attack_task([noise], path, None, bench, threads=1, device="cpu")
     assert set(result["attacks"]["noise"].after) == set(FIGURES)
+
+
+def test_attacks_run_on_tofu(tmp_path):
+    """TOFU's long answers: the in-context block shrinks to what fits a 256-token model, relearning trains on QA
+    examples, rephrasing asks the paraphrased questions."""
+    from memorylab.models.tiny import build_tiny_model
+    from memorylab.models.tokenizer import train_bpe_tokenizer
+    from memorylab.schema.common import TinyModelConfig
+
+    scenario = load_scenario(ROOT / "scenarios" / "tofu_tiny.yaml", [
+        "data.retain_authors=1", "data.retain_eval_items=4", "eval.knowmem_max_new_tokens=4",
+        "eval.verbmem_max_new_tokens=4", "attacks=[{attack: relearn, steps: 1, seq_len: 256}, {attack: rephrase},"
+        " {attack: in_context}]"])
+    data = unlearning_data(scenario)
+    data.units[:] = data.units[:2]  # two authors: one relearned on, one measured
+    tokenizer = train_bpe_tokenizer(data.tokenizer_texts, 300)
+    model = build_tiny_model(TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                                             vocab_size=300, max_position_embeddings=256), tokenizer, seed=0)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    bench = AttackBench(data, scenario.eval, seed=0)
+    result = attack_task(list(scenario.attacks), str(tmp_path), None, bench, threads=1, device="cpu")
+    assert set(result["attacks"]) == {"relearn", "rephrase", "in_context"}
+    assert all(set(o.after) == set(FIGURES) for o in result["attacks"].values())
+    from memorylab.models.backends.hf import HFLM
+    from memorylab.unlearn.attacks.in_context import InContext
+
+    lm = HFLM.load(str(tmp_path), device="cpu")
+    assert InContext(shots=3).fitting_shots(data.eval_data(lm, scenario.eval, None), lm, 4) < 3  # 3 would overflow

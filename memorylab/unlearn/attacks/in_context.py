@@ -43,8 +43,22 @@ class InContext(AttackSettings):
             verbatim.append((line + block + prompt, truth))
         return dataclasses.replace(data, fewshot_pool=list(data.qa_forget), verbatim=verbatim, knowmem_prefix=line)
 
+    def fitting_shots(self, data: Any, lm: Any, new_tokens: int) -> int:
+        """The most few-shot examples (up to `shots`) with which every KnowMem prompt fits `lm`'s context with
+        `new_tokens` to generate (TOFU's long answers fill a tiny model's 256 tokens with a few)."""
+        from memorylab.data.prompts import fewshot_prompt
+        from memorylab.evaluation import fewshot_shots
+
+        line = f"{self.prefix}\n\n" if self.prefix else ""
+        for k in range(self.shots, 0, -1):
+            prompts = [line + fewshot_prompt(fewshot_shots(data.qa_forget, q, k), q.question) for q in data.qa_forget]
+            if max(lm.count_tokens(prompts), default=0) + 1 + new_tokens <= lm.max_length:
+                return k
+        return 0
+
     def run(self, subject: AttackSubject, bench: AttackBench) -> dict[str, AttackOutcome]:
-        asked = AttackBench(bench.data, bench.eval.model_copy(update={"knowmem_shots": self.shots}), bench.seed)
         lm = subject.lm()
+        shots = self.fitting_shots(bench.data.eval_data(lm, bench.eval, None), lm, bench.eval.knowmem_max_new_tokens)
+        asked = AttackBench(bench.data, bench.eval.model_copy(update={"knowmem_shots": shots}), bench.seed)
         rewrite = lambda data: self.rewrite(data, lm, asked.eval.verbmem_max_new_tokens)  # noqa: E731
         return {self.attack: AttackOutcome(after=asked.measure(lm, rewrite=rewrite))}
